@@ -1,0 +1,2 @@
+//! The activity processor: drains the activity stream into PostgreSQL and
+//! serves the admin API.
