@@ -23,3 +23,16 @@ pub use activity::{
     Activity, ActivityType, CustomAction, InvalidAction, WIRE_VERSION, WireError, limits,
     truncate_chars,
 };
+
+#[cfg(feature = "tracker")]
+mod capture;
+#[cfg(feature = "tracker")]
+mod counters;
+#[cfg(feature = "tracker")]
+mod envelope;
+
+#[cfg(feature = "tracker")]
+pub use counters::CountersSnapshot;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
