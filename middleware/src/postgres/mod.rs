@@ -3,6 +3,8 @@
 
 use sqlx::PgPool;
 
+pub mod rollups;
+
 use crate::Activity;
 
 /// What a batch write did.
