@@ -29,10 +29,21 @@ mod capture;
 #[cfg(feature = "tracker")]
 mod counters;
 #[cfg(feature = "tracker")]
+mod dispatcher;
+#[cfg(feature = "tracker")]
 mod envelope;
+#[cfg(feature = "tracker")]
+mod tracker;
 
 #[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
+#[cfg(feature = "tracker")]
+pub use dispatcher::{RedisStreamSink, ShutdownSummary, Sink, SinkError};
+#[cfg(feature = "tracker")]
+pub use tracker::{
+    ActivityTracker, ActivityTrackerBuilder, BuildError, CaseAction, DEFAULT_STREAM_KEY,
+    DocumentAction, PaymentAction, WithdrawalAction,
+};
 
 #[cfg(feature = "postgres")]
 pub mod postgres;

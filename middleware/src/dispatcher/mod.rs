@@ -1,0 +1,543 @@
+//! The background task that moves events from the tracker's channel into
+//! the stream.
+//!
+//! It drains the bounded channel with `recv_many` (sending whatever is
+//! there: no waiting to fill a batch, so latency stays low), turns each
+//! envelope into a normalized [`Activity`], and hands batches of at most
+//! `max_batch` to its [`Sink`]. A failing batch is retried with capped
+//! exponential backoff (with jitter) while new events keep being read into
+//! a bounded buffer; when that buffer is over its capacity the oldest events
+//! are dropped and counted (`dropped_buffer_full`), so the newest activity
+//! survives a long outage and the request path never feels it.
+//!
+//! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
+//! channel's senders alive, so the dispatcher cannot wait for the channel to
+//! close. When cancelled it closes the channel itself, takes what is in it,
+//! and flushes until the buffer is empty or the shutdown timeout runs out.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use activity_tracker::{Activity, ActivityTracker, ActivityType};
+//!
+//! let tracker = ActivityTracker::builder()
+//!     .redis_url("redis://127.0.0.1:6379")
+//!     .max_batch(512)
+//!     .build()
+//!     .await?;
+//! tracker.track(Activity::new(ActivityType::Login).user_id("user-123"));
+//! let summary = tracker.shutdown().await;
+//! assert_eq!(summary.unsent, 0);
+//! # Ok(()) }
+//! ```
+
+mod backoff;
+mod redis;
+mod sink;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use self::redis::RedisStreamSink;
+pub use self::sink::{Sink, SinkError};
+
+use self::backoff::Backoff;
+use crate::Activity;
+use crate::capture::CaptureConfig;
+use crate::counters::Counters;
+use crate::envelope::Envelope;
+
+/// How the dispatcher batches, buffers and retries.
+#[derive(Debug, Clone)]
+pub(crate) struct DispatcherConfig {
+    /// Most events per sink call (and per `recv_many`).
+    pub(crate) max_batch: usize,
+    /// Most events held while the sink fails; the oldest go first past it.
+    pub(crate) buffer_capacity: usize,
+    /// First retry delay.
+    pub(crate) backoff_initial: Duration,
+    /// Cap on the retry delay.
+    pub(crate) backoff_max: Duration,
+    /// How long shutdown may spend flushing.
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            max_batch: 1024,
+            buffer_capacity: 100_000,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the dispatcher did by the time it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSummary {
+    /// Events written to the stream over the tracker's whole life.
+    pub sent: u64,
+    /// Events written while shutting down (part of `sent`).
+    pub flushed: u64,
+    /// Events that were still waiting when the shutdown timeout ran out,
+    /// now lost (counted as `dropped_shutdown`).
+    pub unsent: u64,
+    /// Whether the flush was cut short by the shutdown timeout.
+    pub timed_out: bool,
+}
+
+/// The background task's state. Owned by the task alone: no locks.
+pub(crate) struct Dispatcher {
+    /// The tracker's channel; closed by the dispatcher when it shuts down.
+    rx: mpsc::Receiver<Envelope>,
+    /// Where batches go.
+    sink: Box<dyn Sink>,
+    /// Turns captured requests into activities.
+    capture: Arc<CaptureConfig>,
+    /// Shared with the layer and the tracker.
+    counters: Arc<Counters>,
+    config: DispatcherConfig,
+    /// Normalized activities waiting to be sent, oldest first.
+    buffer: VecDeque<Activity>,
+    /// Reused by `recv_many`.
+    scratch: Vec<Envelope>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("sink", &self.sink)
+            .field("config", &self.config)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<Envelope>,
+        sink: Box<dyn Sink>,
+        capture: Arc<CaptureConfig>,
+        counters: Arc<Counters>,
+        config: DispatcherConfig,
+    ) -> Self {
+        let config = DispatcherConfig {
+            max_batch: config.max_batch.max(1),
+            buffer_capacity: config.buffer_capacity.max(config.max_batch.max(1)),
+            ..config
+        };
+        Dispatcher {
+            rx,
+            sink,
+            capture,
+            counters,
+            scratch: Vec::with_capacity(config.max_batch),
+            buffer: VecDeque::new(),
+            config,
+        }
+    }
+
+    /// Runs until `cancel` fires (or every sender is gone), then flushes
+    /// within the shutdown timeout.
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> ShutdownSummary {
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        // Set when shutdown starts: flushing must end by then.
+        let mut deadline: Option<Instant> = None;
+        let mut sent_before_shutdown = 0;
+        let mut timed_out = false;
+
+        loop {
+            if deadline.is_none() && cancel.is_cancelled() {
+                deadline = Some(Instant::now() + self.config.shutdown_timeout);
+            }
+            if deadline.is_some() && !self.rx.is_closed() {
+                sent_before_shutdown = self.counters.snapshot().sent;
+                self.rx.close();
+            }
+            if self.rx.is_closed() {
+                // Closed: nothing new can arrive, so take all that is left.
+                while let Ok(envelope) = self.rx.try_recv() {
+                    self.scratch.push(envelope);
+                }
+                self.absorb();
+            } else if self.buffer.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => continue,
+                    n = self.rx.recv_many(&mut self.scratch, self.config.max_batch) => {
+                        if n == 0 {
+                            // Every sender is gone: the tracker was dropped
+                            // without `shutdown()`; flush as if it had been called.
+                            deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                            continue;
+                        }
+                        self.absorb();
+                    }
+                }
+            } else {
+                // A retry or a backlog: top up without waiting.
+                while self.scratch.len() < self.config.max_batch {
+                    match self.rx.try_recv() {
+                        Ok(envelope) => self.scratch.push(envelope),
+                        Err(_) => break,
+                    }
+                }
+                self.absorb();
+            }
+
+            if self.buffer.is_empty() {
+                if deadline.is_some() {
+                    break;
+                }
+                continue;
+            }
+
+            let n = self.buffer.len().min(self.config.max_batch);
+            let result = {
+                let batch = &self.buffer.make_contiguous()[..n];
+                let send = self.sink.send(batch);
+                match deadline {
+                    Some(at) => match tokio::time::timeout_at(at, send).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            timed_out = true;
+                            break;
+                        }
+                    },
+                    None => {
+                        let mut send = send;
+                        tokio::select! {
+                            biased;
+                            result = &mut send => result,
+                            _ = cancel.cancelled() => {
+                                // Let the write in flight finish, within the timeout.
+                                let at = Instant::now() + self.config.shutdown_timeout;
+                                deadline = Some(at);
+                                match tokio::time::timeout_at(at, send).await {
+                                    Ok(result) => result,
+                                    Err(_) => {
+                                        timed_out = true;
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+
+            match result {
+                Ok(()) => {
+                    self.buffer.drain(..n);
+                    Counters::add(&self.counters.sent, n as u64);
+                    backoff.reset();
+                    self.counters.export(self.buffer.len());
+                }
+                Err(error) => {
+                    Counters::add(&self.counters.send_errors, 1);
+                    self.counters.export(self.buffer.len());
+                    tracing::warn!(%error, events = n, "writing a batch of activities failed; will retry");
+                    let delay = backoff.next_delay();
+                    if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
+                        timed_out = true;
+                        break;
+                    }
+                    Counters::add(&self.counters.retries, 1);
+                }
+            }
+        }
+
+        // Whatever is left could not be sent in time: count it as lost.
+        self.rx.close();
+        while let Ok(envelope) = self.rx.try_recv() {
+            self.scratch.push(envelope);
+        }
+        self.absorb();
+        let unsent = self.buffer.len() as u64;
+        self.buffer.clear();
+        Counters::add(&self.counters.dropped_shutdown, unsent);
+        self.counters.export(0);
+        let sent = self.counters.snapshot().sent;
+        if unsent > 0 {
+            tracing::warn!(unsent, "activity tracker stopped with unsent events");
+        }
+        ShutdownSummary {
+            sent,
+            flushed: sent - sent_before_shutdown.min(sent),
+            unsent,
+            timed_out,
+        }
+    }
+
+    /// Waits `delay` before a retry while still reading the channel into the
+    /// buffer. Returns `false` if the shutdown deadline passed meanwhile.
+    async fn wait_for_retry(
+        &mut self,
+        delay: Duration,
+        cancel: &CancellationToken,
+        deadline: &mut Option<Instant>,
+    ) -> bool {
+        let wake = Instant::now() + delay;
+        loop {
+            let until = match *deadline {
+                Some(at) => wake.min(at),
+                None => wake,
+            };
+            let reading = !self.rx.is_closed() && deadline.is_none();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled(), if deadline.is_none() => {
+                    *deadline = Some(Instant::now() + self.config.shutdown_timeout);
+                }
+                _ = tokio::time::sleep_until(until) => break,
+                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
+                    if n == 0 {
+                        deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                    }
+                    self.absorb();
+                }
+            }
+        }
+        match *deadline {
+            Some(at) => Instant::now() < at,
+            None => true,
+        }
+    }
+
+    /// Moves received envelopes into the buffer as normalized activities,
+    /// dropping the oldest past the buffer's capacity.
+    fn absorb(&mut self) {
+        let mut skipped = 0;
+        for envelope in self.scratch.drain(..) {
+            let activity = match envelope {
+                Envelope::Activity(activity) => Some(*activity),
+                Envelope::Captured(captured) => captured.into_activity(&self.capture),
+            };
+            match activity {
+                Some(mut activity) => {
+                    activity.normalize();
+                    self.buffer.push_back(activity);
+                }
+                None => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            Counters::add(&self.counters.skipped, skipped);
+        }
+        let over = self
+            .buffer
+            .len()
+            .saturating_sub(self.config.buffer_capacity);
+        if over > 0 {
+            self.buffer.drain(..over);
+            Counters::add(&self.counters.dropped_buffer_full, over as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::ActivityType;
+
+    /// Records batches; fails the first `fail_first` calls.
+    #[derive(Debug, Default)]
+    struct FakeSink {
+        fail_first: usize,
+        calls: AtomicUsize,
+        /// When each call happened, in the paused clock.
+        call_times: Mutex<Vec<Instant>>,
+        received: Mutex<Vec<Activity>>,
+        /// Makes every send hang, to test the shutdown deadline.
+        hang: bool,
+    }
+
+    impl Sink for Arc<FakeSink> {
+        fn send<'a>(&'a self, batch: &'a [Activity]) -> BoxFuture<'a, Result<(), SinkError>> {
+            async move {
+                let call = self.calls.fetch_add(1, Ordering::SeqCst);
+                self.call_times.lock().unwrap().push(Instant::now());
+                if self.hang {
+                    std::future::pending::<()>().await;
+                }
+                if call < self.fail_first {
+                    return Err(SinkError::Other("down".into()));
+                }
+                self.received.lock().unwrap().extend_from_slice(batch);
+                Ok(())
+            }
+            .boxed()
+        }
+    }
+
+    fn start(
+        sink: Arc<FakeSink>,
+        capacity: usize,
+        config: DispatcherConfig,
+    ) -> (
+        mpsc::Sender<Envelope>,
+        Arc<Counters>,
+        CancellationToken,
+        tokio::task::JoinHandle<ShutdownSummary>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let cancel = CancellationToken::new();
+        let dispatcher = Dispatcher::new(
+            rx,
+            Box::new(sink),
+            Arc::new(CaptureConfig::default()),
+            counters.clone(),
+            config,
+        );
+        let task = tokio::spawn(dispatcher.run(cancel.clone()));
+        (tx, counters, cancel, task)
+    }
+
+    fn offer(tx: &mpsc::Sender<Envelope>, counters: &Counters, n: usize) {
+        for i in 0..n {
+            let activity = Activity::new(ActivityType::Login).user_id(format!("u{i}"));
+            counters.record_offer(tx.try_send(Envelope::Activity(Box::new(activity))));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_with_growing_backoff_then_delivers_in_order() {
+        let sink = Arc::new(FakeSink {
+            fail_first: 3,
+            ..FakeSink::default()
+        });
+        let config = DispatcherConfig {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(250),
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink.clone(), 100, config);
+        offer(&tx, &counters, 10);
+        let started = Instant::now();
+        while counters.snapshot().sent < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let times = sink.call_times.lock().unwrap().clone();
+        assert_eq!(times.len(), 4);
+        // Nominal delays 100, 200, 250 (capped), each jittered to [half, all].
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        for (gap, nominal) in gaps.iter().zip([100u64, 200, 250]) {
+            let nominal = Duration::from_millis(nominal);
+            assert!(
+                *gap >= nominal / 2 && *gap <= nominal,
+                "{gap:?} vs {nominal:?}"
+            );
+        }
+        assert!(Instant::now() - started < Duration::from_millis(600));
+        let users: Vec<_> = sink
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.user_id.clone().unwrap())
+            .collect();
+        assert_eq!(users, (0..10).map(|i| format!("u{i}")).collect::<Vec<_>>());
+        let s = counters.snapshot();
+        assert_eq!((s.send_errors, s.retries, s.dropped()), (3, 3, 0));
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert_eq!((summary.sent, summary.unsent), (10, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn buffer_drops_oldest_while_the_sink_fails() {
+        let sink = Arc::new(FakeSink {
+            fail_first: usize::MAX,
+            ..FakeSink::default()
+        });
+        let config = DispatcherConfig {
+            max_batch: 4,
+            buffer_capacity: 8,
+            shutdown_timeout: Duration::from_millis(500),
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink.clone(), 4, config);
+        for _ in 0..5 {
+            offer(&tx, &counters, 4);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        let s = counters.snapshot();
+        assert_eq!(s.captured, 20);
+        assert_eq!(s.dropped_buffer_full, 12);
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert!(summary.timed_out);
+        assert_eq!(summary.unsent, 8);
+        let s = counters.snapshot();
+        assert_eq!(s.dropped_shutdown, 8);
+        assert_eq!(s.captured, s.sent + s.dropped() - s.dropped_full);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_takes_what_is_queued_and_refuses_later_events() {
+        let sink = Arc::new(FakeSink::default());
+        let (tx, counters, cancel, task) = start(sink.clone(), 1000, DispatcherConfig::default());
+        offer(&tx, &counters, 500);
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert_eq!(
+            (summary.sent, summary.unsent, summary.timed_out),
+            (500, 0, false)
+        );
+        assert_eq!(sink.received.lock().unwrap().len(), 500);
+        offer(&tx, &counters, 1);
+        assert_eq!(counters.snapshot().dropped_closed, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_is_bounded_by_its_timeout_when_the_sink_hangs() {
+        let sink = Arc::new(FakeSink {
+            hang: true,
+            ..FakeSink::default()
+        });
+        let config = DispatcherConfig {
+            shutdown_timeout: Duration::from_secs(2),
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink, 100, config);
+        offer(&tx, &counters, 3);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = Instant::now();
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert_eq!(Instant::now() - started, Duration::from_secs(2));
+        assert_eq!(
+            (summary.sent, summary.unsent, summary.timed_out),
+            (0, 3, true)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_are_at_most_max_batch() {
+        let sink = Arc::new(FakeSink::default());
+        let config = DispatcherConfig {
+            max_batch: 7,
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink.clone(), 100, config);
+        offer(&tx, &counters, 50);
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert_eq!(summary.sent, 50);
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 8);
+    }
+}

@@ -1,0 +1,646 @@
+//! [`ActivityTracker`]: the handle an app keeps. It owns the channel, the
+//! counters and the dispatcher task, hands out the layer, and offers the
+//! manual `track_*` API of the original design.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use activity_tracker::{ActivityTracker, CaseAction};
+//! use serde_json::json;
+//!
+//! let tracker = ActivityTracker::builder()
+//!     .redis_url("redis://127.0.0.1:6379")
+//!     .build()
+//!     .await?;
+//! let ip = "192.168.1.100".parse().ok();
+//! tracker.track_login("user-123", ip, Some("Mozilla/5.0"));
+//! tracker.track_case_action(
+//!     "user-123",
+//!     CaseAction::Create,
+//!     "case-456",
+//!     Some(json!({"case_amount": 50000.0})),
+//!     ip,
+//! );
+//! let summary = tracker.shutdown().await;
+//! println!("{} sent, {} unsent", summary.sent, summary.unsent);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::CaptureConfig;
+use crate::counters::{Counters, CountersSnapshot};
+use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, ShutdownSummary, Sink};
+use crate::envelope::Envelope;
+use crate::{Activity, ActivityType};
+
+/// Default stream key (the `STREAM_KEY` contract).
+pub const DEFAULT_STREAM_KEY: &str = "user_activities_stream";
+
+/// Records user activities into a Redis Stream without ever slowing or
+/// failing the caller.
+///
+/// Cheap to clone (one `Arc`). Made with [`ActivityTracker::builder`];
+/// [`ActivityTracker::shutdown`] flushes what is buffered.
+#[derive(Clone)]
+pub struct ActivityTracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The bounded channel into the dispatcher; `try_send` only.
+    tx: mpsc::Sender<Envelope>,
+    /// Shared with the layers and the dispatcher.
+    counters: Arc<Counters>,
+    /// How captured requests become activities; shared with the layers.
+    capture: Arc<CaptureConfig>,
+    /// Stops the dispatcher.
+    cancel: CancellationToken,
+    /// The dispatcher task until the first `shutdown()`, then its summary;
+    /// the async mutex serializes concurrent shutdowns.
+    task: Mutex<TaskState>,
+    /// For `Debug`.
+    stream_key: String,
+}
+
+enum TaskState {
+    Running(JoinHandle<ShutdownSummary>),
+    Stopped(ShutdownSummary),
+}
+
+impl fmt::Debug for ActivityTracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityTracker")
+            .field("stream_key", &self.inner.stream_key)
+            .field("counters", &self.inner.counters.snapshot())
+            .field("stopped", &self.inner.cancel.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`ActivityTrackerBuilder::build`] failed. Redis being unreachable is
+/// not an error: the app starts and the dispatcher retries.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The Redis URL could not be parsed.
+    #[error("invalid redis url {url:?}: {source}")]
+    InvalidRedisUrl {
+        /// The URL given.
+        url: String,
+        /// What was wrong with it.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(&'static str),
+}
+
+/// Builds an [`ActivityTracker`]. Every setting has a default; see each
+/// method.
+#[derive(Debug)]
+#[must_use]
+pub struct ActivityTrackerBuilder {
+    redis_url: String,
+    stream_key: String,
+    stream_max_len: usize,
+    channel_capacity: usize,
+    pool_size: u32,
+    connect_timeout: Duration,
+    dispatcher: DispatcherConfig,
+    capture: CaptureConfig,
+    sink: Option<Box<dyn Sink>>,
+}
+
+impl Default for ActivityTrackerBuilder {
+    fn default() -> Self {
+        ActivityTrackerBuilder {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            stream_key: DEFAULT_STREAM_KEY.to_owned(),
+            stream_max_len: 1_000_000,
+            channel_capacity: 16_384,
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(1),
+            dispatcher: DispatcherConfig::default(),
+            capture: CaptureConfig::default(),
+            sink: None,
+        }
+    }
+}
+
+impl ActivityTrackerBuilder {
+    /// Redis to write to (default `redis://127.0.0.1:6379`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = url.into();
+        self
+    }
+
+    /// Stream key (default `user_activities_stream`).
+    pub fn stream_key(mut self, key: impl Into<String>) -> Self {
+        self.stream_key = key.into();
+        self
+    }
+
+    /// Approximate cap on the stream's length, `XADD ... MAXLEN ~ <cap>`
+    /// (default 1,000,000): what the processor has not read by then is
+    /// trimmed, so size it for the longest processor outage to survive.
+    pub fn stream_max_len(mut self, max_len: usize) -> Self {
+        self.stream_max_len = max_len;
+        self
+    }
+
+    /// Capacity of the channel between the request path and the dispatcher
+    /// (default 16,384). When full, new events are dropped and counted.
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity;
+        self
+    }
+
+    /// Most events per pipelined write (default 1024).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.dispatcher.max_batch = max_batch;
+        self
+    }
+
+    /// Most events held while Redis cannot be written (default 100,000);
+    /// past it the oldest are dropped and counted.
+    pub fn buffer_capacity(mut self, capacity: usize) -> Self {
+        self.dispatcher.buffer_capacity = capacity;
+        self
+    }
+
+    /// Redis connections in the pool (default 2).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long a write waits for a Redis connection before it counts as
+    /// failed and is retried (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// First and largest delay between retries of a failing write
+    /// (default 50 ms doubling up to 5 s, jittered).
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.dispatcher.backoff_initial = initial;
+        self.dispatcher.backoff_max = max;
+        self
+    }
+
+    /// Most time [`ActivityTracker::shutdown`] spends flushing (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.dispatcher.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Writes to `sink` instead of the Redis stream (the Redis settings
+    /// are then unused).
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Replaces every capture setting (routes, proxies, session) at once.
+    pub fn capture_config(mut self, config: CaptureConfig) -> Self {
+        self.capture = config;
+        self
+    }
+
+    /// Starts the dispatcher. Must be called inside a Tokio runtime.
+    ///
+    /// Fails on an unparsable Redis URL or a zero size; does not contact
+    /// Redis, so an app starts even while Redis is down.
+    pub async fn build(self) -> Result<ActivityTracker, BuildError> {
+        if self.channel_capacity == 0 {
+            return Err(BuildError::InvalidSetting(
+                "channel_capacity must be at least 1",
+            ));
+        }
+        if self.dispatcher.max_batch == 0 {
+            return Err(BuildError::InvalidSetting("max_batch must be at least 1"));
+        }
+        if self.pool_size == 0 {
+            return Err(BuildError::InvalidSetting("pool_size must be at least 1"));
+        }
+        if self.stream_key.is_empty() {
+            return Err(BuildError::InvalidSetting("stream_key must not be empty"));
+        }
+        let sink: Box<dyn Sink> = match self.sink {
+            Some(sink) => sink,
+            None => Box::new(
+                RedisStreamSink::new(
+                    &self.redis_url,
+                    self.stream_key.clone(),
+                    self.stream_max_len,
+                    self.pool_size,
+                    self.connect_timeout,
+                )
+                .map_err(|source| BuildError::InvalidRedisUrl {
+                    url: self.redis_url.clone(),
+                    source,
+                })?,
+            ),
+        };
+        let (tx, rx) = mpsc::channel(self.channel_capacity);
+        let counters = Arc::new(Counters::default());
+        let capture = Arc::new(self.capture);
+        let cancel = CancellationToken::new();
+        let dispatcher =
+            Dispatcher::new(rx, sink, capture.clone(), counters.clone(), self.dispatcher);
+        let task = tokio::spawn(dispatcher.run(cancel.clone()));
+        Ok(ActivityTracker {
+            inner: Arc::new(Inner {
+                tx,
+                counters,
+                capture,
+                cancel,
+                task: Mutex::new(TaskState::Running(task)),
+                stream_key: self.stream_key,
+            }),
+        })
+    }
+}
+
+impl ActivityTracker {
+    /// A builder with every default.
+    pub fn builder() -> ActivityTrackerBuilder {
+        ActivityTrackerBuilder::default()
+    }
+
+    /// Queues one activity. Never blocks and never fails the caller: when
+    /// the channel is full or the tracker is shut down, the activity is
+    /// dropped and counted. Returns whether it was queued.
+    pub fn track(&self, activity: Activity) -> bool {
+        let counters = &self.inner.counters;
+        counters.record_offer(
+            self.inner
+                .tx
+                .try_send(Envelope::Activity(Box::new(activity))),
+        )
+    }
+
+    /// A copy of the counters now.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    /// Stops the dispatcher: takes what is queued, flushes it, bounded by
+    /// the shutdown timeout, and reports what could not be sent. Events
+    /// offered afterwards are dropped and counted (`dropped_closed`).
+    /// Calling it again returns the same summary.
+    pub async fn shutdown(&self) -> ShutdownSummary {
+        let mut state = self.inner.task.lock().await;
+        if let TaskState::Running(task) = &mut *state {
+            self.inner.cancel.cancel();
+            let summary = match task.await {
+                Ok(summary) => summary,
+                Err(error) => {
+                    tracing::error!(%error, "activity dispatcher task failed");
+                    let s = self.inner.counters.snapshot();
+                    ShutdownSummary {
+                        sent: s.sent,
+                        flushed: 0,
+                        unsent: s.captured.saturating_sub(s.sent + s.skipped),
+                        timed_out: false,
+                    }
+                }
+            };
+            *state = TaskState::Stopped(summary);
+        }
+        match &*state {
+            TaskState::Stopped(summary) => *summary,
+            TaskState::Running(_) => unreachable!("set to Stopped above"),
+        }
+    }
+
+    /// Records a login (`login`), e.g. from a handler that checked the
+    /// credentials itself.
+    pub fn track_login(
+        &self,
+        user_id: impl Into<String>,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> bool {
+        let mut activity = with_ip(Activity::new(ActivityType::Login).user_id(user_id), ip);
+        if let Some(ua) = user_agent {
+            activity = activity.user_agent(ua);
+        }
+        self.track(activity)
+    }
+
+    /// Records a logout (`logout`).
+    pub fn track_logout(&self, user_id: impl Into<String>, ip: Option<IpAddr>) -> bool {
+        self.track(with_ip(
+            Activity::new(ActivityType::Logout).user_id(user_id),
+            ip,
+        ))
+    }
+
+    /// Records an action on a case (`case_create`, `case_view`, ...), with
+    /// `resource_type = "case"`.
+    pub fn track_case_action(
+        &self,
+        user_id: impl Into<String>,
+        action: CaseAction,
+        case_id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        self.track_resource(
+            user_id,
+            action.activity_type(),
+            "case",
+            case_id,
+            details,
+            ip,
+        )
+    }
+
+    /// Records a payment step (`payment_create`, `payment_success`,
+    /// `payment_failed`), with `resource_type = "payment"`.
+    pub fn track_payment(
+        &self,
+        user_id: impl Into<String>,
+        action: PaymentAction,
+        payment_id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        self.track_resource(
+            user_id,
+            action.activity_type(),
+            "payment",
+            payment_id,
+            details,
+            ip,
+        )
+    }
+
+    /// Records an action on a document (`document_generate`, ...), with
+    /// `resource_type = "document"`.
+    pub fn track_document_action(
+        &self,
+        user_id: impl Into<String>,
+        action: DocumentAction,
+        document_id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        self.track_resource(
+            user_id,
+            action.activity_type(),
+            "document",
+            document_id,
+            details,
+            ip,
+        )
+    }
+
+    /// Records a withdrawal step (`withdrawal_request`, ...), with
+    /// `resource_type = "withdrawal"`.
+    pub fn track_withdrawal(
+        &self,
+        user_id: impl Into<String>,
+        action: WithdrawalAction,
+        withdrawal_id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        self.track_resource(
+            user_id,
+            action.activity_type(),
+            "withdrawal",
+            withdrawal_id,
+            details,
+            ip,
+        )
+    }
+
+    /// Records a configuration change (`config_update`), with
+    /// `resource_type = "config"` and the setting's key as resource id.
+    pub fn track_config_update(
+        &self,
+        user_id: impl Into<String>,
+        config_key: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        self.track_resource(
+            user_id,
+            ActivityType::ConfigUpdate,
+            "config",
+            config_key,
+            details,
+            ip,
+        )
+    }
+
+    /// Records a profile change (`profile_update`).
+    pub fn track_profile_update(
+        &self,
+        user_id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        let activity = Activity::new(ActivityType::ProfileUpdate).user_id(user_id);
+        self.track(with_details(with_ip(activity, ip), details))
+    }
+
+    /// Records a password change (`password_change`).
+    pub fn track_password_change(&self, user_id: impl Into<String>, ip: Option<IpAddr>) -> bool {
+        self.track(with_ip(
+            Activity::new(ActivityType::PasswordChange).user_id(user_id),
+            ip,
+        ))
+    }
+
+    fn track_resource(
+        &self,
+        user_id: impl Into<String>,
+        action: ActivityType,
+        kind: &str,
+        id: impl Into<String>,
+        details: Option<Value>,
+        ip: Option<IpAddr>,
+    ) -> bool {
+        let activity = Activity::new(action).user_id(user_id).resource(kind, id);
+        self.track(with_details(with_ip(activity, ip), details))
+    }
+
+    /// The capture settings, for the layer.
+    #[allow(dead_code)]
+    pub(crate) fn capture_config(&self) -> &Arc<CaptureConfig> {
+        &self.inner.capture
+    }
+}
+
+fn with_ip(activity: Activity, ip: Option<IpAddr>) -> Activity {
+    match ip {
+        Some(ip) => activity.ip_address(ip),
+        None => activity,
+    }
+}
+
+/// A JSON object becomes `details`; `null` means none; any other value is
+/// kept under `"value"`.
+fn with_details(mut activity: Activity, details: Option<Value>) -> Activity {
+    activity.details = match details {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(other) => {
+            let mut map = Map::new();
+            map.insert("value".to_owned(), other);
+            Some(map)
+        }
+    };
+    activity
+}
+
+macro_rules! action_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $activity:ident,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// The catalogue action it records.
+            pub fn activity_type(self) -> ActivityType {
+                match self {
+                    $($name::$variant => ActivityType::$activity,)*
+                }
+            }
+        }
+
+        impl From<$name> for ActivityType {
+            fn from(action: $name) -> ActivityType {
+                action.activity_type()
+            }
+        }
+    };
+}
+
+action_enum! {
+    /// What was done to a case, for [`ActivityTracker::track_case_action`].
+    CaseAction {
+        /// `case_create`
+        Create => CaseCreate,
+        /// `case_view`
+        View => CaseView,
+        /// `case_update`
+        Update => CaseUpdate,
+        /// `case_delete`
+        Delete => CaseDelete,
+        /// `case_assign`
+        Assign => CaseAssign,
+        /// `case_grab`
+        Grab => CaseGrab,
+        /// `case_complete`
+        Complete => CaseComplete,
+    }
+}
+
+action_enum! {
+    /// A payment's step, for [`ActivityTracker::track_payment`].
+    PaymentAction {
+        /// `payment_create`
+        Create => PaymentCreate,
+        /// `payment_success`
+        Success => PaymentSuccess,
+        /// `payment_failed`
+        Failed => PaymentFailed,
+    }
+}
+
+action_enum! {
+    /// What was done to a document, for [`ActivityTracker::track_document_action`].
+    DocumentAction {
+        /// `document_generate`
+        Generate => DocumentGenerate,
+        /// `document_review`
+        Review => DocumentReview,
+        /// `document_approve`
+        Approve => DocumentApprove,
+        /// `document_reject`
+        Reject => DocumentReject,
+        /// `document_send`
+        Send => DocumentSend,
+    }
+}
+
+action_enum! {
+    /// A withdrawal's step, for [`ActivityTracker::track_withdrawal`].
+    WithdrawalAction {
+        /// `withdrawal_request`
+        Request => WithdrawalRequest,
+        /// `withdrawal_approve`
+        Approve => WithdrawalApprove,
+        /// `withdrawal_reject`
+        Reject => WithdrawalReject,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_url_fails_the_build_but_unreachable_redis_does_not() {
+        let err = ActivityTracker::builder()
+            .redis_url("not a url")
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BuildError::InvalidRedisUrl { .. }), "{err}");
+        let tracker = ActivityTracker::builder()
+            .redis_url("redis://127.0.0.1:1")
+            .shutdown_timeout(Duration::from_millis(100))
+            .build()
+            .await
+            .unwrap();
+        assert!(tracker.track_logout("u1", None));
+        let summary = tracker.shutdown().await;
+        assert_eq!((summary.sent, summary.unsent), (0, 1));
+        assert!(!tracker.track_logout("u1", None));
+        assert_eq!(tracker.counters().dropped_closed, 1);
+        assert_eq!(tracker.shutdown().await, summary);
+    }
+
+    #[test]
+    fn helper_enums_map_to_the_catalogue() {
+        assert_eq!(CaseAction::Grab.activity_type().as_str(), "case_grab");
+        assert_eq!(
+            PaymentAction::Failed.activity_type().as_str(),
+            "payment_failed"
+        );
+        assert_eq!(
+            DocumentAction::Approve.activity_type().as_str(),
+            "document_approve"
+        );
+        assert_eq!(
+            WithdrawalAction::Request.activity_type().as_str(),
+            "withdrawal_request"
+        );
+    }
+
+    #[test]
+    fn details_that_are_not_objects_are_wrapped() {
+        let a = with_details(Activity::new(ActivityType::Login), Some(Value::from(3)));
+        assert_eq!(a.details.unwrap()["value"], 3);
+        let a = with_details(Activity::new(ActivityType::Login), Some(Value::Null));
+        assert!(a.details.is_none());
+    }
+}
