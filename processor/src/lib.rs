@@ -2,3 +2,4 @@
 //! serves the admin API.
 
 pub mod schema;
+pub mod analytics;

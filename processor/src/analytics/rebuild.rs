@@ -1,0 +1,195 @@
+//! `activity-processor rebuild-rollups [--since DATE]`: recomputes the
+//! rollups from the raw rows, for rows that reached the table outside the
+//! writer (a backfill from a table of the original design, a restore).
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use super::AnalyticsError;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RebuildOutcome {
+    /// Raw rows aggregated (those at or after `since`).
+    pub rows: i64,
+    /// How long the transaction took.
+    pub took: Duration,
+}
+
+/// Recomputes every rollup bucket from `since` (a UTC day; `None` = all
+/// time) from the raw table, in one transaction.
+///
+/// The rollup tables are locked for the duration (writers' batches wait,
+/// then add their rows on top), so the result is exact even while
+/// processors run. Buckets before `since` are trusted as they are; the
+/// last-day-seen tables are recomputed for every user touched from `since`
+/// on, from all of that user's rows.
+pub async fn rebuild_rollups(
+    pool: &PgPool,
+    since: Option<NaiveDate>,
+) -> Result<RebuildOutcome, AnalyticsError> {
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    // Same table order as the writer's rollups::apply.
+    sqlx::query(
+        "LOCK TABLE activity_rollup_hourly, activity_rollup_user_daily, activity_rollup_daily,
+                    activity_rollup_user_last, activity_rollup_user_last_hist,
+                    activity_rollup_user_action_last, activity_rollup_action_last_hist
+         IN EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let (since_day, since_ts): (NaiveDate, chrono::DateTime<chrono::Utc>) = match since {
+        Some(d) => (d, d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        None => {
+            full_rebuild(&mut tx).await?;
+            let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*)::int8 FROM user_activity_logs")
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(RebuildOutcome {
+                rows,
+                took: started.elapsed(),
+            });
+        }
+    };
+
+    sqlx::query("DELETE FROM activity_rollup_hourly WHERE bucket >= $1")
+        .bind(since_ts)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_hourly (bucket, action, n)
+         SELECT date_trunc('hour', created_at, 'UTC'), action, COUNT(*)
+         FROM user_activity_logs WHERE created_at >= $1 GROUP BY 1, 2",
+    )
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM activity_rollup_user_daily WHERE day >= $1")
+        .bind(since_day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_daily (day, user_id, n)
+         SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, COUNT(*)
+         FROM user_activity_logs WHERE created_at >= $1 AND user_id IS NOT NULL GROUP BY 1, 2",
+    )
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM activity_rollup_daily WHERE day >= $1")
+        .bind(since_day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_daily (day, activities, users)
+         SELECT (created_at AT TIME ZONE 'UTC')::date, COUNT(*), COUNT(DISTINCT user_id)
+         FROM user_activity_logs WHERE created_at >= $1 GROUP BY 1",
+    )
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+
+    // Last day seen: every user seen from `since` on, or whose recorded
+    // last day is from `since` on, gets it recomputed from all their rows.
+    sqlx::query(
+        "WITH touched AS (
+             DELETE FROM activity_rollup_user_last WHERE last_day >= $1 RETURNING user_id
+         ), users AS (
+             SELECT user_id FROM touched
+             UNION
+             SELECT DISTINCT user_id FROM user_activity_logs
+             WHERE created_at >= $2 AND user_id IS NOT NULL
+         )
+         INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
+         SELECT u.user_id, (m.at AT TIME ZONE 'UTC')::date
+         FROM users u CROSS JOIN LATERAL (
+             SELECT MAX(created_at) AS at FROM user_activity_logs l WHERE l.user_id = u.user_id
+         ) m
+         WHERE m.at IS NOT NULL
+         ON CONFLICT (user_id) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+    )
+    .bind(since_day)
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "WITH touched AS (
+             DELETE FROM activity_rollup_user_action_last WHERE last_day >= $1
+             RETURNING user_id, action
+         ), pairs AS (
+             SELECT user_id, action FROM touched
+             UNION
+             SELECT DISTINCT user_id, action FROM user_activity_logs
+             WHERE created_at >= $2 AND user_id IS NOT NULL
+         )
+         INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
+         SELECT p.user_id, p.action, (m.at AT TIME ZONE 'UTC')::date
+         FROM pairs p CROSS JOIN LATERAL (
+             SELECT MAX(created_at) AS at FROM user_activity_logs l
+             WHERE l.user_id = p.user_id AND l.action = p.action
+         ) m
+         WHERE m.at IS NOT NULL
+         ON CONFLICT (user_id, action) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+    )
+    .bind(since_day)
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+    rebuild_histograms(&mut tx).await?;
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*)::int8 FROM user_activity_logs WHERE created_at >= $1")
+            .bind(since_ts)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(RebuildOutcome {
+        rows,
+        took: started.elapsed(),
+    })
+}
+
+/// Everything from scratch: one pass per table over the raw rows.
+async fn full_rebuild(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    for statement in [
+        "TRUNCATE activity_rollup_hourly, activity_rollup_user_daily, activity_rollup_daily,
+                  activity_rollup_user_last, activity_rollup_user_last_hist,
+                  activity_rollup_user_action_last, activity_rollup_action_last_hist",
+        "INSERT INTO activity_rollup_hourly (bucket, action, n)
+         SELECT date_trunc('hour', created_at, 'UTC'), action, COUNT(*)
+         FROM user_activity_logs GROUP BY 1, 2",
+        "INSERT INTO activity_rollup_user_daily (day, user_id, n)
+         SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, COUNT(*)
+         FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY 1, 2",
+        "INSERT INTO activity_rollup_daily (day, activities, users)
+         SELECT (created_at AT TIME ZONE 'UTC')::date, COUNT(*), COUNT(DISTINCT user_id)
+         FROM user_activity_logs GROUP BY 1",
+        "INSERT INTO activity_rollup_user_last (user_id, last_day)
+         SELECT user_id, MAX(day) FROM activity_rollup_user_daily GROUP BY 1",
+        "INSERT INTO activity_rollup_user_action_last (user_id, action, last_day)
+         SELECT user_id, action, (MAX(created_at) AT TIME ZONE 'UTC')::date
+         FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY 1, 2",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    rebuild_histograms(tx).await
+}
+
+/// The histograms are small: recomputed whole from the last-seen tables.
+async fn rebuild_histograms(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    for statement in [
+        "DELETE FROM activity_rollup_user_last_hist",
+        "INSERT INTO activity_rollup_user_last_hist (last_day, n)
+         SELECT last_day, COUNT(*) FROM activity_rollup_user_last GROUP BY 1",
+        "DELETE FROM activity_rollup_action_last_hist",
+        "INSERT INTO activity_rollup_action_last_hist (action, last_day, n)
+         SELECT action, last_day, COUNT(*) FROM activity_rollup_user_action_last GROUP BY 1, 2",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
