@@ -1,5 +1,5 @@
 //! The activity processor: drains the activity stream into PostgreSQL and
 //! serves the admin API.
 
-pub mod schema;
 pub mod analytics;
+pub mod schema;
