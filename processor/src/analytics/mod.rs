@@ -703,3 +703,9 @@ mod tests {
         assert_eq!(w.days().last(), Some(w.today));
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod db_tests;

@@ -1,0 +1,123 @@
+//! Test support: random activity, and the figures computed independently
+//! from the raw rows (plain `GROUP BY`s) to compare the rollups and the
+//! queries against.
+
+use activity_tracker::{Activity, ActivityType};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+
+pub(crate) const ACTIONS: [&str; 6] = [
+    "login",
+    "case_view",
+    "case_create",
+    "payment_create",
+    "report_export",
+    "logout",
+];
+
+/// `n` activities spread over the last `days` days (a few in the next hour,
+/// as clocks drift), by `users` users plus anonymous ones.
+pub(crate) fn random_activities(seed: u64, n: usize, days: i64, users: usize) -> Vec<Activity> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = Utc::now();
+    (0..n)
+        .map(|_| {
+            let back = TimeDelta::seconds(rng.random_range(-600..days * 86_400));
+            let action = ActivityType::custom(ACTIONS[rng.random_range(0..ACTIONS.len())])
+                .expect("catalogue names are valid");
+            let mut a = Activity::at(action, now - back)
+                .resource("case", format!("c-{}", rng.random_range(0..20)))
+                .ip_address(std::net::IpAddr::from([10, 0, 0, rng.random_range(1..4u8)]));
+            if rng.random_range(0..10) > 0 {
+                a = a.user_id(format!("user-{}", rng.random_range(0..users)));
+            }
+            a
+        })
+        .collect()
+}
+
+/// First instant of a window of `days` UTC days ending today.
+pub(crate) fn window_start(days: u32) -> (NaiveDate, DateTime<Utc>) {
+    let day = Utc::now().date_naive() - TimeDelta::days(i64::from(days) - 1);
+    (day, day.and_time(NaiveTime::MIN).and_utc())
+}
+
+/// Each rollup table as computed from the raw rows and as stored, sorted;
+/// the pairs must be equal.
+pub(crate) async fn rollups_vs_raw(pool: &PgPool) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    let pairs: [(&str, &str, &str); 7] = [
+        (
+            "hourly",
+            "SELECT to_char(date_trunc('hour', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')
+                    || ' ' || action || ' ' || count(*)
+             FROM user_activity_logs GROUP BY date_trunc('hour', created_at AT TIME ZONE 'UTC'), action",
+            "SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24') || ' ' || action || ' ' || n
+             FROM activity_rollup_hourly WHERE n <> 0",
+        ),
+        (
+            "daily",
+            "SELECT (created_at AT TIME ZONE 'UTC')::date || ' ' || count(*) || ' '
+                    || count(DISTINCT user_id)
+             FROM user_activity_logs GROUP BY (created_at AT TIME ZONE 'UTC')::date",
+            "SELECT day || ' ' || activities || ' ' || users FROM activity_rollup_daily
+             WHERE activities <> 0",
+        ),
+        (
+            "user_daily",
+            "SELECT (created_at AT TIME ZONE 'UTC')::date || ' ' || user_id || ' ' || count(*)
+             FROM user_activity_logs WHERE user_id IS NOT NULL
+             GROUP BY (created_at AT TIME ZONE 'UTC')::date, user_id",
+            "SELECT day || ' ' || user_id || ' ' || n FROM activity_rollup_user_daily",
+        ),
+        (
+            "user_last",
+            "SELECT user_id || ' ' || max((created_at AT TIME ZONE 'UTC')::date)
+             FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY user_id",
+            "SELECT user_id || ' ' || last_day FROM activity_rollup_user_last",
+        ),
+        (
+            "user_last_hist",
+            "SELECT d || ' ' || count(*) FROM (
+                 SELECT max((created_at AT TIME ZONE 'UTC')::date) AS d
+                 FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY user_id) x
+             GROUP BY d",
+            "SELECT last_day || ' ' || n FROM activity_rollup_user_last_hist WHERE n <> 0",
+        ),
+        (
+            "user_action_last",
+            "SELECT user_id || ' ' || action || ' ' || max((created_at AT TIME ZONE 'UTC')::date)
+             FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY user_id, action",
+            "SELECT user_id || ' ' || action || ' ' || last_day FROM activity_rollup_user_action_last",
+        ),
+        (
+            "action_last_hist",
+            "SELECT action || ' ' || d || ' ' || count(*) FROM (
+                 SELECT action, max((created_at AT TIME ZONE 'UTC')::date) AS d
+                 FROM user_activity_logs WHERE user_id IS NOT NULL GROUP BY user_id, action) x
+             GROUP BY action, d",
+            "SELECT action || ' ' || last_day || ' ' || n FROM activity_rollup_action_last_hist
+             WHERE n <> 0",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, raw, rollup) in pairs {
+        let mut a: Vec<String> = sqlx::query_scalar(raw).fetch_all(pool).await.expect(name);
+        let mut b: Vec<String> = sqlx::query_scalar(rollup)
+            .fetch_all(pool)
+            .await
+            .expect(name);
+        a.sort();
+        b.sort();
+        out.push((name, a, b));
+    }
+    out
+}
+
+/// Panics with the first table that differs.
+pub(crate) async fn assert_rollups_match_raw(pool: &PgPool) {
+    for (name, raw, rollup) in rollups_vs_raw(pool).await {
+        assert_eq!(raw, rollup, "rollup {name} differs from the raw rows");
+    }
+}
