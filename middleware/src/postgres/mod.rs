@@ -1,11 +1,52 @@
-//! The idempotent batch writer into `user_activity_logs` (placeholder
-//! signatures; the processor's writer work fills them in).
+//! The idempotent batch writer into `user_activity_logs`, shared by the
+//! processor and the layer's Redis-down fallback.
+//!
+//! [`write_batch`] stores a batch in one transaction: it normalizes each
+//! event ([`Activity::normalize`]: the contract's truncations), drops ids
+//! repeated within the batch, inserts with `ON CONFLICT DO NOTHING` on the
+//! primary key `(id, created_at)`, updates the rollups with the rows actually
+//! inserted, and commits. Writing the same events again (a redelivery) stores
+//! nothing new and says so in [`WriteOutcome::duplicates`].
+//!
+//! [`write_batch_isolating`] is what a consumer calls: when the database
+//! rejects the batch because of the data of some rows (a string too long for
+//! its column, a `\u0000` in text or JSON), it splits the batch until those
+//! rows are isolated, stores all the others and hands back the rejected ones
+//! with the database's message, to be dead-lettered. Any other failure is an
+//! `Err`; [`WriteError::is_transient`] tells whether retrying the whole batch
+//! later can succeed (it is idempotent, so retrying is always safe).
+//!
+//! ```no_run
+//! # async fn example(pool: sqlx::PgPool) -> Result<(), activity_tracker::postgres::WriteError> {
+//! use activity_tracker::postgres::write_batch_isolating;
+//! use activity_tracker::{Activity, ActivityType};
+//!
+//! let batch = vec![
+//!     Activity::new(ActivityType::Login).user_id("user-1"),
+//!     Activity::new(ActivityType::CaseView).user_id("user-1").resource("case", "case-9"),
+//! ];
+//! let outcome = write_batch_isolating(&pool, &batch).await?;
+//! assert_eq!(outcome.written.inserted + outcome.written.duplicates, 2);
+//! for rejected in &outcome.rejected {
+//!     eprintln!("event {} refused: {}", rejected.activity.id, rejected.message);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
-use sqlx::PgPool;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
 
 pub mod rollups;
 
 use crate::Activity;
+use rollups::InsertedRow;
 
 /// What a batch write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,8 +54,42 @@ use crate::Activity;
 pub struct WriteOutcome {
     /// Rows newly stored.
     pub inserted: u64,
-    /// Events already in the table (redelivery), skipped.
+    /// Events already in the table (redelivery) or repeated within the
+    /// batch, skipped.
     pub duplicates: u64,
+}
+
+impl WriteOutcome {
+    fn add(&mut self, other: WriteOutcome) {
+        self.inserted += other.inserted;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// What [`write_batch_isolating`] did: the rows stored, and the rows the
+/// database refused for their data.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct IsolatedOutcome {
+    /// Rows stored and duplicates skipped, over all the good rows.
+    pub written: WriteOutcome,
+    /// Rows the database refused, in batch order; none of them is stored.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// One event the database refused to store, with its reason.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RejectedRow {
+    /// Its position in the batch given to [`write_batch_isolating`].
+    pub index: usize,
+    /// The event as given (before normalization).
+    pub activity: Activity,
+    /// The SQLSTATE the database answered (`"22021"`, `"22001"`, ...), when
+    /// it came from the database.
+    pub code: Option<String>,
+    /// The database's error message, for the dead-letter entry's `reason`.
+    pub message: String,
 }
 
 /// Why a batch write failed.
@@ -24,12 +99,381 @@ pub enum WriteError {
     /// The database answered with an error or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Updating the rollups in the insert's transaction failed (the insert
+    /// was rolled back with it).
+    #[error("updating the rollups failed: {0}")]
+    Rollups(#[source] sqlx::Error),
+}
+
+impl WriteError {
+    fn sqlx(&self) -> &sqlx::Error {
+        match self {
+            WriteError::Database(error) | WriteError::Rollups(error) => error,
+        }
+    }
+
+    /// The SQLSTATE code, when the database answered with an error.
+    pub fn sqlstate(&self) -> Option<Cow<'_, str>> {
+        match self.sqlx() {
+            sqlx::Error::Database(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the same batch can succeed later: the database was
+    /// unreachable, restarting, overloaded, or the transaction lost a race
+    /// (connection errors, pool timeout, SQLSTATE classes 08, 53, 57P0x,
+    /// 40001, 40P01, 55P03, 57014). Retry the whole batch with backoff; the
+    /// write is idempotent.
+    pub fn is_transient(&self) -> bool {
+        match self.sqlx() {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(error) => {
+                error.code().is_some_and(|code| is_transient_code(&code))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the database refused the data of some row (SQLSTATE class 22
+    /// data exception or 23 integrity violation, or a value the driver could
+    /// not encode): retrying cannot help, but the other rows of the batch
+    /// can be stored. [`write_batch_isolating`] handles it.
+    ///
+    /// An error that is neither this nor [transient](Self::is_transient)
+    /// (a missing table, a permission denied) is a setup problem: no batch
+    /// can succeed until an operator fixes it.
+    pub fn is_data_error(&self) -> bool {
+        match self.sqlx() {
+            sqlx::Error::Encode(_) => true,
+            sqlx::Error::Database(error) => error
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient_code(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources: disk full, out of memory, too many connections
+        || matches!(
+            code,
+            "40001" // serialization failure
+                | "40P01" // deadlock detected
+                | "55P03" // lock not available
+                | "57014" // query canceled (statement timeout)
+                | "57P01" // admin shutdown
+                | "57P02" // crash shutdown
+                | "57P03" // cannot connect now (starting up)
+                | "58030" // I/O error
+        )
+}
+
+/// How [`write_batch_with`] sends the rows.
+///
+/// Both store the same rows with the same guarantees; they differ only in
+/// speed. [`InsertMethod::Unnest`] is the default, chosen by measurement
+/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InsertMethod {
+    /// One `INSERT ... SELECT ... FROM UNNEST($1::uuid[], ...) ON CONFLICT DO
+    /// NOTHING`, the columns bound as arrays.
+    #[default]
+    Unnest,
+    /// `COPY` into a session-local temporary table, then one `INSERT ...
+    /// SELECT ... ON CONFLICT DO NOTHING` from it.
+    CopyTempTable,
 }
 
 /// Stores `batch` in one transaction; events already stored are skipped.
-pub async fn write_batch(_pool: &PgPool, batch: &[Activity]) -> Result<WriteOutcome, WriteError> {
+///
+/// Normalizes each event first ([`Activity::normalize`]), skips ids repeated
+/// in the batch, and updates the rollups with the rows actually inserted in
+/// the same transaction. All or nothing: on `Err` nothing of the batch is
+/// stored. A batch with a row the database refuses fails whole; use
+/// [`write_batch_isolating`] to store the others.
+pub async fn write_batch(pool: &PgPool, batch: &[Activity]) -> Result<WriteOutcome, WriteError> {
+    write_batch_with(pool, batch, InsertMethod::default()).await
+}
+
+/// [`write_batch`] with an explicit [`InsertMethod`] (for benchmarks).
+pub async fn write_batch_with(
+    pool: &PgPool,
+    batch: &[Activity],
+    method: InsertMethod,
+) -> Result<WriteOutcome, WriteError> {
+    if batch.is_empty() {
+        return Ok(WriteOutcome::default());
+    }
+    let rows = Columns::from_batch(batch);
+    let mut tx = pool.begin().await?;
+    let inserted = match method {
+        InsertMethod::Unnest => insert_unnest(&mut tx, &rows).await?,
+        InsertMethod::CopyTempTable => insert_copy(&mut tx, &rows).await?,
+    };
+    rollups::apply(&mut tx, &inserted)
+        .await
+        .map_err(WriteError::Rollups)?;
+    tx.commit().await?;
+
+    let inserted = inserted.len() as u64;
     Ok(WriteOutcome {
-        inserted: batch.len() as u64,
-        duplicates: 0,
+        inserted,
+        duplicates: batch.len() as u64 - inserted,
     })
 }
+
+/// Stores `batch` like [`write_batch`], isolating the rows the database
+/// refuses for their data: the batch is split in halves, recursively, until
+/// each refused row stands alone; every other row is stored. Returns the
+/// refused rows with the database's message for the caller to dead-letter.
+///
+/// Returns `Err` for any failure that is not about a row's data (see
+/// [`WriteError::is_transient`]); some halves may be committed by then,
+/// which is harmless: retrying the whole batch stores the rest and counts
+/// the others as duplicates.
+pub async fn write_batch_isolating(
+    pool: &PgPool,
+    batch: &[Activity],
+) -> Result<IsolatedOutcome, WriteError> {
+    let mut outcome = IsolatedOutcome::default();
+    // Ranges still to write, the next one last: batch order is kept, so
+    // the table sees rows in roughly the order they happened.
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..batch.len());
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        match write_batch(pool, &batch[range.clone()]).await {
+            Ok(written) => outcome.written.add(written),
+            Err(error) if error.is_data_error() => {
+                if range.len() == 1 {
+                    tracing::debug!(id = %batch[range.start].id, %error, "row refused by the database");
+                    outcome.rejected.push(RejectedRow {
+                        index: range.start,
+                        activity: batch[range.start].clone(),
+                        code: error.sqlstate().map(Cow::into_owned),
+                        message: match error.sqlx() {
+                            sqlx::Error::Database(db) => db.message().to_owned(),
+                            other => other.to_string(),
+                        },
+                    });
+                } else {
+                    let middle = range.start + range.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(outcome)
+}
+
+/// The batch as columns, normalized and without repeated ids.
+struct Columns {
+    ids: Vec<Uuid>,
+    user_ids: Vec<Option<String>>,
+    actions: Vec<String>,
+    resource_types: Vec<Option<String>>,
+    resource_ids: Vec<Option<String>>,
+    details: Vec<Option<String>>,
+    ip_addresses: Vec<Option<IpAddr>>,
+    user_agents: Vec<Option<String>>,
+    session_ids: Vec<Option<String>>,
+    created_ats: Vec<DateTime<Utc>>,
+}
+
+impl Columns {
+    fn from_batch(batch: &[Activity]) -> Self {
+        let n = batch.len();
+        let mut seen = HashSet::with_capacity(n);
+        let mut columns = Columns {
+            ids: Vec::with_capacity(n),
+            user_ids: Vec::with_capacity(n),
+            actions: Vec::with_capacity(n),
+            resource_types: Vec::with_capacity(n),
+            resource_ids: Vec::with_capacity(n),
+            details: Vec::with_capacity(n),
+            ip_addresses: Vec::with_capacity(n),
+            user_agents: Vec::with_capacity(n),
+            session_ids: Vec::with_capacity(n),
+            created_ats: Vec::with_capacity(n),
+        };
+        for activity in batch {
+            if !seen.insert(activity.id) {
+                continue;
+            }
+            let mut activity = activity.clone();
+            activity.normalize();
+            columns.ids.push(activity.id);
+            columns.user_ids.push(activity.user_id);
+            columns.actions.push(activity.action.as_str().to_owned());
+            columns.resource_types.push(activity.resource_type);
+            columns.resource_ids.push(activity.resource_id);
+            columns.details.push(
+                activity
+                    .details
+                    .map(|details| serde_json::Value::Object(details).to_string()),
+            );
+            columns.ip_addresses.push(activity.ip_address);
+            columns.user_agents.push(activity.user_agent);
+            columns.session_ids.push(activity.session_id);
+            columns.created_ats.push(activity.created_at);
+        }
+        columns
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+type ReturnedRow = (Option<String>, String, DateTime<Utc>);
+
+fn into_inserted(rows: Vec<ReturnedRow>) -> Vec<InsertedRow> {
+    rows.into_iter()
+        .map(|(user_id, action, created_at)| InsertedRow {
+            user_id,
+            action,
+            created_at,
+        })
+        .collect()
+}
+
+async fn insert_unnest(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &Columns,
+) -> Result<Vec<InsertedRow>, sqlx::Error> {
+    let returned: Vec<ReturnedRow> = sqlx::query_as(
+        "INSERT INTO user_activity_logs \
+             (id, user_id, action, resource_type, resource_id, details, \
+              ip_address, user_agent, session_id, created_at) \
+         SELECT id, user_id, action, resource_type, resource_id, details::jsonb, \
+                ip_address, user_agent, session_id, created_at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::inet[], $8::text[], $9::text[], $10::timestamptz[]) \
+              AS t(id, user_id, action, resource_type, resource_id, details, \
+                   ip_address, user_agent, session_id, created_at) \
+         ON CONFLICT DO NOTHING \
+         RETURNING user_id, action::text, created_at",
+    )
+    .bind(&rows.ids)
+    .bind(&rows.user_ids)
+    .bind(&rows.actions)
+    .bind(&rows.resource_types)
+    .bind(&rows.resource_ids)
+    .bind(&rows.details)
+    .bind(&rows.ip_addresses)
+    .bind(&rows.user_agents)
+    .bind(&rows.session_ids)
+    .bind(&rows.created_ats)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(into_inserted(returned))
+}
+
+async fn insert_copy(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &Columns,
+) -> Result<Vec<InsertedRow>, sqlx::Error> {
+    // Session-local and emptied at each commit; created once per connection
+    // (checked rather than `IF NOT EXISTS`, which logs a notice every time).
+    let missing: bool =
+        sqlx::query_scalar("SELECT to_regclass('pg_temp.user_activity_batch') IS NULL")
+            .fetch_one(&mut **tx)
+            .await?;
+    if missing {
+        sqlx::query(
+            "CREATE TEMPORARY TABLE user_activity_batch \
+             (LIKE user_activity_logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY user_activity_batch (id, user_id, action, resource_type, resource_id, \
+             details, ip_address, user_agent, session_id, created_at) FROM STDIN",
+        )
+        .await?;
+    let data = copy_text(rows);
+    if let Err(error) = copy.send(data).await {
+        // The protocol requires ending the COPY either way.
+        let _ = copy.abort("sending the batch failed").await;
+        return Err(error);
+    }
+    copy.finish().await?;
+
+    let returned: Vec<ReturnedRow> = sqlx::query_as(
+        "INSERT INTO user_activity_logs \
+             (id, user_id, action, resource_type, resource_id, details, \
+              ip_address, user_agent, session_id, created_at) \
+         SELECT id, user_id, action, resource_type, resource_id, details, \
+                ip_address, user_agent, session_id, created_at \
+         FROM user_activity_batch \
+         ON CONFLICT DO NOTHING \
+         RETURNING user_id, action::text, created_at",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(into_inserted(returned))
+}
+
+/// The rows in `COPY`'s text format: tab-separated, `\N` for null,
+/// backslash escapes for backslash, tab, newline and carriage return.
+fn copy_text(rows: &Columns) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, value: Option<&str>) {
+        match value {
+            None => out.extend_from_slice(b"\\N"),
+            Some(text) => {
+                for byte in text.bytes() {
+                    match byte {
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        other => out.push(other),
+                    }
+                }
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(rows.len() * 400);
+    for i in 0..rows.len() {
+        let id = rows.ids[i].hyphenated().to_string();
+        let ip = rows.ip_addresses[i].map(|ip| ip.to_string());
+        let created_at = rows.created_ats[i].to_rfc3339_opts(SecondsFormat::Micros, true);
+        let fields = [
+            Some(id.as_str()),
+            rows.user_ids[i].as_deref(),
+            Some(rows.actions[i].as_str()),
+            rows.resource_types[i].as_deref(),
+            rows.resource_ids[i].as_deref(),
+            rows.details[i].as_deref(),
+            ip.as_deref(),
+            rows.user_agents[i].as_deref(),
+            rows.session_ids[i].as_deref(),
+            Some(created_at.as_str()),
+        ];
+        for (n, value) in fields.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b'\t');
+            }
+            field(&mut out, value);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
