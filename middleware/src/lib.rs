@@ -33,10 +33,18 @@ mod dispatcher;
 #[cfg(feature = "tracker")]
 mod envelope;
 #[cfg(feature = "tracker")]
+pub mod layer;
+#[cfg(feature = "tracker")]
 mod tracker;
 
 #[cfg(feature = "tracker")]
+pub use capture::{
+    ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfigError, PeerAddr,
+};
+#[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
+#[cfg(feature = "tracker")]
+pub use layer::{ActivityLayer, ActivityService};
 #[cfg(feature = "tracker")]
 pub use dispatcher::{RedisStreamSink, ShutdownSummary, Sink, SinkError};
 #[cfg(feature = "tracker")]
