@@ -42,7 +42,7 @@
 //! async fn ping() -> (ActivityEnrichment, &'static str) {
 //!     (ActivityEnrichment::skip(), "pong")
 //! }
-//! # let _ = (axum::middleware::from_fn(auth), login, pay, ping);
+//! # let _ = (axum::middleware::from_fn::<_, (Request,)>(auth), login, pay, ping);
 //! ```
 //!
 //! The layer itself comes from the tracker (`tracker.layer()`), which owns
@@ -135,11 +135,17 @@ mod tests {
             .route(Method::POST, "/api/v1/auth/login", ActivityType::Login)
             .route(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView)
             .resource("case", "id")
-            .route(Method::POST, "/api/v1/payments", ActivityType::PaymentCreate)
+            .route(
+                Method::POST,
+                "/api/v1/payments",
+                ActivityType::PaymentCreate,
+            )
             .session_cookie("session_id")
     }
 
-    async fn hello(_: Request<Full<bytes::Bytes>>) -> Result<Response<Full<bytes::Bytes>>, Infallible> {
+    async fn hello(
+        _: Request<Full<bytes::Bytes>>,
+    ) -> Result<Response<Full<bytes::Bytes>>, Infallible> {
         let mut response = Response::new(Full::from("hello"));
         response
             .headers_mut()
@@ -155,7 +161,12 @@ mod tests {
     async fn mapped_request_is_sent_and_response_untouched() {
         let mut harness = Harness::new(config(), 8);
         let mut service = ServiceBuilder::new()
-            .layer(harness.layer.clone().peer_addr("192.0.2.10:5555".parse().unwrap()))
+            .layer(
+                harness
+                    .layer
+                    .clone()
+                    .peer_addr("192.0.2.10:5555".parse().unwrap()),
+            )
             .service_fn(hello);
         let request = Request::get("/api/v1/cases/c-77")
             .header("user-agent", "test-agent")
@@ -188,8 +199,19 @@ mod tests {
         let mut service = ServiceBuilder::new()
             .layer(harness.layer.clone())
             .service_fn(hello);
-        for uri in ["/", "/api/v1/auth/login", "/api/v1/cases", "/api/v1/cases/1/x"] {
-            let response = service.ready().await.unwrap().call(get_request(uri)).await.unwrap();
+        for uri in [
+            "/",
+            "/api/v1/auth/login",
+            "/api/v1/cases",
+            "/api/v1/cases/1/x",
+        ] {
+            let response = service
+                .ready()
+                .await
+                .unwrap()
+                .call(get_request(uri))
+                .await
+                .unwrap();
             assert_eq!(response.status(), StatusCode::OK);
         }
         assert!(harness.next().is_none());
@@ -242,11 +264,11 @@ mod tests {
     #[tokio::test]
     async fn inner_errors_pass_through_and_are_not_recorded() {
         let mut harness = Harness::new(config(), 8);
-        let mut service = ServiceBuilder::new().layer(harness.layer.clone()).service_fn(
-            |_: Request<Full<bytes::Bytes>>| async {
+        let mut service = ServiceBuilder::new()
+            .layer(harness.layer.clone())
+            .service_fn(|_: Request<Full<bytes::Bytes>>| async {
                 Err::<Response<Full<bytes::Bytes>>, _>("broken")
-            },
-        );
+            });
         let result = service
             .ready()
             .await
@@ -260,8 +282,9 @@ mod tests {
     #[tokio::test]
     async fn enrichment_is_applied_and_taken_out_of_the_response() {
         let mut harness = Harness::new(config(), 8);
-        let mut service = ServiceBuilder::new().layer(harness.layer.clone()).service_fn(
-            |request: Request<Full<bytes::Bytes>>| async move {
+        let mut service = ServiceBuilder::new()
+            .layer(harness.layer.clone())
+            .service_fn(|request: Request<Full<bytes::Bytes>>| async move {
                 let mut response = Response::new(Full::<bytes::Bytes>::default());
                 let enrichment = if request.uri().path() == "/api/v1/payments" {
                     ActivityEnrichment::new()
@@ -273,9 +296,10 @@ mod tests {
                 };
                 response.extensions_mut().insert(enrichment);
                 Ok::<_, Infallible>(response)
-            },
-        );
-        let mut request = Request::post("/api/v1/payments").body(Full::default()).unwrap();
+            });
+        let mut request = Request::post("/api/v1/payments")
+            .body(Full::default())
+            .unwrap();
         request.extensions_mut().insert(ActivityUser::new("u-1"));
         let response = service.ready().await.unwrap().call(request).await.unwrap();
         assert!(response.extensions().get::<ActivityEnrichment>().is_none());
@@ -285,7 +309,9 @@ mod tests {
         assert_eq!(activity.resource_id.as_deref(), Some("pay-1"));
         assert_eq!(activity.details.unwrap()["amount"], 12);
 
-        let request = Request::post("/api/v1/auth/login").body(Full::default()).unwrap();
+        let request = Request::post("/api/v1/auth/login")
+            .body(Full::default())
+            .unwrap();
         let response = service.ready().await.unwrap().call(request).await.unwrap();
         assert!(response.extensions().get::<ActivityEnrichment>().is_none());
         assert!(harness.next().is_none());
