@@ -1,5 +1,32 @@
 //! The activity processor: drains the activity stream into PostgreSQL and
 //! serves the admin API.
+//!
+//! The binary `activity-processor serve` is [`run`] with a [`Config`] from
+//! the command line; tests and examples run the whole processor in-process:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), activity_processor::RunError> {
+//! use activity_processor::{Config, Processor};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let mut config = Config::from_env();
+//! config.admin_listen = "127.0.0.1:0".into();
+//! let token = CancellationToken::new();
+//! let processor = Processor::start(config, token.clone()).await?;
+//! println!("health on http://{}/readyz", processor.local_addr());
+//! token.cancel(); // what SIGTERM does: the batch in hand is committed and acknowledged
+//! processor.wait().await
+//! # }
+//! ```
 
 pub mod analytics;
+pub mod config;
+pub mod consumer;
 pub mod schema;
+pub mod server;
+pub mod stats;
+
+mod run;
+
+pub use config::Config;
+pub use run::{Context, Processor, RunError, run};

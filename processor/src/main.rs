@@ -1,1 +1,145 @@
-fn main() {}
+//! `activity-processor`: drains the activity stream into PostgreSQL and
+//! serves the health, metrics and admin endpoints. See `--help`.
+
+use std::process::ExitCode;
+
+use activity_processor::config::{Cli, Command, DatabaseArgs, RebuildArgs};
+use activity_processor::schema;
+use clap::Parser;
+use clap::error::ErrorKind;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // One line: what is wrong (clap's first line names the flag and value).
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("activity-processor: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let log_level = match &cli.command {
+        Command::Serve(config) => config.log_level.clone(),
+        Command::Migrate(args) => args.log_level.clone(),
+        Command::RebuildRollups(args) => args.database.log_level.clone(),
+        _ => None,
+    };
+    init_logging(log_level);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("activity-processor: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::RebuildRollups(args) => rebuild_rollups(args).await,
+            _ => Err("this subcommand is not available in this build".to_owned()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("activity-processor: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: activity_processor::Config) -> Result<(), String> {
+    let token = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(token.clone()));
+    activity_processor::run(config, token)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn migrate(args: DatabaseArgs) -> Result<(), String> {
+    args.validate().map_err(|e| e.to_string())?;
+    let pool = sqlx::PgPool::connect(&args.database_url).await.map_err(|e| {
+        format!("cannot connect to the database at DATABASE_URL: {e}; is PostgreSQL running and the URL right?")
+    })?;
+    schema::migrate(&pool).await.map_err(|e| e.to_string())?;
+    let created = schema::ensure_partitions(&pool, chrono::Utc::now(), 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("migrations applied; partitions created: {}", created.len());
+    pool.close().await;
+    Ok(())
+}
+
+async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
+    args.database.validate().map_err(|e| e.to_string())?;
+    let pool = sqlx::PgPool::connect(&args.database.database_url).await.map_err(|e| {
+        format!("cannot connect to the database at DATABASE_URL: {e}; is PostgreSQL running and the URL right?")
+    })?;
+    schema::migrate(&pool).await.map_err(|e| e.to_string())?;
+    let outcome = activity_processor::analytics::rebuild_rollups(&pool, args.since)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "rollups rebuilt from {} rows{} in {:.1} s",
+        outcome.rows,
+        args.since
+            .map(|d| format!(" since {d}"))
+            .unwrap_or_default(),
+        outcome.took.as_secs_f64()
+    );
+    pool.close().await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT: stop reading, commit and acknowledge the batch in
+/// hand, exit 0. A second signal exits at once.
+async fn cancel_on_signal(token: CancellationToken) {
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing the batch in hand");
+    token.cancel();
+    wait_for_signal().await;
+    tracing::warn!("second signal: exiting now; unacknowledged entries are claimed later");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+fn init_logging(level: Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = level
+        .and_then(|l| EnvFilter::try_new(l).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,321 @@
+//! The command line: subcommands and every setting, each a flag and an
+//! environment variable with its default shown by `--help`.
+//!
+//! ```
+//! use activity_processor::config::{Cli, Command};
+//! use clap::Parser;
+//!
+//! let cli = Cli::try_parse_from(["activity-processor", "serve", "--batch-size", "500"]).unwrap();
+//! let Command::Serve(config) = cli.command else { unreachable!() };
+//! assert_eq!(config.batch_size, 500);
+//! assert_eq!(config.consumer_group, "activity-processor");
+//! config.validate().unwrap();
+//! ```
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `activity-processor`: drains the activity stream into PostgreSQL and
+/// serves the health, metrics and admin endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "activity-processor", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+// Parsed once at start: the size of `Serve` does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    /// Run the consumer and the HTTP server (health, metrics, admin API)
+    /// until SIGTERM or SIGINT. Applies the migrations first.
+    Serve(Config),
+    /// Apply the embedded database migrations, create the partitions ahead,
+    /// and exit.
+    Migrate(DatabaseArgs),
+    /// Recompute the admin API's rollups from the raw rows (after rows
+    /// reached the table outside the processor: a backfill, a restore),
+    /// and exit. Safe while processors run.
+    RebuildRollups(RebuildArgs),
+}
+
+/// Settings of `rebuild-rollups`.
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// First UTC day (YYYY-MM-DD) to recompute; earlier buckets are kept.
+    /// Unset: everything.
+    #[arg(long)]
+    pub since: Option<chrono::NaiveDate>,
+}
+
+/// Settings of a command that only needs the database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// tracing-subscriber directive such as `activity_processor=debug`)
+    /// [default: `RUST_LOG` if set, else info].
+    #[arg(long, env = "LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Every setting of `serve`; also what [`crate::run`] takes.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// The Redis Stream the apps write to. Entries that can never be stored
+    /// go to `<STREAM_KEY>:dead`.
+    #[arg(long, env = "STREAM_KEY", default_value = "user_activities_stream")]
+    pub stream_key: String,
+
+    /// Consumer group; processors in the same group share the work.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "activity-processor")]
+    pub consumer_group: String,
+
+    /// This processor's name in the group [default: <hostname>-<pid>].
+    #[arg(long, env = "CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+
+    /// Events per database write: a batch is flushed when it holds this many.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000)]
+    pub batch_size: usize,
+
+    /// ... or when its oldest event has waited this long (milliseconds).
+    #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = 200)]
+    pub flush_interval_ms: u64,
+
+    /// Entries left pending this long (milliseconds) by a consumer that died
+    /// are claimed and stored by this one.
+    #[arg(long, env = "CLAIM_IDLE_MS", default_value_t = 60_000)]
+    pub claim_idle_ms: u64,
+
+    /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, admin API).
+    #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub admin_listen: String,
+
+    /// Drop whole monthly partitions older than this many days; 0 keeps
+    /// everything.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+
+    /// Also drain this Redis LIST, where producers written for the original
+    /// design `LPUSH` JSON strings (it used `user_activities_queue`). Unset:
+    /// no list is read.
+    #[arg(long, env = "LEGACY_LIST_KEY")]
+    pub legacy_list_key: Option<String>,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// tracing-subscriber directive such as `activity_processor=debug`)
+    /// [default: `RUST_LOG` if set, else info].
+    #[arg(long, env = "LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Default of `REDIS_URL`.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default of `DATABASE_URL`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A setting that cannot work, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `REDIS_URL` does not parse.
+    #[error("REDIS_URL {url:?} is not a Redis URL ({reason}); use e.g. redis://127.0.0.1:6379")]
+    RedisUrl {
+        /// The value given.
+        url: String,
+        /// Why the parser refused it.
+        reason: String,
+    },
+    /// `DATABASE_URL` does not parse.
+    #[error(
+        "DATABASE_URL {url:?} is not a PostgreSQL URL ({reason}); use e.g. postgres://user:password@host:5432/dbname"
+    )]
+    DatabaseUrl {
+        /// The value given.
+        url: String,
+        /// Why the parser refused it.
+        reason: String,
+    },
+    /// A number that must be positive is zero.
+    #[error("{name} must be at least 1 (got 0); unset it to use the default")]
+    Zero {
+        /// The environment variable name.
+        name: &'static str,
+    },
+    /// `ADMIN_LISTEN` is not `host:port`.
+    #[error("ADMIN_LISTEN {0:?} is not an address; use e.g. 127.0.0.1:8080 or 0.0.0.0:8080")]
+    Listen(String),
+    /// A key or name is empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+}
+
+impl Config {
+    /// The settings of `serve` with no flag: the environment variables where
+    /// set, the defaults otherwise.
+    pub fn from_env() -> Self {
+        Cli::try_parse_from(["activity-processor", "serve"])
+            .map(|cli| match cli.command {
+                Command::Serve(config) => config,
+                _ => unreachable!("parsed `serve`"),
+            })
+            .expect("the defaults parse")
+    }
+
+    /// Checks what clap cannot: URLs parse, sizes are positive, names are set.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
+            url: self.redis_url.clone(),
+            reason: e.to_string(),
+        })?;
+        validate_database_url(&self.database_url)?;
+        if self.batch_size == 0 {
+            return Err(ConfigError::Zero { name: "BATCH_SIZE" });
+        }
+        if self.flush_interval_ms == 0 {
+            return Err(ConfigError::Zero {
+                name: "FLUSH_INTERVAL_MS",
+            });
+        }
+        if self.claim_idle_ms == 0 {
+            return Err(ConfigError::Zero {
+                name: "CLAIM_IDLE_MS",
+            });
+        }
+        self.listen_addr()?;
+        if self.stream_key.is_empty() {
+            return Err(ConfigError::Empty("STREAM_KEY"));
+        }
+        if self.consumer_group.is_empty() {
+            return Err(ConfigError::Empty("CONSUMER_GROUP"));
+        }
+        if self.consumer_name.as_deref() == Some("") {
+            return Err(ConfigError::Empty("CONSUMER_NAME"));
+        }
+        if self.legacy_list_key.as_deref() == Some("") {
+            return Err(ConfigError::Empty("LEGACY_LIST_KEY"));
+        }
+        Ok(())
+    }
+
+    /// `ADMIN_LISTEN` as a socket address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        SocketAddr::from_str(&self.admin_listen)
+            .map_err(|_| ConfigError::Listen(self.admin_listen.clone()))
+    }
+
+    /// `CONSUMER_NAME`, or `<hostname>-<pid>` when unset.
+    pub fn consumer_name(&self) -> String {
+        self.consumer_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()))
+    }
+
+    /// `FLUSH_INTERVAL_MS` as a duration.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// `CLAIM_IDLE_MS` as a duration.
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_millis(self.claim_idle_ms)
+    }
+
+    /// The dead-letter stream: `<STREAM_KEY>:dead`.
+    pub fn dead_letter_key(&self) -> String {
+        format!("{}:dead", self.stream_key)
+    }
+}
+
+impl DatabaseArgs {
+    /// Checks that `DATABASE_URL` parses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_database_url(&self.database_url)
+    }
+}
+
+fn validate_database_url(url: &str) -> Result<(), ConfigError> {
+    sqlx::postgres::PgConnectOptions::from_str(url)
+        .map(drop)
+        .map_err(|e| ConfigError::DatabaseUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// The machine's name, for the default consumer name (no `unsafe` call:
+/// read from the kernel's file, then the environment).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "processor".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Config {
+        let mut all = vec!["activity-processor", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Serve(config) => config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_env();
+        config.validate().unwrap();
+        assert_eq!(config.stream_key, "user_activities_stream");
+        assert_eq!(config.dead_letter_key(), "user_activities_stream:dead");
+        assert_eq!(config.retention_days, 0);
+        assert!(config.legacy_list_key.is_none());
+        assert!(
+            config
+                .consumer_name()
+                .ends_with(&format!("-{}", std::process::id()))
+        );
+    }
+
+    #[test]
+    fn misconfiguration_is_one_clear_line() {
+        for (args, needle) in [
+            (&["--batch-size", "0"][..], "BATCH_SIZE must be at least 1"),
+            (&["--redis-url", "http://x"][..], "REDIS_URL"),
+            (&["--database-url", "mysql://x"][..], "DATABASE_URL"),
+            (&["--admin-listen", "nowhere"][..], "ADMIN_LISTEN"),
+        ] {
+            let message = serve(args).validate().unwrap_err().to_string();
+            assert!(message.contains(needle), "{message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
+        }
+    }
+}

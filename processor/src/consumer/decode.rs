@@ -1,0 +1,347 @@
+//! The lenient reader: turns what producers wrote (current wire format,
+//! older producers without `v` or `id`, and the original design's LIST
+//! JSON) into an [`Activity`], or says why it never can be stored.
+//!
+//! ```
+//! use activity_processor::consumer::decode::{decode_entry, DecodeError};
+//!
+//! let json = br#"{"action":"login","user_id":"u1","created_at":"2025-01-02T03:04:05Z"}"#;
+//! let activity = decode_entry("stream", "1-0", Some(json)).unwrap();
+//! assert_eq!(activity.action.as_str(), "login");
+//! // No `id`: one derived from the entry id, the same on every redelivery.
+//! assert_eq!(activity.id, decode_entry("stream", "1-0", Some(json)).unwrap().id);
+//!
+//! let err = decode_entry("stream", "2-0", Some(b"not json")).unwrap_err();
+//! assert!(matches!(err, DecodeError::Json(_)));
+//! ```
+
+use std::net::IpAddr;
+
+use activity_tracker::{Activity, ActivityType, WIRE_VERSION, limits};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Payloads larger than this are refused whole: a conforming producer's
+/// largest event (16 KiB of `details` plus the bounded text fields) is far
+/// below it, and a bound keeps one bad producer from filling memory.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Namespace of ids derived from stream entry ids (UUID v5).
+const STREAM_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_83f2_4c0e_4d8e_9b57_1d2c_3e4f_5a60);
+/// Namespace of ids derived from legacy LIST payloads (UUID v5).
+const LEGACY_ID_NAMESPACE: Uuid = Uuid::from_u128(0x0c7d_52a9_8e31_4b6f_a0d4_7f19_2b8e_c351);
+
+/// Key added to `details` when `ip_address` was not an IP: the original text.
+pub const INVALID_IP_NOTE: &str = "invalid_ip_address";
+
+/// Why an entry can never be stored (the `reason` of its dead letter).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The stream entry has no `data` field.
+    #[error("entry has no data field")]
+    MissingData,
+    /// The payload is larger than [`MAX_PAYLOAD_BYTES`].
+    #[error("payload is {0} bytes; at most 65536 are accepted")]
+    Oversize(usize),
+    /// Not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("payload is JSON but not an object")]
+    NotAnObject,
+    /// A `v` this processor does not know.
+    #[error("unknown wire-format version {0}")]
+    UnknownVersion(String),
+    /// A required field is absent or null.
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    /// A field has a value that cannot be used.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reads the `data` field of stream entry `entry_id` of `stream_key`.
+///
+/// `v` missing is read as version 1 and `id` missing gets a UUID v5 of the
+/// stream key and entry id (older producers); optional fields are brought
+/// within the contract ([`Activity::normalize`]); an invalid IP becomes
+/// null with the original text noted in `details`.
+pub fn decode_entry(
+    stream_key: &str,
+    entry_id: &str,
+    data: Option<&[u8]>,
+) -> Result<Activity, DecodeError> {
+    let data = data.ok_or(DecodeError::MissingData)?;
+    decode(data, None, || {
+        let name = format!("{stream_key}\n{entry_id}");
+        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+    })
+}
+
+/// Reads a JSON string a producer written for the original design pushed
+/// onto the legacy LIST: the table's column names, `id` and `created_at`
+/// optional. A missing `created_at` becomes `arrived_at`; a missing `id`
+/// a UUID v5 of the payload.
+pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Activity, DecodeError> {
+    decode(payload, Some(arrived_at), || {
+        Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
+    })
+}
+
+fn decode(
+    payload: &[u8],
+    default_created_at: Option<DateTime<Utc>>,
+    derive_id: impl FnOnce() -> Uuid,
+) -> Result<Activity, DecodeError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::Oversize(payload.len()));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(DecodeError::Json)?;
+    let Value::Object(mut object) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+
+    match object.remove("v") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(WIRE_VERSION)) => {}
+        Some(other) => return Err(DecodeError::UnknownVersion(other.to_string())),
+    }
+
+    let action = match object.remove("action") {
+        None | Some(Value::Null) => return Err(DecodeError::Missing("action")),
+        Some(Value::String(name)) => {
+            ActivityType::custom(&name).map_err(|e| invalid("action", e))?
+        }
+        Some(_) => return Err(invalid("action", "not a string")),
+    };
+
+    let created_at = match object.remove("created_at") {
+        None | Some(Value::Null) => default_created_at.ok_or(DecodeError::Missing("created_at"))?,
+        Some(Value::String(text)) => parse_time(&text).ok_or_else(|| {
+            invalid(
+                "created_at",
+                format!("{text:?} is not an RFC 3339 timestamp"),
+            )
+        })?,
+        Some(_) => return Err(invalid("created_at", "not a string")),
+    };
+
+    let id = match object.remove("id") {
+        None | Some(Value::Null) => derive_id(),
+        Some(Value::String(text)) => {
+            Uuid::parse_str(&text).map_err(|_| invalid("id", format!("{text:?} is not a UUID")))?
+        }
+        Some(_) => return Err(invalid("id", "not a string")),
+    };
+
+    let mut details = match object.remove("details") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        // Producers of the original design may have sent `json.dumps(details)`.
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => Some(Map::from_iter([("value".to_owned(), Value::String(text))])),
+        },
+        Some(other) => Some(Map::from_iter([("value".to_owned(), other)])),
+    };
+
+    let ip_address = match object.remove("ip_address") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => match text.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                note_invalid_ip(&mut details, Value::String(text));
+                None
+            }
+        },
+        Some(other) => {
+            note_invalid_ip(&mut details, other);
+            None
+        }
+    };
+
+    let mut activity = Activity::at(action, created_at);
+    activity.id = id;
+    activity.user_id = text_field(&mut object, "user_id")?;
+    activity.resource_type = text_field(&mut object, "resource_type")?;
+    activity.resource_id = text_field(&mut object, "resource_id")?;
+    activity.user_agent = text_field(&mut object, "user_agent")?;
+    activity.session_id = text_field(&mut object, "session_id")?;
+    activity.details = details;
+    activity.ip_address = ip_address;
+    activity.normalize();
+    Ok(activity)
+}
+
+fn invalid(field: &'static str, reason: impl ToString) -> DecodeError {
+    DecodeError::Invalid {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+/// RFC 3339, or (original design's Python `isoformat()`) a naive timestamp
+/// taken as UTC; kept to the microsecond like the table.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let at = DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+                .map(|naive| naive.and_utc())
+        })?;
+    Some(at.trunc_subsecs(6))
+}
+
+/// An optional text column: strings as they are, numbers (user ids of
+/// older apps) as their decimal text.
+fn text_field(
+    object: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, DecodeError> {
+    match object.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(invalid(field, "not a string")),
+    }
+}
+
+fn note_invalid_ip(details: &mut Option<Map<String, Value>>, original: Value) {
+    let original = match original {
+        Value::String(mut text) => {
+            activity_tracker::truncate_chars(&mut text, limits::RESOURCE_ID_MAX_CHARS);
+            Value::String(text)
+        }
+        other => Value::String(other.to_string().chars().take(255).collect()),
+    };
+    details
+        .get_or_insert_with(Map::new)
+        .insert(INVALID_IP_NOTE.to_owned(), original);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> Result<Activity, DecodeError> {
+        decode_entry("s", "1700000000000-0", Some(json.as_bytes()))
+    }
+
+    #[test]
+    fn current_wire_format_round_trips() {
+        let sent = Activity::new(ActivityType::CaseCreate)
+            .user_id("u1")
+            .resource("case", "c1")
+            .detail("amount", 5)
+            .ip_address("10.0.0.1".parse().unwrap())
+            .user_agent("ua")
+            .session_id("s1");
+        let read = entry(&sent.to_wire_json()).unwrap();
+        assert_eq!(read, sent);
+    }
+
+    #[test]
+    fn missing_v_and_id_are_older_producers() {
+        let json = r#"{"action":"login","created_at":"2025-01-02T03:04:05.123456789Z"}"#;
+        let a = entry(json).unwrap();
+        let b = entry(json).unwrap();
+        assert_eq!(a.id, b.id, "redelivery gets the same id");
+        assert_eq!(a.id.get_version_num(), 5);
+        let other = decode_entry("s", "1700000000000-1", Some(json.as_bytes())).unwrap();
+        assert_ne!(a.id, other.id);
+        assert_eq!(a.created_at.timestamp_subsec_nanos(), 123_456_000);
+    }
+
+    #[test]
+    fn poison_entries_have_reasons() {
+        let cases: [(Option<&str>, &str); 10] = [
+            (None, "no data field"),
+            (Some("{"), "invalid JSON"),
+            (Some("[1]"), "not an object"),
+            (
+                Some(r#"{"v":2,"action":"login","created_at":"2025-01-01T00:00:00Z"}"#),
+                "version 2",
+            ),
+            (
+                Some(r#"{"v":1,"created_at":"2025-01-01T00:00:00Z"}"#),
+                "`action`",
+            ),
+            (
+                Some(r#"{"action":"","created_at":"2025-01-01T00:00:00Z"}"#),
+                "`action`",
+            ),
+            (Some(r#"{"action":"login"}"#), "`created_at`"),
+            (
+                Some(r#"{"action":"login","created_at":"yesterday"}"#),
+                "`created_at`",
+            ),
+            (
+                Some(r#"{"id":"nope","action":"login","created_at":"2025-01-01T00:00:00Z"}"#),
+                "`id`",
+            ),
+            (
+                Some(r#"{"action":"login","created_at":"2025-01-01T00:00:00Z","user_id":[1]}"#),
+                "`user_id`",
+            ),
+        ];
+        for (data, needle) in cases {
+            let err = decode_entry("s", "1-0", data.map(str::as_bytes)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{data:?}: {err}");
+        }
+        let long_action = format!(
+            r#"{{"action":"{}","created_at":"2025-01-01T00:00:00Z"}}"#,
+            "a".repeat(101)
+        );
+        assert!(
+            entry(&long_action)
+                .unwrap_err()
+                .to_string()
+                .contains("`action`")
+        );
+        let huge = format!(
+            r#"{{"action":"x","created_at":"2025-01-01T00:00:00Z","details":{{"b":"{}"}}}}"#,
+            "x".repeat(MAX_PAYLOAD_BYTES)
+        );
+        assert!(matches!(entry(&huge), Err(DecodeError::Oversize(_))));
+    }
+
+    #[test]
+    fn optional_fields_are_truncated_and_bad_ip_noted() {
+        let json = format!(
+            r#"{{"action":"login","created_at":"2025-01-01T00:00:00Z","user_agent":"{}","session_id":"{}","ip_address":"999.1.1.1","details":{{"k":1}}}}"#,
+            "ü".repeat(600),
+            "s".repeat(300)
+        );
+        let a = entry(&json).unwrap();
+        assert_eq!(a.user_agent.unwrap().chars().count(), 500);
+        assert_eq!(a.session_id.unwrap().len(), 255);
+        assert_eq!(a.ip_address, None);
+        let details = a.details.unwrap();
+        assert_eq!(details[INVALID_IP_NOTE], "999.1.1.1");
+        assert_eq!(details["k"], 1);
+    }
+
+    #[test]
+    fn legacy_payloads_use_arrival_time_and_payload_hash() {
+        let arrived = Utc::now().trunc_subsecs(6);
+        let payload = br#"{"user_id":42,"action":"case_view","resource_type":"case","resource_id":"c9","details":"{\"a\":1}","ip_address":"192.168.1.100"}"#;
+        let a = decode_legacy(payload, arrived).unwrap();
+        assert_eq!(a.created_at, arrived);
+        assert_eq!(a.user_id.as_deref(), Some("42"));
+        assert_eq!(a.details.as_ref().unwrap()["a"], 1);
+        assert_eq!(a.id, decode_legacy(payload, arrived).unwrap().id);
+        let with_time = br#"{"action":"login","created_at":"2024-05-06T07:08:09.5"}"#;
+        let b = decode_legacy(with_time, arrived).unwrap();
+        assert_eq!(b.created_at.to_rfc3339(), "2024-05-06T07:08:09.500+00:00");
+    }
+}

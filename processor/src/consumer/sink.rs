@@ -1,0 +1,311 @@
+//! The sink: batches by size or age (the timer starts at the batch's first
+//! entry), writes idempotently, dead-letters what can never be stored, and
+//! only then acknowledges. Never acknowledges before the commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use activity_tracker::Activity;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::link::{Backoff, Link};
+use super::{Item, Origin, Settings, legacy};
+use crate::stats::ProcessorStats;
+
+/// Dead-letter streams are capped (approximately) at this many entries, so
+/// a flood of bad input cannot fill Redis.
+const DEAD_LETTER_MAX_LEN: u64 = 1_000_000;
+
+/// Receives items until every source has stopped, then flushes what is left.
+pub(crate) async fn run(
+    settings: Settings,
+    pool: PgPool,
+    redis: redis::Client,
+    stats: Arc<ProcessorStats>,
+    mut rx: mpsc::Receiver<Item>,
+    token: CancellationToken,
+) {
+    let mut sink = Sink {
+        link: Link::new(redis, None),
+        pool,
+        stats,
+        token,
+        settings,
+    };
+    let batch_size = sink.settings.batch_size;
+    let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
+    let mut deadline = Instant::now();
+    loop {
+        let room = batch_size - batch.len();
+        tokio::select! {
+            received = rx.recv_many(&mut batch, room) => {
+                if received == 0 {
+                    break;
+                }
+                if batch.len() == received {
+                    deadline = Instant::now() + sink.settings.flush_interval;
+                }
+                if batch.len() >= batch_size {
+                    sink.flush(std::mem::take(&mut batch)).await;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
+                sink.flush(std::mem::take(&mut batch)).await;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        sink.flush(batch).await;
+    }
+}
+
+/// What a write did, per batch.
+#[derive(Debug, Default)]
+struct Stored {
+    inserted: u64,
+    duplicates: u64,
+    /// Rows the database refused, by index in the batch, with its error.
+    rejected: Vec<(usize, String)>,
+}
+
+/// Stores `activities` idempotently; a row that breaks a constraint is
+/// isolated and reported instead of failing the batch.
+async fn store(
+    pool: &PgPool,
+    activities: &[Activity],
+) -> Result<Stored, activity_tracker::postgres::WriteError> {
+    let outcome = activity_tracker::postgres::write_batch_isolating(pool, activities).await?;
+    Ok(Stored {
+        inserted: outcome.written.inserted,
+        duplicates: outcome.written.duplicates,
+        rejected: outcome
+            .rejected
+            .into_iter()
+            .map(|row| match row.code {
+                Some(code) => (row.index, format!("{} (SQLSTATE {code})", row.message)),
+                None => (row.index, row.message),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug)]
+struct Sink {
+    settings: Settings,
+    pool: PgPool,
+    /// Writes dead letters and acknowledgements.
+    link: Link,
+    stats: Arc<ProcessorStats>,
+    token: CancellationToken,
+}
+
+/// After cancellation, how long a failing step keeps retrying.
+#[derive(Debug)]
+struct Retry {
+    backoff: Backoff,
+    give_up_at: Option<Instant>,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Retry {
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            give_up_at: None,
+        }
+    }
+
+    /// Waits before the next attempt; `false` when shutting down and the
+    /// grace period is over.
+    async fn wait(&mut self, token: &CancellationToken, grace: Duration) -> bool {
+        let delay = self.backoff.next_delay();
+        if !token.is_cancelled() {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = tokio::time::sleep(delay) => return true,
+            }
+        }
+        let give_up_at = *self
+            .give_up_at
+            .get_or_insert_with(|| Instant::now() + grace);
+        let now = Instant::now();
+        if now >= give_up_at {
+            return false;
+        }
+        tokio::time::sleep(delay.min(give_up_at - now)).await;
+        true
+    }
+}
+
+impl Sink {
+    async fn flush(&mut self, batch: Vec<Item>) {
+        let mut good = Vec::with_capacity(batch.len());
+        let mut activities = Vec::with_capacity(batch.len());
+        let mut dead: Vec<(Item, String)> = Vec::new();
+        for mut item in batch {
+            match std::mem::replace(
+                &mut item.decoded,
+                Err(super::decode::DecodeError::MissingData),
+            ) {
+                Ok(activity) => {
+                    activities.push(activity);
+                    good.push(item);
+                }
+                Err(reason) => {
+                    let reason = reason.to_string();
+                    dead.push((item, reason));
+                }
+            }
+        }
+
+        if !activities.is_empty() {
+            let Some(stored) = self.write(&activities).await else {
+                return;
+            };
+            let mut rejected = stored.rejected;
+            rejected.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
+            for (index, error) in rejected {
+                if index < good.len() {
+                    let item = good.swap_remove(index);
+                    dead.push((item, format!("rejected by the database: {error}")));
+                }
+            }
+        }
+
+        if !dead.is_empty() && !self.dead_letter(&dead).await {
+            return;
+        }
+        let all: Vec<&Item> = good
+            .iter()
+            .chain(dead.iter().map(|(item, _)| item))
+            .collect();
+        self.acknowledge(&all).await;
+    }
+
+    /// Writes with retries; `None` when shutting down with the database
+    /// still failing (nothing is acknowledged: the entries stay pending).
+    async fn write(&mut self, activities: &[Activity]) -> Option<Stored> {
+        let mut retry = Retry::new();
+        loop {
+            let started = std::time::Instant::now();
+            match store(&self.pool, activities).await {
+                Ok(stored) => {
+                    if self.stats.db_retrying() {
+                        tracing::info!("database writes work again");
+                    }
+                    self.stats.set_db_retrying(false);
+                    self.stats
+                        .record_batch(stored.inserted, stored.duplicates, started.elapsed());
+                    return Some(stored);
+                }
+                Err(e) => {
+                    self.stats.record_db_error();
+                    self.stats.set_db_retrying(true);
+                    if e.is_transient() {
+                        tracing::warn!(error = %e, events = activities.len(), "writing a batch failed; retrying, nothing acknowledged");
+                    } else {
+                        // A setup problem (missing table, permission): no
+                        // batch can succeed until it is fixed, and dropping
+                        // the events would lose them; keep retrying.
+                        tracing::error!(error = %e, events = activities.len(), "writing a batch failed and cannot succeed until the database is fixed; retrying, nothing acknowledged");
+                    }
+                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                        tracing::error!(
+                            events = activities.len(),
+                            "shutting down with the database failing; the batch stays pending and is claimed later"
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `XADD <stream>:dead * data <original> reason <why>` for each; `false`
+    /// when it could not be done before shutdown.
+    async fn dead_letter(&mut self, dead: &[(Item, String)]) -> bool {
+        let mut pipe = redis::pipe();
+        for (item, reason) in dead {
+            pipe.cmd("XADD")
+                .arg(&self.settings.dead_key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(DEAD_LETTER_MAX_LEN)
+                .arg("*")
+                .arg("data")
+                .arg(&item.payload)
+                .arg("reason")
+                .arg(reason)
+                .ignore();
+        }
+        let mut retry = Retry::new();
+        loop {
+            match self.link.pipe::<()>(&pipe).await {
+                Ok(()) => {
+                    for (_, reason) in dead {
+                        tracing::warn!(%reason, stream = %self.settings.dead_key, "entry dead-lettered");
+                    }
+                    self.stats.record_dead_lettered(dead.len() as u64);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing dead letters failed; retrying");
+                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `XACK` + `XDEL` (atomically: an entry is never left pending without
+    /// its data) for stream entries, `LREM` from the processing list for
+    /// legacy ones.
+    async fn acknowledge(&mut self, items: &[&Item]) {
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|item| match &item.origin {
+                Origin::Stream(id) => Some(id.as_str()),
+                Origin::Legacy => None,
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if !ids.is_empty() {
+            pipe.cmd("XACK")
+                .arg(&self.settings.stream_key)
+                .arg(&self.settings.group)
+                .arg(&ids)
+                .ignore();
+            pipe.cmd("XDEL")
+                .arg(&self.settings.stream_key)
+                .arg(&ids)
+                .ignore();
+        }
+        if let Some(key) = &self.settings.legacy_list_key {
+            let processing = legacy::processing_key(key, &self.settings.consumer);
+            for item in items.iter().filter(|i| matches!(i.origin, Origin::Legacy)) {
+                pipe.cmd("LREM")
+                    .arg(&processing)
+                    .arg(1)
+                    .arg(&item.payload)
+                    .ignore();
+            }
+        }
+        let mut retry = Retry::new();
+        loop {
+            match self.link.pipe::<()>(&pipe).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "acknowledging a stored batch failed; retrying");
+                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                        // Stored already: redelivery is a harmless duplicate.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

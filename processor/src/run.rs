@@ -1,0 +1,303 @@
+//! The whole processor, in-process: start-up checks, migrations, the
+//! consumer, the HTTP server, and the timers (partitions, retention, gauges).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use chrono::Utc;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::consumer::{self, ConsumerError};
+use crate::schema::{self, SchemaError};
+use crate::server;
+use crate::stats::ProcessorStats;
+
+/// Monthly partitions made ahead of the current month.
+const PARTITION_MONTHS_AHEAD: u32 = 2;
+/// How often partitions are made ahead and expired ones dropped.
+const MAINTENANCE_PERIOD: Duration = Duration::from_secs(3600);
+/// How often the stream length and pending gauges are refreshed.
+const GAUGE_PERIOD: Duration = Duration::from_secs(5);
+
+/// What the processor's parts share; what the admin API's router is built
+/// from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The settings it runs with.
+    pub config: Arc<Config>,
+    /// Connections to `DATABASE_URL`.
+    pub pool: PgPool,
+    /// `REDIS_URL` (open a connection per use or keep one: each
+    /// multiplexed connection times replies out after 500 ms).
+    pub redis: redis::Client,
+    /// The consumer's counters.
+    pub stats: Arc<ProcessorStats>,
+}
+
+/// Why the processor could not start or stopped with an error; each says
+/// in one line what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A setting cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database cannot be reached at start.
+    #[error(
+        "cannot connect to the database at DATABASE_URL ({url}): {source}; is PostgreSQL running and the URL right?"
+    )]
+    Database {
+        /// The URL, without its password.
+        url: String,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations or partitions failed.
+    #[error("{0}")]
+    Schema(#[from] SchemaError),
+    /// Redis cannot be reached at start.
+    #[error("{0}; is Redis running at REDIS_URL?")]
+    Redis(#[from] ConsumerError),
+    /// `ADMIN_LISTEN` cannot be bound.
+    #[error("cannot listen on ADMIN_LISTEN {addr}: {source}; choose a free address")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running processor (see [`Processor::start`]).
+#[derive(Debug)]
+pub struct Processor {
+    ctx: Context,
+    local_addr: SocketAddr,
+    main: JoinHandle<()>,
+}
+
+impl Processor {
+    /// Checks the settings, connects, applies the migrations, makes the
+    /// partitions ahead, binds `ADMIN_LISTEN`, and starts the consumer, the
+    /// HTTP server and the timers. They run until `token` is cancelled.
+    pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
+        config.validate()?;
+        let listen = config.listen_addr()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .map_err(|source| RunError::Database {
+                url: redact(&config.database_url),
+                source,
+            })?;
+        schema::migrate(&pool).await?;
+        schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
+        let redis =
+            redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
+                url: config.redis_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut conn = redis
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|source| ConsumerError::Group {
+                stream: config.stream_key.clone(),
+                group: config.consumer_group.clone(),
+                source,
+            })?;
+        consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
+            addr: listen,
+            source,
+        })?;
+        server::install_metrics();
+
+        let ctx = Context {
+            config: Arc::new(config),
+            pool,
+            redis,
+            stats: Arc::new(ProcessorStats::new()),
+        };
+        let app = server::router(ctx.clone(), extra_routes(&ctx));
+        let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
+        tracing::info!(listen = %local_addr, "processor started");
+        Ok(Processor {
+            ctx,
+            local_addr,
+            main,
+        })
+    }
+
+    /// Where the HTTP server listens (the real port when `ADMIN_LISTEN`
+    /// asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared context (pool, Redis client, counters, settings).
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The consumer's counters.
+    pub fn stats(&self) -> Arc<ProcessorStats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Waits until the processor has stopped (after its token is
+    /// cancelled: the batch in hand committed and acknowledged).
+    pub async fn wait(self) -> Result<(), RunError> {
+        // A panic in a part is a bug; report it as such rather than hide it.
+        if let Err(e) = self.main.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        Ok(())
+    }
+}
+
+/// Runs the whole processor until `token` is cancelled (SIGTERM in the
+/// binary), then stops within a bounded time.
+pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunError> {
+    Processor::start(config, token).await?.wait().await
+}
+
+/// The routes merged into the HTTP server besides the health and metrics
+/// endpoints: the admin API.
+fn extra_routes(_ctx: &Context) -> Router {
+    Router::new()
+}
+
+async fn run_parts(
+    ctx: Context,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    token: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    // The server stops after the consumer, so `/readyz` and `/metrics`
+    // answer while the last batch is committed.
+    let server_token = CancellationToken::new();
+    tracker.spawn({
+        let server_token = server_token.clone();
+        async move {
+            if let Err(e) = server::serve(listener, app, server_token).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    });
+    tracker.spawn(maintenance(ctx.clone(), token.clone()));
+    tracker.spawn(gauges(ctx.clone(), token.clone()));
+    let consumed = consumer::run(
+        &ctx.config,
+        ctx.pool.clone(),
+        ctx.redis.clone(),
+        ctx.stats.clone(),
+        token.clone(),
+    )
+    .await;
+    if let Err(e) = consumed {
+        tracing::error!(error = %e, "consumer failed");
+        token.cancel();
+    }
+    server_token.cancel();
+    tracker.close();
+    tracker.wait().await;
+    ctx.pool.close().await;
+}
+
+/// Makes partitions ahead and drops expired ones, every hour.
+async fn maintenance(ctx: Context, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(MAINTENANCE_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; start-up already made the partitions.
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = Utc::now();
+        if let Err(e) = schema::ensure_partitions(&ctx.pool, now, PARTITION_MONTHS_AHEAD).await {
+            tracing::warn!(error = %e, "making partitions ahead failed; next hour retries");
+        }
+        match schema::drop_expired_partitions(&ctx.pool, now, ctx.config.retention_days).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "dropped expired partitions")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping expired partitions failed; next hour retries")
+            }
+        }
+    }
+}
+
+/// Refreshes the stream length and pending gauges (and the Prometheus
+/// recorder's upkeep).
+async fn gauges(ctx: Context, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(GAUGE_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = None;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Some(handle) = server::install_metrics() {
+            handle.run_upkeep();
+        }
+        if conn.is_none() {
+            conn = ctx.redis.get_multiplexed_async_connection().await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&ctx.config.stream_key);
+        pipe.cmd("XPENDING")
+            .arg(&ctx.config.stream_key)
+            .arg(&ctx.config.consumer_group);
+        match pipe.query_async::<(u64, redis::Value)>(c).await {
+            Ok((length, pending)) => {
+                metrics::gauge!("activity_processor_stream_length").set(length as f64);
+                if let redis::Value::Array(summary) = pending
+                    && let Some(redis::Value::Int(count)) = summary.first()
+                {
+                    metrics::gauge!("activity_processor_pending").set(*count as f64);
+                }
+            }
+            Err(_) => conn = None,
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
