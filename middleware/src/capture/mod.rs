@@ -442,3 +442,258 @@ fn latency_ms(latency: Duration) -> Value {
     let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     Value::from(micros as f64 / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::SubsecRound;
+
+    use super::*;
+
+    struct Harness {
+        context: Arc<CaptureContext>,
+        receiver: mpsc::Receiver<Envelope>,
+    }
+
+    impl Harness {
+        fn new(config: CaptureConfig) -> Self {
+            let (sender, receiver) = mpsc::channel(16);
+            let context =
+                CaptureContext::new(Arc::new(config), sender, Arc::new(Counters::default()))
+                    .unwrap();
+            Harness {
+                context: Arc::new(context),
+                receiver,
+            }
+        }
+
+        /// Runs one request/response pair through the capture and returns
+        /// what the dispatcher would make of it.
+        fn run(
+            &mut self,
+            request: Request<()>,
+            peer: Option<&str>,
+            response: Response<()>,
+        ) -> Option<Activity> {
+            let peer = peer.map(|peer| peer.parse().unwrap());
+            let mut response = response;
+            if let Some(pending) = self.context.begin(&request, peer) {
+                pending.finish(&mut response);
+            }
+            match self.receiver.try_recv().ok()? {
+                Envelope::Captured(captured) => captured.into_activity(&self.context.config),
+                Envelope::Activity(activity) => Some(*activity),
+            }
+        }
+    }
+
+    fn config() -> CaptureConfig {
+        CaptureConfig::new()
+            .route(Method::POST, "/login", ActivityType::Login)
+            .route(Method::GET, "/cases/{id}", ActivityType::CaseView)
+            .resource("case", "id")
+            .route(Method::POST, "/cases", ActivityType::CaseCreate)
+            .trusted_proxies(["10.0.0.0/8"])
+            .session_cookie("sid")
+            .session_header("x-session-id")
+    }
+
+    fn ok() -> Response<()> {
+        Response::new(())
+    }
+
+    fn with_status(status: u16) -> Response<()> {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response
+    }
+
+    #[test]
+    fn activity_carries_the_request_facts_and_layer_details() {
+        let mut harness = Harness::new(config());
+        let before = Utc::now();
+        let request = Request::get("/cases/c-9?tab=notes")
+            .header("user-agent", "Agent/1.0")
+            .header("cookie", "a=b; sid=s-123")
+            .extension(ActivityUser::new("u-7"))
+            .body(())
+            .unwrap();
+        let activity = harness
+            .run(request, Some("198.51.100.4:5000"), ok())
+            .unwrap();
+        assert_eq!(activity.id.get_version_num(), 7);
+        assert_eq!(activity.action, ActivityType::CaseView);
+        assert_eq!(activity.user_id.as_deref(), Some("u-7"));
+        assert_eq!(activity.resource_type.as_deref(), Some("case"));
+        assert_eq!(activity.resource_id.as_deref(), Some("c-9"));
+        assert_eq!(activity.ip_address, Some("198.51.100.4".parse().unwrap()));
+        assert_eq!(activity.user_agent.as_deref(), Some("Agent/1.0"));
+        assert_eq!(activity.session_id.as_deref(), Some("s-123"));
+        assert!(activity.created_at >= before.trunc_subsecs(6));
+        assert!(activity.created_at <= Utc::now());
+        let details = activity.details.unwrap();
+        assert_eq!(details["method"], "GET");
+        assert_eq!(details["route"], "/cases/{id}");
+        assert_eq!(details["status"], 200);
+        assert!(details["latency_ms"].as_f64().unwrap() >= 0.0);
+        assert_eq!(details.len(), 4);
+    }
+
+    #[test]
+    fn unmapped_requests_capture_nothing() {
+        let harness = Harness::new(config());
+        let request = Request::get("/cases").body(()).unwrap();
+        assert!(harness.context.begin(&request, None).is_none());
+        let request = Request::delete("/cases/1").body(()).unwrap();
+        assert!(harness.context.begin(&request, None).is_none());
+    }
+
+    #[test]
+    fn proxy_headers_count_only_from_trusted_peers() {
+        let mut harness = Harness::new(config());
+        let forged = || {
+            Request::post("/login")
+                .header("x-forwarded-for", "6.6.6.6")
+                .header("forwarded", "for=6.6.6.6")
+                .body(())
+                .unwrap()
+        };
+        let activity = harness.run(forged(), Some("203.0.113.9:1"), ok()).unwrap();
+        assert_eq!(activity.ip_address, Some("203.0.113.9".parse().unwrap()));
+
+        let proxied = Request::post("/login")
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.23")
+            .body(())
+            .unwrap();
+        let activity = harness.run(proxied, Some("10.0.0.2:1"), ok()).unwrap();
+        assert_eq!(activity.ip_address, Some("198.51.100.23".parse().unwrap()));
+
+        // No peer known at all: no IP, whatever the headers say.
+        let activity = harness.run(forged(), None, ok()).unwrap();
+        assert_eq!(activity.ip_address, None);
+    }
+
+    #[test]
+    fn enrichment_overrides_and_merges() {
+        let mut harness = Harness::new(config());
+        let request = Request::post("/cases")
+            .extension(ActivityUser::new("u-from-auth"))
+            .body(())
+            .unwrap();
+        let mut response = ok();
+        response.extensions_mut().insert(
+            ActivityEnrichment::new()
+                .user_id("u-from-handler")
+                .resource("case", "c-new")
+                .detail("amount", 5)
+                .detail("status", "forged"),
+        );
+        let activity = harness.run(request, None, response).unwrap();
+        assert_eq!(activity.action, ActivityType::CaseCreate);
+        assert_eq!(activity.user_id.as_deref(), Some("u-from-handler"));
+        assert_eq!(activity.resource_type.as_deref(), Some("case"));
+        assert_eq!(activity.resource_id.as_deref(), Some("c-new"));
+        let details = activity.details.unwrap();
+        assert_eq!(details["amount"], 5);
+        assert_eq!(details["status"], 200, "the layer's facts win");
+
+        // A resource id alone keeps the route's resource type.
+        let request = Request::get("/cases/c-1").body(()).unwrap();
+        let mut response = ok();
+        response.extensions_mut().insert(
+            ActivityEnrichment::new()
+                .resource_id("c-canonical")
+                .action(ActivityType::CaseGrab),
+        );
+        let activity = harness.run(request, None, response).unwrap();
+        assert_eq!(activity.action, ActivityType::CaseGrab);
+        assert_eq!(activity.resource_type.as_deref(), Some("case"));
+        assert_eq!(activity.resource_id.as_deref(), Some("c-canonical"));
+
+        // Skip records nothing.
+        let request = Request::get("/cases/c-1").body(()).unwrap();
+        let mut response = ok();
+        response.extensions_mut().insert(ActivityEnrichment::skip());
+        assert!(harness.run(request, None, response).is_none());
+    }
+
+    #[test]
+    fn errors_are_recorded_unless_configured_not_to() {
+        let mut harness = Harness::new(config());
+        let failed_login = Request::post("/login").body(()).unwrap();
+        let activity = harness.run(failed_login, None, with_status(401)).unwrap();
+        assert_eq!(activity.user_id, None);
+        assert_eq!(activity.details.unwrap()["status"], 401);
+
+        let mut quiet = Harness::new(config().record_errors(false));
+        for status in [400, 404, 500, 503] {
+            let request = Request::post("/login").body(()).unwrap();
+            assert!(quiet.run(request, None, with_status(status)).is_none());
+        }
+        let request = Request::post("/login").body(()).unwrap();
+        assert!(quiet.run(request, None, with_status(302)).is_some());
+    }
+
+    #[test]
+    fn session_falls_back_from_cookie_to_header() {
+        let mut harness = Harness::new(config());
+        let request = Request::post("/login")
+            .header("x-session-id", "from-header")
+            .body(())
+            .unwrap();
+        let activity = harness.run(request, None, ok()).unwrap();
+        assert_eq!(activity.session_id.as_deref(), Some("from-header"));
+
+        let request = Request::post("/login")
+            .header("x-session-id", "from-header")
+            .header("cookie", "sid=from-cookie")
+            .body(())
+            .unwrap();
+        let activity = harness.run(request, None, ok()).unwrap();
+        assert_eq!(activity.session_id.as_deref(), Some("from-cookie"));
+
+        let request = Request::post("/login").body(()).unwrap();
+        let activity = harness.run(request, None, ok()).unwrap();
+        assert_eq!(activity.session_id, None);
+        assert_eq!(activity.user_agent, None);
+    }
+
+    #[test]
+    fn config_mistakes_are_clear_errors() {
+        let error = CaptureConfig::new()
+            .trusted_proxies(["10.0.0.0/8", "10.0.0.0/40"])
+            .validate()
+            .unwrap_err();
+        assert!(matches!(error, CaptureConfigError::InvalidProxy { .. }));
+        assert!(error.to_string().contains("10.0.0.0/40"), "{error}");
+
+        let error = CaptureConfig::new()
+            .session_header("bad header")
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            CaptureConfigError::InvalidHeaderName("bad header".into())
+        );
+        assert!(matches!(
+            CaptureConfig::new().session_cookie(" ").validate(),
+            Err(CaptureConfigError::EmptyCookieName)
+        ));
+        assert!(matches!(
+            CaptureConfig::new()
+                .route(Method::GET, "/a/{", ActivityType::Login)
+                .validate(),
+            Err(CaptureConfigError::Pattern { .. })
+        ));
+        let (sender, _receiver) = mpsc::channel(1);
+        assert!(
+            CaptureContext::new(
+                Arc::new(CaptureConfig::new().resource("case", "id")),
+                sender,
+                Arc::new(Counters::default()),
+            )
+            .is_err()
+        );
+        assert!(config().validate().is_ok());
+        assert!(CaptureConfig::default().is_empty());
+    }
+}

@@ -215,3 +215,139 @@ fn hex(byte: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let mut table = RouteTable::default();
+        table
+            .insert(Method::POST, "/api/v1/cases", ActivityType::CaseCreate)
+            .unwrap();
+        table
+            .insert(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView)
+            .unwrap();
+        table.resource("case", "id").unwrap();
+        table
+            .insert(Method::PUT, "/api/v1/cases/{id}", ActivityType::CaseUpdate)
+            .unwrap();
+        table
+            .insert(Method::GET, "/files/{*path}", ActivityType::DocumentReview)
+            .unwrap();
+        table.resource("document", "path").unwrap();
+        table
+    }
+
+    #[test]
+    fn paths_map_by_method_and_pattern() {
+        let table = table();
+        let route = table
+            .lookup(&Method::GET, None, "/api/v1/cases/c-1")
+            .unwrap();
+        assert_eq!(route.action, ActivityType::CaseView);
+        assert_eq!(&*route.pattern, "/api/v1/cases/{id}");
+        assert_eq!(
+            route.resource_id("/api/v1/cases/c-1").as_deref(),
+            Some("c-1")
+        );
+
+        let update = table
+            .lookup(&Method::PUT, None, "/api/v1/cases/c-1")
+            .unwrap();
+        assert_eq!(update.action, ActivityType::CaseUpdate);
+        // Only the GET route names a resource.
+        assert_eq!(update.resource_id("/api/v1/cases/c-1"), None);
+
+        let create = table.lookup(&Method::POST, None, "/api/v1/cases").unwrap();
+        assert_eq!(create.action, ActivityType::CaseCreate);
+    }
+
+    #[test]
+    fn unmapped_requests_find_nothing() {
+        let table = table();
+        for (method, path) in [
+            (Method::DELETE, "/api/v1/cases/c-1"),
+            (Method::GET, "/api/v1/cases"),
+            (Method::GET, "/api/v1/cases/c-1/notes"),
+            (Method::GET, "/"),
+            (Method::HEAD, "/api/v1/cases/c-1"),
+        ] {
+            assert!(
+                table.lookup(&method, None, path).is_none(),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn matched_pattern_wins_over_the_path() {
+        let table = table();
+        // axum matched a static route of its own that our pattern would also
+        // match: not ours, so not recorded.
+        assert!(
+            table
+                .lookup(
+                    &Method::GET,
+                    Some("/api/v1/cases/export"),
+                    "/api/v1/cases/export"
+                )
+                .is_none()
+        );
+        // axum matched our pattern (under a nest, the path may differ).
+        let route = table
+            .lookup(&Method::GET, Some("/api/v1/cases/{id}"), "/c-2")
+            .unwrap();
+        assert_eq!(route.action, ActivityType::CaseView);
+    }
+
+    #[test]
+    fn resource_ids_are_percent_decoded_and_wildcards_work() {
+        let table = table();
+        let route = table
+            .lookup(&Method::GET, None, "/files/a/b%20c.pdf")
+            .unwrap();
+        assert_eq!(
+            route.resource_id("/files/a/b%20c.pdf").as_deref(),
+            Some("a/b c.pdf")
+        );
+        let case = table.lookup(&Method::GET, None, "/api/v1/cases/x").unwrap();
+        assert_eq!(
+            case.resource_id("/api/v1/cases/%E4%B8%AD%zz").as_deref(),
+            Some("中%zz")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        let mut table = table();
+        assert!(matches!(
+            table.insert(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView),
+            Err(CaptureConfigError::Duplicate { .. })
+        ));
+        assert!(matches!(
+            table.insert(Method::GET, "/api/v1/cases/{other}", ActivityType::CaseView),
+            Err(CaptureConfigError::Pattern { .. })
+        ));
+        // After a failed insert there is no "last route" to name a resource of.
+        assert!(matches!(
+            table.resource("case", "id"),
+            Err(CaptureConfigError::ResourceWithoutRoute { .. })
+        ));
+        table
+            .insert(
+                Method::DELETE,
+                "/api/v1/cases/{id}",
+                ActivityType::CaseDelete,
+            )
+            .unwrap();
+        assert!(matches!(
+            table.resource("case", "case_id"),
+            Err(CaptureConfigError::NoSuchParam { .. })
+        ));
+        assert!(matches!(
+            RouteTable::default().resource("case", "id"),
+            Err(CaptureConfigError::ResourceWithoutRoute { .. })
+        ));
+    }
+}
