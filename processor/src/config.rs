@@ -125,6 +125,17 @@ pub struct Config {
     #[arg(long, env = "LEGACY_LIST_KEY")]
     pub legacy_list_key: Option<String>,
 
+    /// Static bearer tokens accepted by the admin API, comma-separated.
+    /// With neither this nor ADMIN_JWT_SECRET set, the admin API refuses
+    /// every request.
+    #[arg(long, env = "ADMIN_TOKENS", hide_env_values = true)]
+    pub admin_tokens: Option<crate::admin::Secret>,
+
+    /// Secret of the HS256 JWTs accepted by the admin API (claims `role:
+    /// admin` and a future `exp` required).
+    #[arg(long, env = "ADMIN_JWT_SECRET", hide_env_values = true)]
+    pub admin_jwt_secret: Option<crate::admin::Secret>,
+
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// tracing-subscriber directive such as `activity_processor=debug`)
     /// [default: `RUST_LOG` if set, else info].

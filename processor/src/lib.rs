@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod analytics;
 pub mod config;
 pub mod consumer;

@@ -182,8 +182,13 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
 
 /// The routes merged into the HTTP server besides the health and metrics
 /// endpoints: the admin API.
-fn extra_routes(_ctx: &Context) -> Router {
-    Router::new()
+fn extra_routes(ctx: &Context) -> Router {
+    let auth = crate::admin::AdminAuth::from_secrets(
+        ctx.config.admin_tokens.as_ref(),
+        ctx.config.admin_jwt_secret.as_ref(),
+    );
+    auth.warn_if_unconfigured();
+    crate::admin::router(crate::admin::AdminState::from_context(ctx, auth))
 }
 
 async fn run_parts(

@@ -575,6 +575,9 @@ pub struct UserPath {
     pub truncated: bool,
 }
 
+/// `(action, resource_type, resource_id, created_at)`.
+type PathRow = (String, Option<String>, Option<String>, DateTime<Utc>);
+
 /// A user's last `limit` actions over the last `days` days in time order,
 /// each with the action before it (`GET user/{user_id}/path`, the original
 /// design's behaviour-path query: `LAG(action) OVER (ORDER BY created_at)`,
@@ -589,7 +592,7 @@ pub async fn get_user_path(
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_PATH_LIMIT)?;
     // One row more than asked: its action is the first step's prev_action.
-    let mut rows: Vec<(String, Option<String>, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+    let mut rows: Vec<PathRow> = sqlx::query_as(
         "SELECT action::text, resource_type::text, resource_id::text, created_at
          FROM user_activity_logs WHERE user_id = $1 AND created_at >= $2
          ORDER BY created_at DESC, id DESC LIMIT $3",
