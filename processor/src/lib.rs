@@ -30,4 +30,4 @@ pub mod stats;
 mod run;
 
 pub use config::Config;
-pub use run::{Context, Processor, RunError, run};
+pub use run::{Context, Processor, RunError, connect_database, run};

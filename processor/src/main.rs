@@ -73,9 +73,9 @@ async fn serve(config: activity_processor::Config) -> Result<(), String> {
 
 async fn migrate(args: DatabaseArgs) -> Result<(), String> {
     args.validate().map_err(|e| e.to_string())?;
-    let pool = sqlx::PgPool::connect(&args.database_url).await.map_err(|e| {
-        format!("cannot connect to the database at DATABASE_URL: {e}; is PostgreSQL running and the URL right?")
-    })?;
+    let pool = activity_processor::connect_database(&args.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     schema::migrate(&pool).await.map_err(|e| e.to_string())?;
     let created = schema::ensure_partitions(&pool, chrono::Utc::now(), 2)
         .await
@@ -87,9 +87,9 @@ async fn migrate(args: DatabaseArgs) -> Result<(), String> {
 
 async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
     args.database.validate().map_err(|e| e.to_string())?;
-    let pool = sqlx::PgPool::connect(&args.database.database_url).await.map_err(|e| {
-        format!("cannot connect to the database at DATABASE_URL: {e}; is PostgreSQL running and the URL right?")
-    })?;
+    let pool = activity_processor::connect_database(&args.database.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     schema::migrate(&pool).await.map_err(|e| e.to_string())?;
     let outcome = activity_processor::analytics::rebuild_rollups(&pool, args.since)
         .await

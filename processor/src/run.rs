@@ -2,13 +2,14 @@
 //! consumer, the HTTP server, and the timers (partitions, retention, gauges).
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use chrono::Utc;
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,15 +93,7 @@ impl Processor {
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
         let listen = config.listen_addr()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
-            .await
-            .map_err(|source| RunError::Database {
-                url: redact(&config.database_url),
-                source,
-            })?;
+        let pool = connect_database(&config.database_url).await?;
         schema::migrate(&pool).await?;
         schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         let redis =
@@ -172,6 +165,35 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Connects to `url` once to fail fast with a clear error when the
+/// database is unreachable (a pool would retry until its timeout), then
+/// returns a pool of up to 8 connections.
+pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| ConfigError::DatabaseUrl {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+    let error = |source| RunError::Database {
+        url: redact(url),
+        source,
+    };
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| error(sqlx::Error::PoolTimedOut))?
+    .map_err(error)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
+    // The checked connection is not kept: the pool opens its own.
+    drop(first);
+    Ok(pool)
 }
 
 /// Runs the whole processor until `token` is cancelled (SIGTERM in the
