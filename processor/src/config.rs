@@ -198,8 +198,17 @@ impl Config {
 
     /// Checks what clap cannot: URLs parse, sizes are positive, names are set.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|scheme| self.redis_url.starts_with(scheme))
+        {
+            return Err(ConfigError::RedisUrl {
+                url: redact(&self.redis_url),
+                reason: "it must start with redis://, rediss:// or unix://".to_owned(),
+            });
+        }
         redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
-            url: self.redis_url.clone(),
+            url: redact(&self.redis_url),
             reason: e.to_string(),
         })?;
         validate_database_url(&self.database_url)?;
@@ -269,12 +278,32 @@ impl DatabaseArgs {
 }
 
 fn validate_database_url(url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::DatabaseUrl {
+            url: redact(url),
+            reason: "it must start with postgres:// or postgresql://".to_owned(),
+        });
+    }
     sqlx::postgres::PgConnectOptions::from_str(url)
         .map(drop)
         .map_err(|e| ConfigError::DatabaseUrl {
-            url: url.to_owned(),
+            url: redact(url),
             reason: e.to_string(),
         })
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// The machine's name, for the default consumer name (no `unsafe` call:

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::schema::{self, SchemaError};
 use crate::server;
@@ -98,7 +98,7 @@ impl Processor {
         schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         let redis =
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
-                url: config.redis_url.clone(),
+                url: redact(&config.redis_url),
                 reason: e.to_string(),
             })?;
         let mut conn = redis
@@ -312,19 +312,5 @@ async fn gauges(ctx: Context, token: CancellationToken) {
             }
             Err(_) => conn = None,
         }
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((auth, host)) => match auth.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => url.to_owned(),
-            },
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
