@@ -117,7 +117,7 @@ pub struct ActivityTrackerBuilder {
     connect_timeout: Duration,
     dispatcher: DispatcherConfig,
     capture: CaptureConfig,
-    sink: Option<Box<dyn Sink>>,
+    sink: Option<Arc<dyn Sink>>,
 }
 
 impl Default for ActivityTrackerBuilder {
@@ -177,7 +177,10 @@ impl ActivityTrackerBuilder {
         self
     }
 
-    /// Redis connections in the pool (default 2).
+    /// Redis connections in the pool, which is also the most batch writes
+    /// under way at once (default 2: while Redis stores one batch, the next
+    /// is serialized). With more than one, batches may land in the stream
+    /// slightly out of capture order; `created_at` keeps the true order.
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = size;
         self
@@ -207,7 +210,7 @@ impl ActivityTrackerBuilder {
     /// Writes to `sink` instead of the Redis stream (the Redis settings
     /// are then unused).
     pub fn sink(mut self, sink: impl Sink) -> Self {
-        self.sink = Some(Box::new(sink));
+        self.sink = Some(Arc::new(sink));
         self
     }
 
@@ -236,9 +239,9 @@ impl ActivityTrackerBuilder {
         if self.stream_key.is_empty() {
             return Err(BuildError::InvalidSetting("stream_key must not be empty"));
         }
-        let sink: Box<dyn Sink> = match self.sink {
+        let sink: Arc<dyn Sink> = match self.sink {
             Some(sink) => sink,
-            None => Box::new(
+            None => Arc::new(
                 RedisStreamSink::new(
                     &self.redis_url,
                     self.stream_key.clone(),
@@ -252,12 +255,19 @@ impl ActivityTrackerBuilder {
                 })?,
             ),
         };
+        let mut dispatcher_config = self.dispatcher;
+        dispatcher_config.max_in_flight = self.pool_size as usize;
         let (tx, rx) = mpsc::channel(self.channel_capacity);
         let counters = Arc::new(Counters::default());
         let capture = Arc::new(self.capture);
         let cancel = CancellationToken::new();
-        let dispatcher =
-            Dispatcher::new(rx, sink, capture.clone(), counters.clone(), self.dispatcher);
+        let dispatcher = Dispatcher::new(
+            rx,
+            sink,
+            capture.clone(),
+            counters.clone(),
+            dispatcher_config,
+        );
         let task = tokio::spawn(dispatcher.run(cancel.clone()));
         Ok(ActivityTracker {
             inner: Arc::new(Inner {

@@ -38,6 +38,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +59,9 @@ use crate::envelope::Envelope;
 pub(crate) struct DispatcherConfig {
     /// Most events per sink call (and per `recv_many`).
     pub(crate) max_batch: usize,
+    /// Most sink calls under way at once: while Redis stores one batch,
+    /// the next is serialized.
+    pub(crate) max_in_flight: usize,
     /// Most events held while the sink fails; the oldest go first past it.
     pub(crate) buffer_capacity: usize,
     /// First retry delay.
@@ -70,6 +76,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
             max_batch: 1024,
+            max_in_flight: 2,
             buffer_capacity: 100_000,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
@@ -93,12 +100,20 @@ pub struct ShutdownSummary {
     pub timed_out: bool,
 }
 
+/// A finished write: the batch, and whether it was stored.
+type Written = (Vec<Activity>, Result<(), SinkError>);
+
+/// A deadline that never comes, for a disabled `select!` branch.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 /// The background task's state. Owned by the task alone: no locks.
 pub(crate) struct Dispatcher {
     /// The tracker's channel; closed by the dispatcher when it shuts down.
     rx: mpsc::Receiver<Envelope>,
-    /// Where batches go.
-    sink: Box<dyn Sink>,
+    /// Where batches go; shared with the writes under way.
+    sink: Arc<dyn Sink>,
     /// Turns captured requests into activities.
     capture: Arc<CaptureConfig>,
     /// Shared with the layer and the tracker.
@@ -123,13 +138,14 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(
         rx: mpsc::Receiver<Envelope>,
-        sink: Box<dyn Sink>,
+        sink: Arc<dyn Sink>,
         capture: Arc<CaptureConfig>,
         counters: Arc<Counters>,
         config: DispatcherConfig,
     ) -> Self {
         let config = DispatcherConfig {
             max_batch: config.max_batch.max(1),
+            max_in_flight: config.max_in_flight.max(1),
             buffer_capacity: config.buffer_capacity.max(config.max_batch.max(1)),
             ..config
         };
@@ -152,6 +168,12 @@ impl Dispatcher {
         let mut deadline: Option<Instant> = None;
         let mut sent_before_shutdown = 0;
         let mut timed_out = false;
+        // Writes under way, completed in the order they were started.
+        let mut in_flight: FuturesOrdered<BoxFuture<'static, Written>> = FuturesOrdered::new();
+        let mut in_flight_events = 0usize;
+        // Batches whose write failed, in order, waiting for the writes still
+        // under way before they go back to the front of the buffer.
+        let mut failed: Vec<Vec<Activity>> = Vec::new();
 
         loop {
             if deadline.is_none() && cancel.is_cancelled() {
@@ -167,7 +189,7 @@ impl Dispatcher {
                     self.scratch.push(envelope);
                 }
                 self.absorb();
-            } else if self.buffer.is_empty() {
+            } else if self.buffer.is_empty() && in_flight.is_empty() && failed.is_empty() {
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => continue,
@@ -182,7 +204,7 @@ impl Dispatcher {
                     }
                 }
             } else {
-                // A retry or a backlog: top up without waiting.
+                // A backlog: top up without waiting.
                 while self.scratch.len() < self.config.max_batch {
                     match self.rx.try_recv() {
                         Ok(envelope) => self.scratch.push(envelope),
@@ -192,75 +214,95 @@ impl Dispatcher {
                 self.absorb();
             }
 
-            if self.buffer.is_empty() {
-                if deadline.is_some() {
+            if !failed.is_empty() && in_flight.is_empty() {
+                // Every write of the round is done: put the failed batches
+                // back in front, in order, and retry after a delay.
+                let failed_events: Vec<Activity> = failed.drain(..).flatten().collect();
+                for activity in failed_events.into_iter().rev() {
+                    self.buffer.push_front(activity);
+                }
+                self.trim();
+                let delay = backoff.next_delay();
+                if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
+                    timed_out = true;
+                    break;
+                }
+                Counters::add(&self.counters.retries, 1);
+                continue;
+            }
+
+            if failed.is_empty() {
+                while in_flight.len() < self.config.max_in_flight && !self.buffer.is_empty() {
+                    let n = self.buffer.len().min(self.config.max_batch);
+                    let batch: Vec<Activity> = self.buffer.drain(..n).collect();
+                    in_flight_events += n;
+                    let sink = Arc::clone(&self.sink);
+                    in_flight.push_back(Box::pin(async move {
+                        let result = sink.send(&batch).await;
+                        (batch, result)
+                    }));
+                }
+            }
+
+            if in_flight.is_empty() {
+                if self.buffer.is_empty() && deadline.is_some() {
                     break;
                 }
                 continue;
             }
 
-            let n = self.buffer.len().min(self.config.max_batch);
-            let result = {
-                let batch = &self.buffer.make_contiguous()[..n];
-                let send = self.sink.send(batch);
-                match deadline {
-                    Some(at) => match tokio::time::timeout_at(at, send).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            timed_out = true;
-                            break;
-                        }
-                    },
-                    None => {
-                        let mut send = send;
-                        tokio::select! {
-                            biased;
-                            result = &mut send => result,
-                            _ = cancel.cancelled() => {
-                                // Let the write in flight finish, within the timeout.
-                                let at = Instant::now() + self.config.shutdown_timeout;
-                                deadline = Some(at);
-                                match tokio::time::timeout_at(at, send).await {
-                                    Ok(result) => result,
-                                    Err(_) => {
-                                        timed_out = true;
-                                        break;
-                                    }
-                                }
+            // Read more while the writes are under way, enough for the next.
+            let reading = deadline.is_none()
+                && !self.rx.is_closed()
+                && self.buffer.len() < self.config.max_batch;
+            let until = deadline.unwrap_or_else(far_future);
+            tokio::select! {
+                biased;
+                Some((batch, result)) = in_flight.next() => {
+                    in_flight_events -= batch.len();
+                    match result {
+                        Ok(()) => {
+                            Counters::add(&self.counters.sent, batch.len() as u64);
+                            if failed.is_empty() {
+                                backoff.reset();
                             }
                         }
+                        Err(error) => {
+                            Counters::add(&self.counters.send_errors, 1);
+                            tracing::warn!(%error, events = batch.len(), "writing a batch of activities failed; will retry");
+                            failed.push(batch);
+                        }
                     }
+                    self.counters.export(self.buffer.len() + in_flight_events);
                 }
-            };
-
-            match result {
-                Ok(()) => {
-                    self.buffer.drain(..n);
-                    Counters::add(&self.counters.sent, n as u64);
-                    backoff.reset();
-                    self.counters.export(self.buffer.len());
+                _ = cancel.cancelled(), if deadline.is_none() => {
+                    deadline = Some(Instant::now() + self.config.shutdown_timeout);
                 }
-                Err(error) => {
-                    Counters::add(&self.counters.send_errors, 1);
-                    self.counters.export(self.buffer.len());
-                    tracing::warn!(%error, events = n, "writing a batch of activities failed; will retry");
-                    let delay = backoff.next_delay();
-                    if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
-                        timed_out = true;
-                        break;
+                _ = tokio::time::sleep_until(until), if deadline.is_some() => {
+                    timed_out = true;
+                    break;
+                }
+                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
+                    if n == 0 {
+                        deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
                     }
-                    Counters::add(&self.counters.retries, 1);
+                    self.absorb();
                 }
             }
         }
 
         // Whatever is left could not be sent in time: count it as lost.
+        // (A write cut short may still have reached Redis; downstream
+        // de-duplicates on the id if it is ever sent again.)
+        drop(in_flight);
         self.rx.close();
         while let Ok(envelope) = self.rx.try_recv() {
             self.scratch.push(envelope);
         }
         self.absorb();
-        let unsent = self.buffer.len() as u64;
+        let unsent = (self.buffer.len()
+            + in_flight_events
+            + failed.iter().map(Vec::len).sum::<usize>()) as u64;
         self.buffer.clear();
         Counters::add(&self.counters.dropped_shutdown, unsent);
         self.counters.export(0);
@@ -331,6 +373,11 @@ impl Dispatcher {
         if skipped > 0 {
             Counters::add(&self.counters.skipped, skipped);
         }
+        self.trim();
+    }
+
+    /// Drops the oldest events past the buffer's capacity.
+    fn trim(&mut self) {
         let over = self
             .buffer
             .len()
@@ -398,7 +445,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let dispatcher = Dispatcher::new(
             rx,
-            Box::new(sink),
+            Arc::new(sink),
             Arc::new(CaptureConfig::default()),
             counters.clone(),
             config,
@@ -524,6 +571,37 @@ mod tests {
             (summary.sent, summary.unsent, summary.timed_out),
             (0, 3, true)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_is_retried_while_the_others_land() {
+        let sink = Arc::new(FakeSink {
+            fail_first: 1,
+            ..FakeSink::default()
+        });
+        let config = DispatcherConfig {
+            max_batch: 10,
+            max_in_flight: 2,
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink.clone(), 100, config);
+        offer(&tx, &counters, 30);
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert_eq!((summary.sent, summary.unsent), (30, 0));
+        let mut users: Vec<_> = sink
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.user_id.clone().unwrap())
+            .collect();
+        users.sort();
+        let mut expected: Vec<_> = (0..30).map(|i| format!("u{i}")).collect();
+        expected.sort();
+        assert_eq!(users, expected);
+        let s = counters.snapshot();
+        assert_eq!((s.send_errors, s.retries), (1, 1));
     }
 
     #[tokio::test(start_paused = true)]
