@@ -1,6 +1,38 @@
 //! Record who did what, from where, and when, from any axum or hyper app,
 //! without slowing a request.
 //!
+//! ```no_run
+//! # #[cfg(feature = "tracker")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use activity_tracker::{ActivityTracker, ActivityType};
+//! use axum::{Router, http::Method, routing::post};
+//!
+//! let tracker = ActivityTracker::builder()
+//!     .redis_url(std::env::var("REDIS_URL")?) // bb8-redis pool inside
+//!     .route(Method::POST, "/api/v1/auth/login", ActivityType::Login)
+//!     .route(Method::POST, "/api/v1/cases", ActivityType::CaseCreate)
+//!     .route(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView)
+//!     .resource("case", "id")
+//!     .trusted_proxies(["10.0.0.0/8"])
+//!     .session_cookie("session_id")
+//!     .build()
+//!     .await?;
+//! let app: Router = Router::new()
+//!     .route("/api/v1/cases", post(|| async { "created" }))
+//!     .layer(tracker.layer());
+//! // ... serve `app`; on shutdown:
+//! let summary = tracker.shutdown().await; // flushes what is buffered, bounded by a timeout
+//! assert_eq!(summary.unsent, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! Requests reach the handler untouched; the layer hands cheap facts to a
+//! bounded channel (`try_send`, dropped and counted when full), and a
+//! background task pipelines them into the Redis Stream
+//! `user_activities_stream` (see `docs/wire-format.md`), retrying with
+//! backoff while Redis is down. The `activity-processor` sidecar stores
+//! them in PostgreSQL.
+//!
 //! The crate has three parts:
 //! - the event model and its wire format ([`Activity`], [`ActivityType`]),
 //!   always available;

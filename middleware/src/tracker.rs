@@ -30,15 +30,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::CaptureConfig;
+use crate::capture::{CaptureConfig, CaptureConfigError, CaptureContext};
 use crate::counters::{Counters, CountersSnapshot};
 use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, ShutdownSummary, Sink};
 use crate::envelope::Envelope;
+use crate::layer::ActivityLayer;
 use crate::{Activity, ActivityType};
 
 /// Default stream key (the `STREAM_KEY` contract).
@@ -59,8 +61,8 @@ struct Inner {
     tx: mpsc::Sender<Envelope>,
     /// Shared with the layers and the dispatcher.
     counters: Arc<Counters>,
-    /// How captured requests become activities; shared with the layers.
-    capture: Arc<CaptureConfig>,
+    /// Config, channel and counters, shared by every layer handed out.
+    capture: Arc<CaptureContext>,
     /// Stops the dispatcher.
     cancel: CancellationToken,
     /// The dispatcher task until the first `shutdown()`, then its summary;
@@ -102,6 +104,10 @@ pub enum BuildError {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
+    /// A capture setting is wrong (a route pattern, a proxy CIDR, a
+    /// session header name).
+    #[error("invalid capture setting: {0}")]
+    Capture(#[from] CaptureConfigError),
 }
 
 /// Builds an [`ActivityTracker`]. Every setting has a default; see each
@@ -220,6 +226,53 @@ impl ActivityTrackerBuilder {
         self
     }
 
+    /// Records `action` for requests with this method whose route matches
+    /// `pattern` (axum syntax: `/api/v1/cases/{id}`); see
+    /// [`CaptureConfig::route`].
+    pub fn route(mut self, method: Method, pattern: &str, action: ActivityType) -> Self {
+        self.capture = self.capture.route(method, pattern, action);
+        self
+    }
+
+    /// Names the resource of the route added last: `resource_type` is
+    /// `kind`, `resource_id` the path parameter `param`; see
+    /// [`CaptureConfig::resource`].
+    pub fn resource(mut self, kind: &str, param: &str) -> Self {
+        self.capture = self.capture.resource(kind, param);
+        self
+    }
+
+    /// Peers (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` /
+    /// `X-Real-IP` headers are believed (default: none); see
+    /// [`CaptureConfig::trusted_proxies`].
+    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.capture = self.capture.trusted_proxies(proxies);
+        self
+    }
+
+    /// Reads the session id from this cookie.
+    pub fn session_cookie(mut self, name: &str) -> Self {
+        self.capture = self.capture.session_cookie(name);
+        self
+    }
+
+    /// Reads the session id from this header (when there is no session
+    /// cookie).
+    pub fn session_header(mut self, name: &str) -> Self {
+        self.capture = self.capture.session_header(name);
+        self
+    }
+
+    /// Whether 4xx/5xx responses are recorded (default: yes).
+    pub fn record_errors(mut self, record: bool) -> Self {
+        self.capture = self.capture.record_errors(record);
+        self
+    }
+
     /// Starts the dispatcher. Must be called inside a Tokio runtime.
     ///
     /// Fails on an unparsable Redis URL or a zero size; does not contact
@@ -239,6 +292,7 @@ impl ActivityTrackerBuilder {
         if self.stream_key.is_empty() {
             return Err(BuildError::InvalidSetting("stream_key must not be empty"));
         }
+        self.capture.validate()?;
         let sink: Arc<dyn Sink> = match self.sink {
             Some(sink) => sink,
             None => Arc::new(
@@ -259,15 +313,14 @@ impl ActivityTrackerBuilder {
         dispatcher_config.max_in_flight = self.pool_size as usize;
         let (tx, rx) = mpsc::channel(self.channel_capacity);
         let counters = Arc::new(Counters::default());
-        let capture = Arc::new(self.capture);
-        let cancel = CancellationToken::new();
-        let dispatcher = Dispatcher::new(
-            rx,
-            sink,
-            capture.clone(),
+        let config = Arc::new(self.capture);
+        let capture = Arc::new(CaptureContext::new(
+            config.clone(),
+            tx.clone(),
             counters.clone(),
-            dispatcher_config,
-        );
+        )?);
+        let cancel = CancellationToken::new();
+        let dispatcher = Dispatcher::new(rx, sink, config, counters.clone(), dispatcher_config);
         let task = tokio::spawn(dispatcher.run(cancel.clone()));
         Ok(ActivityTracker {
             inner: Arc::new(Inner {
@@ -298,6 +351,15 @@ impl ActivityTracker {
                 .tx
                 .try_send(Envelope::Activity(Box::new(activity))),
         )
+    }
+
+    /// The layer that records the requests mapped by the builder's routes.
+    /// Cheap; every layer shares the tracker's channel and counters.
+    ///
+    /// Put it around an axum `Router` (`.layer(tracker.layer())`) or any
+    /// tower service of `http::Request` / `http::Response`.
+    pub fn layer(&self) -> ActivityLayer {
+        ActivityLayer::new(self.inner.capture.clone())
     }
 
     /// A copy of the counters now.
@@ -487,12 +549,6 @@ impl ActivityTracker {
         let activity = Activity::new(action).user_id(user_id).resource(kind, id);
         self.track(with_details(with_ip(activity, ip), details))
     }
-
-    /// The capture settings, for the layer.
-    #[allow(dead_code)]
-    pub(crate) fn capture_config(&self) -> &Arc<CaptureConfig> {
-        &self.inner.capture
-    }
 }
 
 fn with_ip(activity: Activity, ip: Option<IpAddr>) -> Activity {
@@ -627,6 +683,22 @@ mod tests {
         assert!(!tracker.track_logout("u1", None));
         assert_eq!(tracker.counters().dropped_closed, 1);
         assert_eq!(tracker.shutdown().await, summary);
+    }
+
+    #[tokio::test]
+    async fn capture_mistakes_fail_the_build() {
+        let err = ActivityTracker::builder()
+            .route(Method::GET, "/cases/{id", ActivityType::CaseView)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BuildError::Capture(_)), "{err}");
+        let err = ActivityTracker::builder()
+            .trusted_proxies(["10.0.0.0/33"])
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
     }
 
     #[test]
