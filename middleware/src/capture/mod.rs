@@ -240,7 +240,6 @@ pub(crate) struct CaptureContext {
 
 impl CaptureContext {
     /// Checks the config and puts the pieces together.
-    #[allow(dead_code, reason = "called by the tracker when it hands out a layer")]
     pub(crate) fn new(
         config: Arc<CaptureConfig>,
         sender: mpsc::Sender<Envelope>,

@@ -19,10 +19,6 @@ pub struct ActivityLayer {
 
 impl ActivityLayer {
     /// A layer capturing through `context` (config, channel, counters).
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "called by the tracker when it hands out a layer")
-    )]
     pub(crate) fn new(context: Arc<CaptureContext>) -> Self {
         ActivityLayer {
             context,
