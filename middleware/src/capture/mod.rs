@@ -41,7 +41,7 @@ use axum::extract::{ConnectInfo, MatchedPath};
 use chrono::{DateTime, Utc};
 use http::header::{COOKIE, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 pub use extensions::{ActivityEnrichment, ActivityUser, PeerAddr};
@@ -50,7 +50,7 @@ use self::client_ip::{ForwardedHeaders, HeaderValues, TrustedProxies};
 use self::routes::{Route, RouteTable};
 use crate::counters::Counters;
 use crate::envelope::Envelope;
-use crate::{Activity, ActivityType};
+use crate::{Activity, ActivityType, limits, truncate_chars};
 
 /// Why a [`CaptureConfig`] is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -413,7 +413,12 @@ impl CapturedRequest {
                 .filter(|_| activity.resource_id.is_some())
         });
 
-        let mut details = enrichment.details.unwrap_or_default();
+        // Only a handler's details can be too big; then they give way to a
+        // marker, and the layer's own facts are kept.
+        let mut details = match enrichment.details {
+            Some(handler) => bounded_details(handler),
+            None => Map::new(),
+        };
         details.insert("method".into(), Value::from(route.method.as_str()));
         details.insert("route".into(), Value::from(&*route.pattern));
         details.insert("status".into(), Value::from(self.status.as_u16()));
@@ -431,9 +436,33 @@ impl CapturedRequest {
                     .as_ref()
                     .and_then(session::session_from_header)
             });
-        activity.normalize();
+        // User agent and session id are bounded already.
+        for (field, max) in [
+            (&mut activity.user_id, limits::USER_ID_MAX_CHARS),
+            (&mut activity.resource_type, limits::RESOURCE_TYPE_MAX_CHARS),
+            (&mut activity.resource_id, limits::RESOURCE_ID_MAX_CHARS),
+        ] {
+            if let Some(text) = field {
+                truncate_chars(text, max);
+            }
+        }
         Some(activity)
     }
+}
+
+/// A handler's details, or `{"truncated": true, "original_bytes": N}` when
+/// they would not leave room for the layer's keys within the 16 KiB limit.
+fn bounded_details(details: Map<String, Value>) -> Map<String, Value> {
+    /// Room kept for `method`, `route`, `status` and `latency_ms`.
+    const LAYER_KEYS_ROOM: usize = 1024;
+    let bytes = serde_json::to_vec(&details).map_or(usize::MAX, |json| json.len());
+    if bytes <= limits::DETAILS_MAX_BYTES - LAYER_KEYS_ROOM {
+        return details;
+    }
+    let mut marker = Map::new();
+    marker.insert("truncated".into(), Value::Bool(true));
+    marker.insert("original_bytes".into(), Value::from(bytes));
+    marker
 }
 
 /// Milliseconds with microsecond precision (`1.234`).
@@ -654,6 +683,33 @@ mod tests {
         let activity = harness.run(request, None, ok()).unwrap();
         assert_eq!(activity.session_id, None);
         assert_eq!(activity.user_agent, None);
+    }
+
+    #[test]
+    fn activity_fields_stay_within_the_contract() {
+        let mut harness = Harness::new(config());
+        let long_id = format!("/cases/{}", "é".repeat(300));
+        let request = Request::get(&*long_id)
+            .header("user-agent", "u".repeat(600))
+            .extension(ActivityUser::new("x".repeat(300)))
+            .body(())
+            .unwrap();
+        let activity = harness.run(request, None, ok()).unwrap();
+        assert_eq!(activity.resource_id.unwrap().chars().count(), 255);
+        assert_eq!(activity.user_id.unwrap().len(), 255);
+        assert_eq!(activity.user_agent.unwrap().len(), 500);
+
+        let request = Request::post("/login").body(()).unwrap();
+        let mut response = ok();
+        response
+            .extensions_mut()
+            .insert(ActivityEnrichment::new().detail("blob", "b".repeat(20_000)));
+        let activity = harness.run(request, None, response).unwrap();
+        let details = activity.details.unwrap();
+        assert_eq!(details["truncated"], true);
+        assert!(details["original_bytes"].as_u64().unwrap() > 20_000);
+        assert_eq!(details["route"], "/login", "the layer's facts are kept");
+        assert!(details.get("blob").is_none());
     }
 
     #[test]

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Capture layer overhead (issue 2): an axum hello world (`middleware/examples/bench_app.rs`)
+# with the activity layer recording every request into a Redis Stream, against
+# the same app without the layer, in the same run, alternating the two so
+# machine noise hits both alike. Load: `wrk -t1 -c32` from the same machine,
+# everything (app, Redis, wrk) on the same cores.
+#
+# Prints, per round and in total: requests/s and p99 latency of each mode,
+# the throughput ratio layer/bare (target >= 0.90) and the p99 ratio
+# layer/bare (target <= 1.10), and checks that the stream holds exactly one
+# entry per request the layered app served.
+#
+# Usage: bench/layer_overhead.sh            (ROUNDS=3 DURATION=10 by default)
+#        ROUNDS=5 DURATION=20 bench/layer_overhead.sh
+# Needs Redis at REDIS_URL (default redis://127.0.0.1:6379) and redis-cli;
+# installs wrk from Debian's packages if it is missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=32
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+export REDIS_URL
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk" >&2
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+redis-cli -u "$REDIS_URL" PING >/dev/null
+
+cargo build --release -p activity-tracker --example bench_app -q
+BIN=target/release/examples/bench_app
+WORK=$(mktemp -d)
+APP_PID=
+cleanup() {
+    if [[ -n "$APP_PID" ]] && kill -0 "$APP_PID" 2>/dev/null; then
+        kill -TERM "$APP_PID" 2>/dev/null || true
+        wait "$APP_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Latency from wrk ("812.00us", "1.23ms", "2.00s") in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); print v + 0 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 }
+        else { print v + 0 }
+    }'
+}
+
+# run MODE KEY: starts the app, loads it, stops it; prints "RPS P99_US SERVED".
+run() {
+    local mode=$1 key=$2 out="$WORK/app.out" addr=
+    BENCH_MODE=$mode STREAM_KEY=$key APP_LISTEN=127.0.0.1:0 "$BIN" >"$out" 2>"$WORK/app.err" &
+    APP_PID=$!
+    for _ in $(seq 100); do
+        addr=$(sed -n 's/^listening on //p' "$out")
+        [[ -n "$addr" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/app.err" >&2; exit 1; }
+    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$addr/hello" >"$WORK/wrk.out"
+    kill -TERM "$APP_PID"
+    wait "$APP_PID"
+    APP_PID=
+    local rps p99 served
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk.out")
+    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.out")")
+    served=$(sed -n 's/^served=\([0-9]*\).*/\1/p' "$out")
+    if grep -q "Socket errors\|Non-2xx" "$WORK/wrk.out"; then
+        echo "wrk saw errors in $mode mode:" >&2
+        grep "Socket errors\|Non-2xx" "$WORK/wrk.out" >&2
+        exit 1
+    fi
+    echo "$rps $p99 $served $(sed -n 's/^served=[0-9]* //p' "$out")"
+}
+
+echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores"
+total_bare=0 total_layer=0 p99s_bare=() p99s_layer=() failed=0
+for round in $(seq "$ROUNDS"); do
+    # Not in a subshell, so the EXIT trap knows the app's pid.
+    run bare "bench_layer_bare_$$_$round" >"$WORK/result"
+    read -r bare_rps bare_p99 _ _ <"$WORK/result"
+    key="bench_layer_$$_$round"
+    run layer "$key" >"$WORK/result"
+    read -r layer_rps layer_p99 served counters <"$WORK/result"
+    entries=$(redis-cli -u "$REDIS_URL" XLEN "$key")
+    redis-cli -u "$REDIS_URL" DEL "$key" >/dev/null
+    check=ok
+    if [[ "$entries" != "$served" ]]; then check="MISMATCH"; failed=1; fi
+    printf 'round %d: bare %.0f req/s p99 %.0fus | layer %.0f req/s p99 %.0fus | ratio %.3f | stream %s entries for %s requests (%s) [%s]\n' \
+        "$round" "$bare_rps" "$bare_p99" "$layer_rps" "$layer_p99" \
+        "$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')" \
+        "$entries" "$served" "$check" "$counters"
+    total_bare=$(awk -v a="$total_bare" -v b="$bare_rps" 'BEGIN { print a + b }')
+    total_layer=$(awk -v a="$total_layer" -v b="$layer_rps" 'BEGIN { print a + b }')
+    p99s_bare+=("$bare_p99")
+    p99s_layer+=("$layer_p99")
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+bare_p99=$(median "${p99s_bare[@]}")
+layer_p99=$(median "${p99s_layer[@]}")
+awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
+    -v bp99="$bare_p99" -v lp99="$layer_p99" 'BEGIN {
+    ratio = layer / bare; p99_ratio = lp99 / bp99
+    printf "throughput: bare %.0f req/s, layer %.0f req/s (mean of %d): layer/bare = %.3f (target >= 0.90: %s)\n",
+        bare / rounds, layer / rounds, rounds, ratio, ratio >= 0.90 ? "met" : "NOT met"
+    printf "p99 latency: bare %.0fus, layer %.0fus (median): layer/bare = %.3f (target <= 1.10: %s)\n",
+        bp99, lp99, p99_ratio, p99_ratio <= 1.10 ? "met" : "NOT met"
+}'
+if [[ $failed -ne 0 ]]; then
+    echo "stream count check FAILED: some requests were not recorded exactly once" >&2
+    exit 1
+fi
+echo "stream count check: every request recorded exactly once"
