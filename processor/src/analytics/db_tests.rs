@@ -370,3 +370,41 @@ async fn empty_ranges_give_zeros(pool: PgPool) {
         (0, 0, 0)
     );
 }
+
+#[sqlx::test]
+async fn top_users_by_threshold_equal_the_plain_aggregate(pool: PgPool) {
+    // A long tail and a few heavy users, so that shallow reads settle by the
+    // threshold and deeper ones are needed too.
+    let mut events = random_activities(30, 1500, 20, 200);
+    for (k, heavy) in [(0, 120), (1, 60), (2, 60), (3, 30)] {
+        for mut a in random_activities(31 + k, heavy, 20, 1) {
+            a.user_id = Some(format!("heavy-{k}"));
+            events.push(a);
+        }
+    }
+    write_randomly(&pool, &events, 32).await;
+    for days in [1, 5, 30] {
+        let w = Window::last_days(days).unwrap();
+        for limit in [1, 2, 4, 10, 50] {
+            let expected: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT user_id, COUNT(*) AS c FROM user_activity_logs
+                 WHERE created_at >= $1 AND user_id IS NOT NULL
+                 GROUP BY user_id ORDER BY c DESC, user_id LIMIT $2",
+            )
+            .bind(w.start)
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for first_depth in [1, 2, 3, 64] {
+                let got = top_user_counts(&pool, &w, limit, first_depth)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got, expected,
+                    "days={days} limit={limit} depth={first_depth}"
+                );
+            }
+        }
+    }
+}

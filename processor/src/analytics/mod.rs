@@ -318,6 +318,101 @@ pub struct TopUsers {
     pub users: Vec<TopUser>,
 }
 
+/// How deep the threshold algorithm first reads each day's list.
+const TOP_USERS_FIRST_DEPTH: i64 = 64;
+/// Past this depth a plain aggregate over the window is cheaper.
+const TOP_USERS_MAX_DEPTH: i64 = 4096;
+
+/// The `limit` users with the most activities in the window, most first
+/// (ties by user id), exactly.
+///
+/// The threshold algorithm over the per-day lists of the (day, n DESC)
+/// index: read the top `depth` users of every day of the window; a user
+/// not read has on each day at most the last count read that day (or
+/// nothing, when a day's list ended), so at most their sum, the threshold.
+/// When the `limit`-th best total among the users read beats the
+/// threshold, no one else can enter (or tie into) the answer. Otherwise
+/// read deeper; past [`TOP_USERS_MAX_DEPTH`], aggregate the whole window.
+async fn top_user_counts(
+    pool: &PgPool,
+    w: &Window,
+    limit: u32,
+    first_depth: i64,
+) -> Result<Vec<(String, i64)>, AnalyticsError> {
+    let mut depth = first_depth.max(i64::from(limit));
+    while depth <= TOP_USERS_MAX_DEPTH {
+        // Per day: its top `depth` users, and whether its list went on.
+        let read: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
+            "SELECT d::date, t.user_id, t.n, t.rn
+             FROM generate_series($1::date,
+                    GREATEST($1::date, (SELECT MAX(day) FROM activity_rollup_user_daily)),
+                    interval '1 day') d
+             CROSS JOIN LATERAL (
+                 SELECT user_id, n, row_number() OVER (ORDER BY n DESC) AS rn
+                 FROM (SELECT user_id, n FROM activity_rollup_user_daily
+                       WHERE day = d::date ORDER BY n DESC LIMIT $2) top
+             ) t",
+        )
+        .bind(w.start_day)
+        .bind(depth)
+        .fetch_all(pool)
+        .await?;
+        // The last count read on each day whose list was cut at `depth`:
+        // a user not read that day had at most this much then.
+        let cut: BTreeMap<NaiveDate, i64> = read
+            .iter()
+            .filter(|r| r.3 == depth)
+            .map(|r| (r.0, r.2))
+            .collect();
+        let threshold: i64 = cut.values().sum();
+        // Per user read: the counts read (a lower bound of the total) and
+        // the cut values of the cut days they were read on.
+        let mut seen: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (day, user, n, _) in &read {
+            let e = seen.entry(user.as_str()).or_default();
+            e.0 += n;
+            e.1 += cut.get(day).copied().unwrap_or(0);
+        }
+        // Only users whose best case reaches the `limit`-th worst case can
+        // be in the answer; the others need no exact total.
+        let mut lower: Vec<i64> = seen.values().map(|(known, _)| *known).collect();
+        lower.sort_unstable_by(|a, b| b.cmp(a));
+        let bar = lower.get(limit as usize - 1).copied().unwrap_or(0);
+        let candidates: Vec<&str> = seen
+            .iter()
+            .filter(|(_, (known, cut_seen))| known + threshold - cut_seen >= bar)
+            .map(|(user, _)| *user)
+            .collect();
+        // One key lookup per candidate (index-only on (user_id, day) INCLUDE n).
+        let top: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT u.user_id, s.c FROM unnest($1::text[]) AS u(user_id)
+             CROSS JOIN LATERAL (
+                 SELECT SUM(n)::int8 AS c FROM activity_rollup_user_daily r
+                 WHERE r.user_id = u.user_id AND r.day >= $2) s
+             WHERE s.c IS NOT NULL ORDER BY s.c DESC, u.user_id LIMIT $3",
+        )
+        .bind(&candidates)
+        .bind(w.start_day)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        let settled = threshold == 0
+            || (top.len() == limit as usize && top.last().is_some_and(|(_, c)| *c > threshold));
+        if settled {
+            return Ok(top);
+        }
+        depth *= 8;
+    }
+    Ok(sqlx::query_as(
+        "SELECT user_id, SUM(n)::int8 AS c FROM activity_rollup_user_daily
+         WHERE day >= $1 GROUP BY user_id ORDER BY c DESC, user_id LIMIT $2",
+    )
+    .bind(w.start_day)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The `limit` most active users over the last `days` days (`GET
 /// top-users`, the original design's "most active users" query).
 pub async fn get_top_users(
@@ -327,14 +422,7 @@ pub async fn get_top_users(
 ) -> Result<TopUsers, AnalyticsError> {
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_TOP_USERS)?;
-    let top: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, SUM(n)::int8 AS c FROM activity_rollup_user_daily
-         WHERE day >= $1 GROUP BY user_id ORDER BY c DESC, user_id LIMIT $2",
-    )
-    .bind(w.start_day)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    let top = top_user_counts(pool, &w, limit, TOP_USERS_FIRST_DEPTH).await?;
     let ids: Vec<String> = top.iter().map(|(u, _)| u.clone()).collect();
     let kinds: Vec<(String, i64)> = sqlx::query_as(
         "SELECT user_id, COUNT(*)::int8 FROM activity_rollup_user_action_last
