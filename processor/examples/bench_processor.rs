@@ -1,0 +1,523 @@
+//! The processor end to end, as a separate process (the release binary):
+//!
+//! 1. throughput: `--events` events preloaded into a stream (pipelined
+//!    `XADD`), drained by `activity-processor serve` into an empty table;
+//!    events/s against `psql \copy` of the same rows (CSV) into an identical
+//!    empty table, measured in the same run; the processor's peak RSS
+//!    (`VmHWM` of `/proc/<pid>/status`) while draining;
+//! 2. latency: a steady `--rate` events/s for `--seconds` seconds; for each
+//!    event the time from just before its `XADD` to its row being visible
+//!    (a poller reads new rows every 2 ms), p50/p99/max against the bound
+//!    `FLUSH_INTERVAL_MS` + 100 ms.
+//!
+//! A private `redis-server` on a free port holds the streams; the scratch
+//! databases are made on `DATABASE_URL`'s server and dropped at the end.
+//!
+//! ```text
+//! cargo build --release -p activity-processor --bin activity-processor --example bench_processor
+//! target/release/examples/bench_processor --events 1000000
+//! ```
+//!
+//! Run through `bench/processor_throughput.sh`.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use activity_processor::schema;
+use activity_tracker::{Activity, ActivityType};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events preloaded for the throughput run.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Events per second in the latency run.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Length of the latency run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// `BATCH_SIZE` given to the processor (unset: its default).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// `FLUSH_INTERVAL_MS` given to the processor (unset: its default).
+    #[arg(long)]
+    flush_interval_ms: Option<u64>,
+    /// The processor binary.
+    #[arg(long, default_value = "target/release/activity-processor")]
+    processor_bin: PathBuf,
+    /// Server to make the scratch databases on (any database of it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+const USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "okhttp/4.12.0",
+];
+
+/// An event as the layer makes it: user, action, resource, the details
+/// the layer adds, IP, user agent, session.
+fn event(rng: &mut StdRng, at: DateTime<Utc>) -> Activity {
+    let user = rng.random_range(0..5000usize);
+    let actions: Vec<ActivityType> = ActivityType::catalogue().collect();
+    Activity::at(actions[rng.random_range(0..actions.len())].clone(), at)
+        .user_id(format!("user-{user}"))
+        .resource("case", format!("case-{}", rng.random_range(0..200_000)))
+        .ip_address(IpAddr::V4(Ipv4Addr::new(
+            10,
+            rng.random_range(0..255),
+            rng.random_range(0..255),
+            rng.random_range(1..255),
+        )))
+        .user_agent(USER_AGENTS[user % USER_AGENTS.len()])
+        .session_id(format!("sess-{user}"))
+        .detail("method", "POST")
+        .detail("route", "/api/cases/{id}")
+        .detail("status", 200)
+        .detail("latency_ms", rng.random_range(1..400))
+}
+
+fn csv_field(out: &mut impl Write, value: Option<&str>) -> std::io::Result<()> {
+    match value {
+        None => Ok(()),
+        Some(text) if text.is_empty() || text.contains([',', '"', '\n', '\r']) => {
+            write!(out, "\"{}\"", text.replace('"', "\"\""))
+        }
+        Some(text) => out.write_all(text.as_bytes()),
+    }
+}
+
+fn write_csv(path: &Path, events: &[Activity]) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    for event in events {
+        let id = event.id.to_string();
+        let details = event
+            .details
+            .clone()
+            .map(|d| serde_json::Value::Object(d).to_string());
+        let ip = event.ip_address.map(|ip| ip.to_string());
+        let created_at = event
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true);
+        let fields = [
+            Some(id.as_str()),
+            event.user_id.as_deref(),
+            Some(event.action.as_str()),
+            event.resource_type.as_deref(),
+            event.resource_id.as_deref(),
+            details.as_deref(),
+            ip.as_deref(),
+            event.user_agent.as_deref(),
+            event.session_id.as_deref(),
+            Some(created_at.as_str()),
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            csv_field(&mut out, field)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, _) = url
+        .rsplit_once('/')
+        .context("DATABASE_URL has no database part")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// An empty scratch database with the processor's schema.
+async fn scratch(admin: &mut PgConnection, url: &str, name: &str) -> anyhow::Result<String> {
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut *admin)
+    .await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut *admin)
+        .await?;
+    let url = with_database(url, name)?;
+    let pool = PgPool::connect(&url).await?;
+    schema::migrate(&pool).await?;
+    schema::ensure_partitions(&pool, Utc::now() - Duration::days(1), 2).await?;
+    pool.close().await;
+    Ok(url)
+}
+
+async fn count(url: &str) -> anyhow::Result<i64> {
+    let mut conn = PgConnection::connect(url).await?;
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
+            .fetch_one(&mut conn)
+            .await?,
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Kills the child process on drop (a failed run leaves nothing behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis(port: u16, dir: &Path) -> anyhow::Result<Reaped> {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("running redis-server")?;
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > StdDuration::from_secs(10) {
+            bail!("redis-server did not start");
+        }
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+    Ok(Reaped(child))
+}
+
+fn start_processor(
+    args: &Args,
+    redis_url: &str,
+    database_url: &str,
+    stream: &str,
+) -> anyhow::Result<Reaped> {
+    let mut command = Command::new(&args.processor_bin);
+    command
+        .arg("serve")
+        .env("REDIS_URL", redis_url)
+        .env("DATABASE_URL", database_url)
+        .env("STREAM_KEY", stream)
+        .env("CONSUMER_NAME", "bench")
+        .env("ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()?))
+        .env("LOG_LEVEL", "warn")
+        .env_remove("LEGACY_LIST_KEY");
+    if let Some(size) = args.batch_size {
+        command.env("BATCH_SIZE", size.to_string());
+    }
+    if let Some(ms) = args.flush_interval_ms {
+        command.env("FLUSH_INTERVAL_MS", ms.to_string());
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("running {}", args.processor_bin.display()))?;
+    Ok(Reaped(child))
+}
+
+/// `VmHWM` (peak resident set) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn stop(mut child: Reaped) -> anyhow::Result<()> {
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()?;
+    let status = child.0.wait()?;
+    if !status.success() {
+        bail!("the processor exited with {status} after SIGTERM");
+    }
+    Ok(())
+}
+
+async fn throughput(
+    args: &Args,
+    redis_url: &str,
+    admin: &mut PgConnection,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let now = Utc::now();
+    let span_us = 3600 * 1_000_000_i64;
+    let events: Vec<Activity> = (0..args.events)
+        .map(|i| {
+            let at = now - Duration::microseconds(span_us)
+                + Duration::microseconds(span_us * i as i64 / args.events.max(1) as i64);
+            event(&mut rng, at)
+        })
+        .collect();
+
+    // Baseline: psql \copy of the same rows into an identical empty table.
+    let csv = std::env::temp_dir().join(format!("bench_processor_{tag}.csv"));
+    write_csv(&csv, &events)?;
+    let copy_name = format!("bench_processor_{tag}_copy");
+    let copy_url = scratch(admin, &args.database_url, &copy_name).await?;
+    let started = Instant::now();
+    let status = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &copy_url, "-c"])
+        .arg(format!(
+            "\\copy user_activity_logs (id, user_id, action, resource_type, resource_id, \
+             details, ip_address, user_agent, session_id, created_at) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ))
+        .status()
+        .context("running psql")?;
+    let copy_secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&csv);
+    if !status.success() {
+        bail!("psql \\copy failed: {status}");
+    }
+    if count(&copy_url).await? != events.len() as i64 {
+        bail!("COPY stored a different number of rows");
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE {copy_name} WITH (FORCE)"
+    )))
+    .execute(&mut *admin)
+    .await?;
+
+    // Preload the stream.
+    let stream = format!("bench:{tag}");
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let started = Instant::now();
+    for chunk in events.chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for event in chunk {
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("data")
+                .arg(event.to_wire_json())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    let preload_secs = started.elapsed().as_secs_f64();
+    drop(events);
+    // The group the processor would create, so that XPENDING answers from
+    // the first poll.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("activity-processor")
+        .arg("0")
+        .query_async(&mut conn)
+        .await?;
+
+    let name = format!("bench_processor_{tag}_drain");
+    let url = scratch(admin, &args.database_url, &name).await?;
+    let started = Instant::now();
+    let processor = start_processor(args, redis_url, &url, &stream)?;
+    let pid = processor.0.id();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&stream);
+        pipe.cmd("XPENDING").arg(&stream).arg("activity-processor");
+        let (length, pending): (u64, redis::Value) = pipe.query_async(&mut conn).await?;
+        let pending = match pending {
+            redis::Value::Array(summary) => match summary.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => -1,
+        };
+        if length == 0 && pending == 0 {
+            break;
+        }
+        if started.elapsed() > StdDuration::from_secs(1800) {
+            bail!("not drained after 30 minutes: {length} left");
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+    stop(processor)?;
+    let stored = count(&url).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&mut *admin)
+        .await?;
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    if stored != args.events as i64 {
+        bail!("the processor stored {stored} rows of {}", args.events);
+    }
+
+    let copy_rate = args.events as f64 / copy_secs;
+    let rate = args.events as f64 / drain_secs;
+    println!(
+        "throughput: {} events; preload (pipelined XADD) {preload_secs:.1} s",
+        args.events
+    );
+    println!("  baseline psql \\copy (CSV): {copy_secs:.2} s, {copy_rate:.0} rows/s");
+    println!(
+        "  processor drain (start to XLEN 0, XPENDING 0): {drain_secs:.2} s, {rate:.0} events/s = {:.0}% of COPY (target >= 80%)",
+        100.0 * rate / copy_rate
+    );
+    println!(
+        "  processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",
+        peak as f64 / 1024.0
+    );
+    Ok(())
+}
+
+async fn latency(
+    args: &Args,
+    redis_url: &str,
+    admin: &mut PgConnection,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let name = format!("bench_processor_{tag}_latency");
+    let url = scratch(admin, &args.database_url, &name).await?;
+    let stream = format!("bench:{tag}:latency");
+    let processor = start_processor(args, redis_url, &url, &stream)?;
+    // Let it connect and create the group before timing anything.
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+
+    let sent: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let total = args.rate * args.seconds;
+    let producer = {
+        let sent = sent.clone();
+        let client = redis::Client::open(redis_url)?;
+        let stream = stream.clone();
+        let period = StdDuration::from_secs_f64(1.0 / args.rate as f64);
+        tokio::spawn(async move {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let mut rng = StdRng::seed_from_u64(11);
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for _ in 0..total {
+                ticker.tick().await;
+                let activity = event(&mut rng, Utc::now());
+                let json = activity.to_wire_json();
+                sent.lock().unwrap().insert(activity.id, Instant::now());
+                let _: String = redis::cmd("XADD")
+                    .arg(&stream)
+                    .arg("*")
+                    .arg("data")
+                    .arg(json)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    // One processor commits its batches in stream order, so new rows are
+    // those after the newest seen.
+    let mut conn = PgConnection::connect(&url).await?;
+    let mut newest = Utc::now() - Duration::hours(1);
+    let mut latencies: Vec<f64> = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + StdDuration::from_secs(args.seconds + 30);
+    while (latencies.len() as u64) < total && Instant::now() < deadline {
+        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, created_at FROM user_activity_logs WHERE created_at > $1 ORDER BY created_at",
+        )
+        .bind(newest)
+        .fetch_all(&mut conn)
+        .await?;
+        let seen = Instant::now();
+        {
+            let sent = sent.lock().unwrap();
+            for (id, created_at) in &rows {
+                if let Some(at) = sent.get(id) {
+                    latencies.push(seen.duration_since(*at).as_secs_f64() * 1000.0);
+                }
+                newest = newest.max(*created_at);
+            }
+        }
+        tokio::time::sleep(StdDuration::from_millis(2)).await;
+    }
+    producer.await??;
+    stop(processor)?;
+    drop(conn);
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&mut *admin)
+        .await?;
+    if (latencies.len() as u64) < total {
+        bail!("only {} of {total} rows became visible", latencies.len());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let flush = args
+        .flush_interval_ms
+        .map_or("default".to_owned(), |ms| ms.to_string());
+    println!(
+        "latency at {} events/s for {} s ({total} events), FLUSH_INTERVAL_MS={flush}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (bound: FLUSH_INTERVAL_MS + 100 ms)",
+        args.rate,
+        args.seconds,
+        at(0.50),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.processor_bin.is_file() {
+        bail!(
+            "{} not found: cargo build --release -p activity-processor first",
+            args.processor_bin.display()
+        );
+    }
+    let tag = format!("{}_{}", std::process::id(), Utc::now().timestamp());
+    let dir = std::env::temp_dir().join(format!("bench_processor_redis_{tag}"));
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let redis = start_redis(port, &dir)?;
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let mut admin = PgConnection::connect(&args.database_url).await?;
+
+    let result = async {
+        if args.events > 0 {
+            throughput(&args, &redis_url, &mut admin, &tag).await?;
+        }
+        if args.seconds > 0 {
+            latency(&args, &redis_url, &mut admin, &tag).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
