@@ -221,7 +221,7 @@ pub async fn drop_expired_partitions(
         .await?;
     }
     if let Some(forget_before) = expired.iter().map(|(_, end)| *end).max() {
-        activity_tracker::postgres::rollups::forget_before(&mut *tx, forget_before).await?;
+        activity_tracker::postgres::rollups::forget_before(&mut tx, forget_before).await?;
     }
     tx.commit().await?;
 

@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 pub mod rollups;
 
-use crate::Activity;
+use crate::{Activity, limits};
 use rollups::InsertedRow;
 
 /// What a batch write did.
@@ -207,6 +207,26 @@ pub async fn write_batch_with(
     batch: &[Activity],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
+    write(pool, batch, method, true).await
+}
+
+/// [`write_batch_with`] without updating the rollups, which it leaves
+/// stale: only for measuring what the rollups cost (`bench/`).
+#[doc(hidden)]
+pub async fn write_batch_without_rollups(
+    pool: &PgPool,
+    batch: &[Activity],
+    method: InsertMethod,
+) -> Result<WriteOutcome, WriteError> {
+    write(pool, batch, method, false).await
+}
+
+async fn write(
+    pool: &PgPool,
+    batch: &[Activity],
+    method: InsertMethod,
+    with_rollups: bool,
+) -> Result<WriteOutcome, WriteError> {
     if batch.is_empty() {
         return Ok(WriteOutcome::default());
     }
@@ -216,9 +236,11 @@ pub async fn write_batch_with(
         InsertMethod::Unnest => insert_unnest(&mut tx, &rows).await?,
         InsertMethod::CopyTempTable => insert_copy(&mut tx, &rows).await?,
     };
-    rollups::apply(&mut tx, &inserted)
-        .await
-        .map_err(WriteError::Rollups)?;
+    if with_rollups {
+        rollups::apply(&mut tx, &inserted)
+            .await
+            .map_err(WriteError::Rollups)?;
+    }
     tx.commit().await?;
 
     let inserted = inserted.len() as u64;
@@ -276,22 +298,37 @@ pub async fn write_batch_isolating(
     Ok(outcome)
 }
 
-/// The batch as columns, normalized and without repeated ids.
-struct Columns {
+/// The batch as columns, normalized and without repeated ids. Text is
+/// borrowed from the batch; only events that normalization changes are
+/// copied.
+struct Columns<'a> {
     ids: Vec<Uuid>,
-    user_ids: Vec<Option<String>>,
-    actions: Vec<String>,
-    resource_types: Vec<Option<String>>,
-    resource_ids: Vec<Option<String>>,
+    user_ids: Vec<Option<Cow<'a, str>>>,
+    actions: Vec<Cow<'a, str>>,
+    resource_types: Vec<Option<Cow<'a, str>>>,
+    resource_ids: Vec<Option<Cow<'a, str>>>,
     details: Vec<Option<String>>,
     ip_addresses: Vec<Option<IpAddr>>,
-    user_agents: Vec<Option<String>>,
-    session_ids: Vec<Option<String>>,
+    user_agents: Vec<Option<Cow<'a, str>>>,
+    session_ids: Vec<Option<Cow<'a, str>>>,
     created_ats: Vec<DateTime<Utc>>,
 }
 
-impl Columns {
-    fn from_batch(batch: &[Activity]) -> Self {
+fn details_json(details: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::to_string(details)
+        .expect("a JSON object always serializes: string keys, no non-finite floats in Value")
+}
+
+/// Whether `text` is longer than `max` characters.
+fn over(text: &Option<String>, max: usize) -> bool {
+    // The byte length bounds the character count: most texts are ruled out
+    // without counting.
+    text.as_deref()
+        .is_some_and(|text| text.len() > max && text.chars().count() > max)
+}
+
+impl<'a> Columns<'a> {
+    fn from_batch(batch: &'a [Activity]) -> Self {
         let n = batch.len();
         let mut seen = HashSet::with_capacity(n);
         let mut columns = Columns {
@@ -310,24 +347,54 @@ impl Columns {
             if !seen.insert(activity.id) {
                 continue;
             }
-            let mut activity = activity.clone();
-            activity.normalize();
-            columns.ids.push(activity.id);
-            columns.user_ids.push(activity.user_id);
-            columns.actions.push(activity.action.as_str().to_owned());
-            columns.resource_types.push(activity.resource_type);
-            columns.resource_ids.push(activity.resource_id);
-            columns.details.push(
-                activity
-                    .details
-                    .map(|details| serde_json::Value::Object(details).to_string()),
-            );
-            columns.ip_addresses.push(activity.ip_address);
-            columns.user_agents.push(activity.user_agent);
-            columns.session_ids.push(activity.session_id);
-            columns.created_ats.push(activity.created_at);
+            let details = activity.details.as_ref().map(details_json);
+            let needs_normalizing = over(&activity.user_agent, limits::USER_AGENT_MAX_CHARS)
+                || over(&activity.session_id, limits::SESSION_ID_MAX_CHARS)
+                || over(&activity.resource_type, limits::RESOURCE_TYPE_MAX_CHARS)
+                || over(&activity.resource_id, limits::RESOURCE_ID_MAX_CHARS)
+                || over(&activity.user_id, limits::USER_ID_MAX_CHARS)
+                || details
+                    .as_ref()
+                    .is_some_and(|json| json.len() > limits::DETAILS_MAX_BYTES);
+            if needs_normalizing {
+                let mut owned = activity.clone();
+                owned.normalize();
+                columns.push_owned(owned);
+            } else {
+                columns.push_borrowed(activity, details);
+            }
         }
         columns
+    }
+
+    fn push_borrowed(&mut self, activity: &'a Activity, details: Option<String>) {
+        let borrow = |text: &'a Option<String>| text.as_deref().map(Cow::Borrowed);
+        self.ids.push(activity.id);
+        self.user_ids.push(borrow(&activity.user_id));
+        self.actions.push(Cow::Borrowed(activity.action.as_str()));
+        self.resource_types.push(borrow(&activity.resource_type));
+        self.resource_ids.push(borrow(&activity.resource_id));
+        self.details.push(details);
+        self.ip_addresses.push(activity.ip_address);
+        self.user_agents.push(borrow(&activity.user_agent));
+        self.session_ids.push(borrow(&activity.session_id));
+        self.created_ats.push(activity.created_at);
+    }
+
+    fn push_owned(&mut self, activity: Activity) {
+        self.ids.push(activity.id);
+        self.user_ids.push(activity.user_id.map(Cow::Owned));
+        self.actions
+            .push(Cow::Owned(activity.action.as_str().to_owned()));
+        self.resource_types
+            .push(activity.resource_type.map(Cow::Owned));
+        self.resource_ids.push(activity.resource_id.map(Cow::Owned));
+        self.details
+            .push(activity.details.as_ref().map(details_json));
+        self.ip_addresses.push(activity.ip_address);
+        self.user_agents.push(activity.user_agent.map(Cow::Owned));
+        self.session_ids.push(activity.session_id.map(Cow::Owned));
+        self.created_ats.push(activity.created_at);
     }
 
     fn len(&self) -> usize {
@@ -349,7 +416,7 @@ fn into_inserted(rows: Vec<ReturnedRow>) -> Vec<InsertedRow> {
 
 async fn insert_unnest(
     tx: &mut Transaction<'_, Postgres>,
-    rows: &Columns,
+    rows: &Columns<'_>,
 ) -> Result<Vec<InsertedRow>, sqlx::Error> {
     let returned: Vec<ReturnedRow> = sqlx::query_as(
         "INSERT INTO user_activity_logs \
@@ -381,7 +448,7 @@ async fn insert_unnest(
 
 async fn insert_copy(
     tx: &mut Transaction<'_, Postgres>,
-    rows: &Columns,
+    rows: &Columns<'_>,
 ) -> Result<Vec<InsertedRow>, sqlx::Error> {
     // Session-local and emptied at each commit; created once per connection
     // (checked rather than `IF NOT EXISTS`, which logs a notice every time).
@@ -429,7 +496,7 @@ async fn insert_copy(
 
 /// The rows in `COPY`'s text format: tab-separated, `\N` for null,
 /// backslash escapes for backslash, tab, newline and carriage return.
-fn copy_text(rows: &Columns) -> Vec<u8> {
+fn copy_text(rows: &Columns<'_>) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, value: Option<&str>) {
         match value {
             None => out.extend_from_slice(b"\\N"),
@@ -455,7 +522,7 @@ fn copy_text(rows: &Columns) -> Vec<u8> {
         let fields = [
             Some(id.as_str()),
             rows.user_ids[i].as_deref(),
-            Some(rows.actions[i].as_str()),
+            Some(&*rows.actions[i]),
             rows.resource_types[i].as_deref(),
             rows.resource_ids[i].as_deref(),
             rows.details[i].as_deref(),

@@ -92,7 +92,9 @@ fn varied_events() -> Vec<Activity> {
         .user_agent("ü".repeat(700)),
         // Anonymous, nothing optional.
         Activity::at(ActivityType::custom("export_report").unwrap(), at)
-            .session_id("s".repeat(300)),
+            .session_id("s".repeat(300))
+            // Over 16 KiB: replaced by a marker, the event kept.
+            .detail("blob", "x".repeat(20_000)),
         Activity::at(ActivityType::PaymentFailed, at + chrono::Duration::days(40))
             .user_id("user-9\nwith newline")
             .detail("reason", "card declined"),

@@ -1,0 +1,314 @@
+//! Writer throughput against `COPY`: the baseline is `psql \copy` of the
+//! same rows (CSV) into an identical empty table (same migrations, indexes
+//! and partitions) in a scratch database; then the batch writer
+//! (`write_batch_with`, one writer, as one processor runs it) into another
+//! fresh scratch database, for each insert method and batch size asked.
+//! Prints rows/s of each and the ratio against `COPY` measured in the same
+//! run. Scratch databases and the CSV file are removed at the end.
+//!
+//! ```text
+//! cargo run --release -p activity-processor --example bench_writer -- \
+//!     --events 1000000 --batch-sizes 500,1000,5000 --methods unnest,copy
+//! ```
+//!
+//! Run through `bench/writer_vs_copy.sh`.
+
+use std::io::{BufWriter, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use activity_processor::schema;
+use activity_tracker::postgres::{InsertMethod, write_batch_with, write_batch_without_rollups};
+use activity_tracker::{Activity, ActivityType};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use uuid::{Timestamp, Uuid};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events to write in each run.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Batch sizes to try, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    batch_sizes: Vec<usize>,
+    /// Insert methods to try, comma-separated: `unnest`, `copy`, and the
+    /// same without the rollups (`unnest-raw`, `copy-raw`) to see their cost.
+    #[arg(long, value_delimiter = ',', default_value = "unnest")]
+    methods: Vec<String>,
+    /// Server to make the scratch databases on (any database of it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+const USER_AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "okhttp/4.12.0",
+];
+
+/// Realistic events: 5,000 users, the catalogue's actions, the details the
+/// layer adds, spread over the last two hours in time order, v7 ids from
+/// their own timestamps (as made at capture).
+fn events(n: usize, now: DateTime<Utc>) -> Vec<Activity> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let actions: Vec<ActivityType> = ActivityType::catalogue().collect();
+    let span_us = 2 * 3600 * 1_000_000_i64;
+    let start = now - Duration::microseconds(span_us);
+    (0..n)
+        .map(|i| {
+            let at = start + Duration::microseconds(span_us * i as i64 / n.max(1) as i64);
+            let user = rng.random_range(0..5000);
+            let action = actions[rng.random_range(0..actions.len())].clone();
+            let mut event = Activity::at(action, at)
+                .user_id(format!("user-{user}"))
+                .resource("case", format!("case-{}", rng.random_range(0..200_000)))
+                .ip_address(IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    rng.random_range(0..255),
+                    rng.random_range(0..255),
+                    rng.random_range(1..255),
+                )))
+                .user_agent(USER_AGENTS[user % USER_AGENTS.len()])
+                .session_id(format!("sess-{user}-{}", user * 31 % 97))
+                .detail("method", "POST")
+                .detail("route", "/api/cases/{id}")
+                .detail("status", 200)
+                .detail("latency_ms", rng.random_range(1..400));
+            let nanos = at.timestamp_subsec_nanos();
+            event.id = Uuid::new_v7(Timestamp::from_unix(
+                uuid::NoContext,
+                at.timestamp() as u64,
+                nanos,
+            ));
+            event
+        })
+        .collect()
+}
+
+fn csv_field(out: &mut impl Write, value: Option<&str>) -> std::io::Result<()> {
+    match value {
+        None => Ok(()),
+        Some(text) => {
+            if text.is_empty() || text.contains([',', '"', '\n', '\r']) {
+                write!(out, "\"{}\"", text.replace('"', "\"\""))
+            } else {
+                out.write_all(text.as_bytes())
+            }
+        }
+    }
+}
+
+fn write_csv(path: &PathBuf, events: &[Activity]) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    for event in events {
+        let mut normalized = event.clone();
+        normalized.normalize();
+        let id = normalized.id.to_string();
+        let details = normalized
+            .details
+            .map(|details| serde_json::Value::Object(details).to_string());
+        let ip = normalized.ip_address.map(|ip| ip.to_string());
+        let created_at = normalized
+            .created_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true);
+        let fields = [
+            Some(id.as_str()),
+            normalized.user_id.as_deref(),
+            Some(normalized.action.as_str()),
+            normalized.resource_type.as_deref(),
+            normalized.resource_id.as_deref(),
+            details.as_deref(),
+            ip.as_deref(),
+            normalized.user_agent.as_deref(),
+            normalized.session_id.as_deref(),
+            Some(created_at.as_str()),
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            csv_field(&mut out, field)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The server's URL with another database name.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, _) = url
+        .rsplit_once('/')
+        .context("DATABASE_URL has no database part")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Creates an empty scratch database with the processor's schema and the
+/// partitions the events need.
+async fn scratch(
+    admin: &mut PgConnection,
+    url: &str,
+    name: &str,
+    first: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(&mut *admin)
+        .await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut *admin)
+        .await?;
+    let url = with_database(url, name)?;
+    let pool = PgPool::connect(&url).await?;
+    schema::migrate(&pool).await?;
+    schema::ensure_partitions(&pool, first, 2).await?;
+    pool.close().await;
+    Ok(url)
+}
+
+async fn drop_database(admin: &mut PgConnection, name: &str) -> anyhow::Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut *admin)
+    .await?;
+    Ok(())
+}
+
+async fn count(url: &str) -> anyhow::Result<i64> {
+    let mut conn = PgConnection::connect(url).await?;
+    let n = sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(n)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let methods: Vec<(String, InsertMethod)> = args
+        .methods
+        .iter()
+        .map(|name| match name.as_str() {
+            "unnest" => Ok((name.clone(), InsertMethod::Unnest)),
+            "copy" => Ok((name.clone(), InsertMethod::CopyTempTable)),
+            "unnest-raw" => Ok((name.clone(), InsertMethod::Unnest)),
+            "copy-raw" => Ok((name.clone(), InsertMethod::CopyTempTable)),
+            other => bail!("unknown method {other:?}: use unnest or copy"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if args.batch_sizes.contains(&0) {
+        bail!("a batch size must be at least 1");
+    }
+
+    let now = Utc::now();
+    let events = events(args.events, now);
+    let first = events.first().map_or(now, |event| event.created_at);
+    let tag = format!("{}_{}", std::process::id(), now.timestamp());
+    let csv = std::env::temp_dir().join(format!("bench_writer_{tag}.csv"));
+    write_csv(&csv, &events)?;
+
+    let mut admin = PgConnection::connect(&args.database_url).await?;
+    let mut databases = Vec::new();
+    let result = async {
+        println!(
+            "events: {}; each writer run is paired with a psql \\copy (CSV) run of the same \
+             rows just before it, each into a fresh identical table",
+            events.len()
+        );
+        println!(
+            "{:<10} {:>6} {:>12} {:>12} {:>9}",
+            "method", "batch", "copy rows/s", "rows/s", "vs COPY"
+        );
+        let (mut writer_total, mut copy_total) = (0.0, 0.0);
+        for (method_name, method) in &methods {
+            for &batch_size in &args.batch_sizes {
+                // Baseline: psql \copy of the same rows into an identical table.
+                let name = format!("bench_writer_{tag}_copy");
+                databases.push(name.clone());
+                let url = scratch(&mut admin, &args.database_url, &name, first).await?;
+                let started = Instant::now();
+                let status = std::process::Command::new("psql")
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &url, "-c"])
+                    .arg(format!(
+                        "\\copy user_activity_logs (id, user_id, action, resource_type, \
+                         resource_id, details, ip_address, user_agent, session_id, created_at) \
+                         FROM '{}' WITH (FORMAT csv)",
+                        csv.display()
+                    ))
+                    .status()
+                    .context("running psql")?;
+                let copy_secs = started.elapsed().as_secs_f64();
+                if !status.success() {
+                    bail!("psql \\copy failed: {status}");
+                }
+                let stored = count(&url).await?;
+                if stored != events.len() as i64 {
+                    bail!("COPY stored {stored} rows of {}", events.len());
+                }
+                drop_database(&mut admin, &name).await?;
+
+                let name = format!(
+                    "bench_writer_{tag}_{}_{batch_size}",
+                    method_name.replace('-', "_")
+                );
+                databases.push(name.clone());
+                let url = scratch(&mut admin, &args.database_url, &name, first).await?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&url)
+                    .await?;
+                let started = Instant::now();
+                let mut inserted = 0;
+                for chunk in events.chunks(batch_size) {
+                    inserted += if method_name.ends_with("-raw") {
+                        write_batch_without_rollups(&pool, chunk, *method).await?
+                    } else {
+                        write_batch_with(&pool, chunk, *method).await?
+                    }
+                    .inserted;
+                }
+                let secs = started.elapsed().as_secs_f64();
+                pool.close().await;
+                if inserted != events.len() as u64 || count(&url).await? != events.len() as i64 {
+                    bail!("the writer stored {inserted} rows of {}", events.len());
+                }
+                drop_database(&mut admin, &name).await?;
+
+                let copy_rate = events.len() as f64 / copy_secs;
+                let rate = events.len() as f64 / secs;
+                writer_total += secs;
+                copy_total += copy_secs;
+                println!(
+                    "{method_name:<10} {batch_size:>6} {copy_rate:>12.0} {rate:>12.0} {:>8.1}%",
+                    100.0 * rate / copy_rate
+                );
+            }
+        }
+        if methods.len() * args.batch_sizes.len() > 1 {
+            println!(
+                "all runs: writer {:.1}% of COPY",
+                100.0 * copy_total / writer_total
+            );
+        }
+        Ok(())
+    }
+    .await;
+
+    for name in &databases {
+        let _ = drop_database(&mut admin, name).await;
+    }
+    let _ = std::fs::remove_file(&csv);
+    result
+}
