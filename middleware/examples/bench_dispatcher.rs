@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`), `EVENTS`
-//! (default 400000), `TASKS` (default 4), `MAX_BATCH` (default 1024).
+//! (default 400000), `TASKS` (default 4), `MAX_BATCH` (default 1024),
+//! `CHANNEL_CAPACITY` (default 16384), `POOL_SIZE` (default 2: batch
+//! writes in flight at once).
 
 use std::error::Error;
 use std::net::{IpAddr, Ipv4Addr};
@@ -47,6 +49,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let tasks: usize = env_or("TASKS", 4).max(1);
     let max_batch: usize = env_or("MAX_BATCH", 1024);
     let capacity: usize = env_or("CHANNEL_CAPACITY", 16_384);
+    let pool_size: u32 = env_or("POOL_SIZE", 2);
     let client = redis::Client::open(url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let run = std::process::id();
@@ -86,6 +89,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .stream_max_len(max_len)
         .max_batch(max_batch)
         .channel_capacity(capacity)
+        .pool_size(pool_size)
         .shutdown_timeout(Duration::from_secs(60))
         .build()
         .await?;
