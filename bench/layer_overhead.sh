@@ -5,7 +5,9 @@
 # machine noise hits both alike. Load: `wrk -t1 -c32` from the same machine,
 # everything (app, Redis, wrk) on the same cores.
 #
-# Prints, per round and in total: requests/s and p99 latency of each mode,
+# Prints, per round and in total: requests/s, p99 latency and CPU time per
+# request (app + Redis + wrk: what bounds throughput once the cores are
+# saturated, and much less disturbed by other work on the machine) of each mode,
 # the throughput ratio layer/bare (target >= 0.90) and the p99 ratio
 # layer/bare (target <= 1.10), and checks that the stream holds exactly one
 # entry per request the layered app served.
@@ -53,7 +55,21 @@ to_us() {
     }'
 }
 
-# run MODE KEY: starts the app, loads it, stops it; prints "RPS P99_US SERVED".
+# CPU time (clock ticks) used so far by the app.
+app_ticks() { awk '{ print $14 + $15 }' "/proc/$APP_PID/stat"; }
+# CPU seconds used so far by Redis.
+redis_cpu() { redis-cli -u "$REDIS_URL" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { print s }'; }
+# CPU seconds of the last wrk, from the `times` of its subshell.
+wrk_cpu() {
+    sed -n 2p "$WORK/times.out" | awk '{
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, p, "m"); sub(/s$/, "", p[2]); s += p[1] * 60 + p[2] }
+        print s
+    }'
+}
+
+# run MODE KEY: starts the app, loads it, stops it; prints
+# "RPS P99_US CPU_US_PER_REQUEST SERVED COUNTERS...".
 run() {
     local mode=$1 key=$2 out="$WORK/app.out" addr=
     BENCH_MODE=$mode STREAM_KEY=$key APP_LISTEN=127.0.0.1:0 "$BIN" >"$out" 2>"$WORK/app.err" &
@@ -65,7 +81,18 @@ run() {
     done
     [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/app.err" >&2; exit 1; }
     wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
-    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$addr/hello" >"$WORK/wrk.out"
+    local ticks_before redis_before
+    ticks_before=$(app_ticks)
+    redis_before=$(redis_cpu)
+    # `times` in the subshell reports wrk's own CPU time.
+    (
+        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$addr/hello" >"$WORK/wrk.out"
+        times >"$WORK/times.out"
+    )
+    local cpu_us
+    cpu_us=$(awk -v tb="$ticks_before" -v ta="$(app_ticks)" -v tck="$(getconf CLK_TCK)" \
+        -v rb="$redis_before" -v ra="$(redis_cpu)" -v wrk="$(wrk_cpu)" \
+        'BEGIN { print (ta - tb) / tck * 1e6 + (ra - rb) * 1e6 + wrk * 1e6 }')
     kill -TERM "$APP_PID"
     wait "$APP_PID"
     APP_PID=
@@ -78,26 +105,32 @@ run() {
         grep "Socket errors\|Non-2xx" "$WORK/wrk.out" >&2
         exit 1
     fi
-    echo "$rps $p99 $served $(sed -n 's/^served=[0-9]* //p' "$out")"
+    local requests
+    requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
+    echo "$rps $p99 $(awk -v c="$cpu_us" -v n="$requests" 'BEGIN { print c / n }') $served $(sed -n 's/^served=[0-9]* //p' "$out")"
 }
 
-echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores"
-total_bare=0 total_layer=0 p99s_bare=() p99s_layer=() failed=0
+echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# Other work on the machine skews everything; say how much there was.
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+total_bare=0 total_layer=0 p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
 for round in $(seq "$ROUNDS"); do
     # Not in a subshell, so the EXIT trap knows the app's pid.
     run bare "bench_layer_bare_$$_$round" >"$WORK/result"
-    read -r bare_rps bare_p99 _ _ <"$WORK/result"
+    read -r bare_rps bare_p99 bare_cpu _ _ <"$WORK/result"
     key="bench_layer_$$_$round"
     run layer "$key" >"$WORK/result"
-    read -r layer_rps layer_p99 served counters <"$WORK/result"
+    read -r layer_rps layer_p99 layer_cpu served counters <"$WORK/result"
     entries=$(redis-cli -u "$REDIS_URL" XLEN "$key")
     redis-cli -u "$REDIS_URL" DEL "$key" >/dev/null
     check=ok
     if [[ "$entries" != "$served" ]]; then check="MISMATCH"; failed=1; fi
-    printf 'round %d: bare %.0f req/s p99 %.0fus | layer %.0f req/s p99 %.0fus | ratio %.3f | stream %s entries for %s requests (%s) [%s]\n' \
-        "$round" "$bare_rps" "$bare_p99" "$layer_rps" "$layer_p99" \
+    printf 'round %d: bare %.0f req/s p99 %.0fus cpu %.1fus/req | layer %.0f req/s p99 %.0fus cpu %.1fus/req | ratio %.3f | stream %s entries for %s requests (%s) [%s]\n' \
+        "$round" "$bare_rps" "$bare_p99" "$bare_cpu" "$layer_rps" "$layer_p99" "$layer_cpu" \
         "$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')" \
         "$entries" "$served" "$check" "$counters"
+    cpus_bare+=("$bare_cpu")
+    cpus_layer+=("$layer_cpu")
     total_bare=$(awk -v a="$total_bare" -v b="$bare_rps" 'BEGIN { print a + b }')
     total_layer=$(awk -v a="$total_layer" -v b="$layer_rps" 'BEGIN { print a + b }')
     p99s_bare+=("$bare_p99")
@@ -107,14 +140,19 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 bare_p99=$(median "${p99s_bare[@]}")
 layer_p99=$(median "${p99s_layer[@]}")
+bare_cpu=$(median "${cpus_bare[@]}")
+layer_cpu=$(median "${cpus_layer[@]}")
 awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
-    -v bp99="$bare_p99" -v lp99="$layer_p99" 'BEGIN {
+    -v bp99="$bare_p99" -v lp99="$layer_p99" -v bcpu="$bare_cpu" -v lcpu="$layer_cpu" 'BEGIN {
     ratio = layer / bare; p99_ratio = lp99 / bp99
     printf "throughput: bare %.0f req/s, layer %.0f req/s (mean of %d): layer/bare = %.3f (target >= 0.90: %s)\n",
         bare / rounds, layer / rounds, rounds, ratio, ratio >= 0.90 ? "met" : "NOT met"
     printf "p99 latency: bare %.0fus, layer %.0fus (median): layer/bare = %.3f (target <= 1.10: %s)\n",
         bp99, lp99, p99_ratio, p99_ratio <= 1.10 ? "met" : "NOT met"
+    printf "cpu per request (app + redis + wrk): bare %.1fus, layer %.1fus (median): bare/layer = %.3f (the throughput ratio on cores this load saturates, less sensitive to other work on the machine)\n",
+        bcpu, lcpu, bcpu / lcpu
 }'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $failed -ne 0 ]]; then
     echo "stream count check FAILED: some requests were not recorded exactly once" >&2
     exit 1
