@@ -80,9 +80,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let base_count = xlen(&mut conn, &base_key).await?;
     drop(payloads);
 
-    // The tracker: `tasks` producers calling `track()` (building each event
-    // as an app would); a full channel makes a producer yield and retry, so
-    // the figure is what the dispatcher sustains, with nothing dropped.
+    // The tracker: `tasks` producers calling `track()`; a producer waits
+    // while the channel is nearly full, so the figure is what the
+    // dispatcher sustains, with nothing dropped.
     let tracker = ActivityTracker::builder()
         .redis_url(url.as_str())
         .stream_key(tracker_key.as_str())
@@ -153,7 +153,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
         counters.dropped()
     );
     println!("ratio tracker/baseline: {:.2}", tracker_rate / base_rate);
-    if summary.unsent > 0 || tracker_count != events as u64 {
+    // At least once: a write that timed out on a busy machine is sent
+    // again and may land twice (the processor stores each id once).
+    println!(
+        "duplicates:            {} (send errors {}, retries {})",
+        tracker_count.saturating_sub(events as u64),
+        counters.send_errors,
+        counters.retries
+    );
+    if summary.unsent > 0 || tracker_count < events as u64 {
         return Err(format!(
             "expected {events} entries in the tracker's stream, found {tracker_count} ({} unsent)",
             summary.unsent

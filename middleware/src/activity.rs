@@ -348,7 +348,14 @@ impl Activity {
                 changed |= truncate_chars(text, max);
             }
         }
-        if let Some(details) = &self.details {
+        // Serializing only to measure is the costliest step of the
+        // dispatcher's per-event work: skip it when a cheap bound says the
+        // details are small enough anyway.
+        if let Some(details) = self
+            .details
+            .as_ref()
+            .filter(|details| map_size_bound(details) > limits::DETAILS_MAX_BYTES)
+        {
             let bytes = serde_json::to_vec(details).map(|v| v.len()).unwrap_or(0);
             if bytes > limits::DETAILS_MAX_BYTES {
                 let mut replaced = Map::new();
@@ -416,9 +423,33 @@ struct WireOwned {
     activity: Activity,
 }
 
+/// An upper bound of the serialized size of a JSON object, found without
+/// serializing it: every string byte counts as 6 (a `\u00XX` escape), every
+/// number as 40.
+fn map_size_bound(map: &Map<String, Value>) -> usize {
+    2 + map
+        .iter()
+        .map(|(key, value)| 2 + 6 * key.len() + 2 + value_size_bound(value))
+        .sum::<usize>()
+}
+
+fn value_size_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 40,
+        Value::String(text) => 2 + 6 * text.len(),
+        Value::Array(items) => 2 + items.iter().map(|v| value_size_bound(v) + 1).sum::<usize>(),
+        Value::Object(map) => map_size_bound(map),
+    }
+}
+
 /// Truncates `text` to at most `max_chars` characters, on a character
 /// boundary. Returns whether it was cut.
 pub fn truncate_chars(text: &mut String, max_chars: usize) -> bool {
+    if text.len() <= max_chars {
+        // Never more characters than bytes.
+        return false;
+    }
     match text.char_indices().nth(max_chars) {
         Some((byte_index, _)) => {
             text.truncate(byte_index);
@@ -470,7 +501,10 @@ mod tests {
         assert_eq!(ActivityType::custom(""), Err(InvalidAction::Empty));
         assert_eq!(ActivityType::custom("  "), Err(InvalidAction::Empty));
         let long = "é".repeat(101);
-        assert_eq!(ActivityType::custom(&long), Err(InvalidAction::TooLong(101)));
+        assert_eq!(
+            ActivityType::custom(&long),
+            Err(InvalidAction::TooLong(101))
+        );
         assert!(ActivityType::custom("é".repeat(100)).is_ok());
     }
 
@@ -517,6 +551,24 @@ mod tests {
         assert_eq!(activity.user_agent.as_ref().unwrap().chars().count(), 500);
         assert_eq!(activity.session_id.as_ref().unwrap().len(), 255);
         assert!(!activity.normalize());
+    }
+
+    #[test]
+    fn size_bound_is_never_below_the_serialized_size() {
+        let details = serde_json::json!({
+            "quote\"s": "\u{1}\n\\ é 😀",
+            "n": [1.5e300, -12, u64::MAX, null, true],
+            "nested": {"a": {"b": []}, "c": ""},
+        });
+        let Value::Object(map) = details else {
+            unreachable!()
+        };
+        let exact = serde_json::to_vec(&map).unwrap().len();
+        assert!(
+            map_size_bound(&map) >= exact,
+            "{} < {exact}",
+            map_size_bound(&map)
+        );
     }
 
     #[test]

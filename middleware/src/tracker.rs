@@ -121,6 +121,7 @@ pub struct ActivityTrackerBuilder {
     channel_capacity: usize,
     pool_size: u32,
     connect_timeout: Duration,
+    response_timeout: Duration,
     dispatcher: DispatcherConfig,
     capture: CaptureConfig,
     sink: Option<Arc<dyn Sink>>,
@@ -135,6 +136,7 @@ impl Default for ActivityTrackerBuilder {
             channel_capacity: 16_384,
             pool_size: 2,
             connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(5),
             dispatcher: DispatcherConfig::default(),
             capture: CaptureConfig::default(),
             sink: None,
@@ -196,6 +198,15 @@ impl ActivityTrackerBuilder {
     /// failed and is retried (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a write waits for Redis's replies before it counts as
+    /// failed and is retried (default 5 s). A write that timed out may
+    /// still have been stored, so its retry can duplicate entries; the
+    /// processor stores each id once.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
         self
     }
 
@@ -306,7 +317,8 @@ impl ActivityTrackerBuilder {
                 .map_err(|source| BuildError::InvalidRedisUrl {
                     url: self.redis_url.clone(),
                     source,
-                })?,
+                })?
+                .response_timeout(self.response_timeout),
             ),
         };
         let mut dispatcher_config = self.dispatcher;

@@ -9,6 +9,9 @@ use futures_util::future::BoxFuture;
 use super::{Sink, SinkError};
 use crate::Activity;
 
+/// Default for [`RedisStreamSink::response_timeout`].
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Writes each batch to a Redis Stream with one pipelined round trip:
 /// `XADD <key> MAXLEN ~ <cap> * data <json>` per activity, through a
 /// `bb8-redis` connection pool.
@@ -23,8 +26,12 @@ pub struct RedisStreamSink {
     pool: bb8::Pool<RedisConnectionManager>,
     /// The stream written to.
     key: String,
-    /// The approximate `MAXLEN ~` cap of the stream.
-    max_len: usize,
+    /// The approximate `MAXLEN ~` cap of the stream, formatted once.
+    max_len: String,
+    /// How long a batch write waits for Redis's replies (the `redis`
+    /// crate's default of 500 ms is short for a large pipeline on a busy
+    /// machine, and a write that times out is sent again).
+    response_timeout: Duration,
 }
 
 impl RedisStreamSink {
@@ -47,8 +54,16 @@ impl RedisStreamSink {
         Ok(RedisStreamSink {
             pool,
             key: key.into(),
-            max_len,
+            max_len: max_len.to_string(),
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         })
+    }
+
+    /// How long a batch write waits for Redis's replies before it counts
+    /// as failed (and is retried); default 5 s.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
     }
 
     /// The stream key written to.
@@ -66,7 +81,7 @@ impl RedisStreamSink {
                 .arg(&self.key)
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(self.max_len)
+                .arg(&self.max_len)
                 .arg("*")
                 .arg("data")
                 .arg(activity.to_wire_json())
@@ -76,6 +91,7 @@ impl RedisStreamSink {
             bb8::RunError::User(e) => SinkError::Redis(e),
             bb8::RunError::TimedOut => SinkError::PoolTimedOut,
         })?;
+        conn.set_response_timeout(self.response_timeout);
         pipe.query_async::<()>(&mut *conn).await?;
         Ok(())
     }
