@@ -98,7 +98,9 @@ pub struct Config {
     pub consumer_name: Option<String>,
 
     /// Events per database write: a batch is flushed when it holds this many.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000)]
+    // 5000: the writer keeps its rollups in the insert's transaction, a cost
+    // per batch that larger batches spread (docs/benchmarks.md).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 5000)]
     pub batch_size: usize,
 
     /// ... or when its oldest event has waited this long (milliseconds).

@@ -123,3 +123,66 @@ fn misconfiguration_exits_non_zero_with_one_clear_line() {
         "cannot connect to the database",
     );
 }
+
+/// `serve` as deployed: events in, rows out, SIGTERM, exit 0 promptly with
+/// everything acknowledged.
+#[sqlx::test(migrations = false)]
+async fn serve_stores_events_and_exits_zero_on_sigterm(pool: sqlx::PgPool) {
+    use redis::AsyncCommands;
+
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let server = base.rsplit_once('/').unwrap().0.to_owned();
+    let database = pool.connect_options().get_database().unwrap().to_owned();
+    let redis_url = std::env::var("REDIS_URL").unwrap();
+    let stream = format!("test:cli:{}", uuid::Uuid::now_v7());
+    let mut child = processor()
+        .arg("serve")
+        .env("DATABASE_URL", format!("{server}/{database}"))
+        .env("REDIS_URL", &redis_url)
+        .env("STREAM_KEY", &stream)
+        .env("ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LOG_LEVEL", "warn")
+        .spawn()
+        .unwrap();
+
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let event = activity_tracker::Activity::new(activity_tracker::ActivityType::Logout);
+        let _: String = conn
+            .xadd(&stream, "*", &[("data", event.to_wire_json())])
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
+            .fetch_one(&pool)
+            .await
+            .ok();
+        if rows == Some(20) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "rows: {rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let length: u64 = conn.xlen(&stream).await.unwrap();
+    assert_eq!(length, 0);
+    let _: () = conn.del(&stream).await.unwrap();
+}

@@ -174,7 +174,7 @@ pub async fn run(
         "consumer started"
     );
 
-    let (tx, rx) = mpsc::channel::<Item>(settings.batch_size.saturating_mul(2).max(16));
+    let (tx, rx) = mpsc::channel::<Item>(settings.batch_size.max(16));
     let tracker = TaskTracker::new();
     tracker.spawn(stream::read_loop(
         settings.clone(),
