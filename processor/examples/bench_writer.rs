@@ -38,9 +38,12 @@ struct Args {
     /// Batch sizes to try, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     batch_sizes: Vec<usize>,
-    /// Insert methods to try, comma-separated: `unnest`, `copy`, and the
-    /// same without the rollups (`unnest-raw`, `copy-raw`) to see their cost.
-    #[arg(long, value_delimiter = ',', default_value = "unnest")]
+    /// Insert methods to try, comma-separated: `unnest` (INSERT ... SELECT
+    /// FROM UNNEST ... ON CONFLICT DO NOTHING), `temp` (COPY into a temporary
+    /// table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING), `copy` (COPY
+    /// into the table, UNNEST for a batch with a redelivered event); each
+    /// with `-raw` appended to skip the rollups and see what they cost.
+    #[arg(long, value_delimiter = ',', default_value = "copy")]
     methods: Vec<String>,
     /// Server to make the scratch databases on (any database of it).
     #[arg(
@@ -200,12 +203,11 @@ async fn main() -> anyhow::Result<()> {
     let methods: Vec<(String, InsertMethod)> = args
         .methods
         .iter()
-        .map(|name| match name.as_str() {
+        .map(|name| match name.trim_end_matches("-raw") {
             "unnest" => Ok((name.clone(), InsertMethod::Unnest)),
-            "copy" => Ok((name.clone(), InsertMethod::CopyTempTable)),
-            "unnest-raw" => Ok((name.clone(), InsertMethod::Unnest)),
-            "copy-raw" => Ok((name.clone(), InsertMethod::CopyTempTable)),
-            other => bail!("unknown method {other:?}: use unnest or copy"),
+            "temp" => Ok((name.clone(), InsertMethod::CopyTempTable)),
+            "copy" => Ok((name.clone(), InsertMethod::CopyOptimistic)),
+            other => bail!("unknown method {other:?}: use unnest, temp or copy"),
         })
         .collect::<anyhow::Result<_>>()?;
     if args.batch_sizes.contains(&0) {

@@ -188,6 +188,12 @@ pub enum InsertMethod {
     /// `COPY` into a session-local temporary table, then one `INSERT ...
     /// SELECT ... ON CONFLICT DO NOTHING` from it.
     CopyTempTable,
+    /// `COPY` straight into `user_activity_logs`, the server's bulk insert.
+    /// A batch holding an event already stored (a redelivery, refused by
+    /// the primary key) is rolled back and written again with
+    /// [`InsertMethod::Unnest`], so the outcome is the same; redeliveries
+    /// are rare, so nearly every batch takes the fast path.
+    CopyOptimistic,
 }
 
 /// Stores `batch` in one transaction; events already stored are skipped.
@@ -231,10 +237,53 @@ async fn write(
         return Ok(WriteOutcome::default());
     }
     let rows = Columns::from_batch(batch);
-    let mut tx = pool.begin().await?;
     let inserted = match method {
-        InsertMethod::Unnest => insert_unnest(&mut tx, &rows).await?,
-        InsertMethod::CopyTempTable => insert_copy(&mut tx, &rows).await?,
+        InsertMethod::CopyOptimistic => {
+            match write_rows(pool, &rows, Path::Copy, with_rollups).await {
+                Err(WriteError::Database(error)) if is_unique_violation(&error) => {
+                    write_rows(pool, &rows, Path::Unnest, with_rollups).await?
+                }
+                other => other?,
+            }
+        }
+        InsertMethod::Unnest => write_rows(pool, &rows, Path::Unnest, with_rollups).await?,
+        InsertMethod::CopyTempTable => {
+            write_rows(pool, &rows, Path::CopyTempTable, with_rollups).await?
+        }
+    };
+    Ok(WriteOutcome {
+        inserted,
+        duplicates: batch.len() as u64 - inserted,
+    })
+}
+
+/// How one transaction inserts the rows.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Unnest,
+    CopyTempTable,
+    /// Not idempotent by itself: fails with a unique violation on a row
+    /// already stored.
+    Copy,
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// Inserts `rows` and updates the rollups in one transaction; returns how
+/// many rows were inserted.
+async fn write_rows(
+    pool: &PgPool,
+    rows: &Columns<'_>,
+    path: Path,
+    with_rollups: bool,
+) -> Result<u64, WriteError> {
+    let mut tx = pool.begin().await?;
+    let inserted = match path {
+        Path::Unnest => insert_unnest(&mut tx, rows).await?,
+        Path::CopyTempTable => insert_copy_temp_table(&mut tx, rows).await?,
+        Path::Copy => insert_copy(&mut tx, rows).await?,
     };
     if with_rollups {
         rollups::apply(&mut tx, &inserted)
@@ -242,12 +291,7 @@ async fn write(
             .map_err(WriteError::Rollups)?;
     }
     tx.commit().await?;
-
-    let inserted = inserted.len() as u64;
-    Ok(WriteOutcome {
-        inserted,
-        duplicates: batch.len() as u64 - inserted,
-    })
+    Ok(inserted.len() as u64)
 }
 
 /// Stores `batch` like [`write_batch`], isolating the rows the database
@@ -263,6 +307,14 @@ pub async fn write_batch_isolating(
     pool: &PgPool,
     batch: &[Activity],
 ) -> Result<IsolatedOutcome, WriteError> {
+    isolating(pool, batch, InsertMethod::default()).await
+}
+
+async fn isolating(
+    pool: &PgPool,
+    batch: &[Activity],
+    method: InsertMethod,
+) -> Result<IsolatedOutcome, WriteError> {
     let mut outcome = IsolatedOutcome::default();
     // Ranges still to write, the next one last: batch order is kept, so
     // the table sees rows in roughly the order they happened.
@@ -272,7 +324,7 @@ pub async fn write_batch_isolating(
         if range.is_empty() {
             continue;
         }
-        match write_batch(pool, &batch[range.clone()]).await {
+        match write_batch_with(pool, &batch[range.clone()], method).await {
             Ok(written) => outcome.written.add(written),
             Err(error) if error.is_data_error() => {
                 if range.len() == 1 {
@@ -446,7 +498,44 @@ async fn insert_unnest(
     Ok(into_inserted(returned))
 }
 
+/// Sends `rows` with `COPY <table> (columns) FROM STDIN`.
+async fn copy_into(
+    tx: &mut Transaction<'_, Postgres>,
+    statement: &str,
+    rows: &Columns<'_>,
+) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    if let Err(error) = copy.send(copy_text(rows)).await {
+        // The protocol requires ending the COPY either way.
+        let _ = copy.abort("sending the batch failed").await;
+        return Err(error);
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
 async fn insert_copy(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &Columns<'_>,
+) -> Result<Vec<InsertedRow>, sqlx::Error> {
+    copy_into(
+        tx,
+        "COPY user_activity_logs (id, user_id, action, resource_type, resource_id, \
+         details, ip_address, user_agent, session_id, created_at) FROM STDIN",
+        rows,
+    )
+    .await?;
+    // Without an error every row was inserted (ids are unique in `rows`).
+    Ok((0..rows.len())
+        .map(|i| InsertedRow {
+            user_id: rows.user_ids[i].as_deref().map(str::to_owned),
+            action: rows.actions[i].clone().into_owned(),
+            created_at: rows.created_ats[i],
+        })
+        .collect())
+}
+
+async fn insert_copy_temp_table(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
 ) -> Result<Vec<InsertedRow>, sqlx::Error> {
@@ -464,20 +553,13 @@ async fn insert_copy(
         .execute(&mut **tx)
         .await?;
     }
-
-    let mut copy = tx
-        .copy_in_raw(
-            "COPY user_activity_batch (id, user_id, action, resource_type, resource_id, \
-             details, ip_address, user_agent, session_id, created_at) FROM STDIN",
-        )
-        .await?;
-    let data = copy_text(rows);
-    if let Err(error) = copy.send(data).await {
-        // The protocol requires ending the COPY either way.
-        let _ = copy.abort("sending the batch failed").await;
-        return Err(error);
-    }
-    copy.finish().await?;
+    copy_into(
+        tx,
+        "COPY user_activity_batch (id, user_id, action, resource_type, resource_id, \
+         details, ip_address, user_agent, session_id, created_at) FROM STDIN",
+        rows,
+    )
+    .await?;
 
     let returned: Vec<ReturnedRow> = sqlx::query_as(
         "INSERT INTO user_activity_logs \

@@ -165,8 +165,13 @@ async fn rows_match_the_events_field_by_field(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]
-async fn rows_match_the_events_field_by_field_through_copy(pool: PgPool) {
+async fn rows_match_the_events_field_by_field_through_a_temporary_table(pool: PgPool) {
     rows_match_events(pool, InsertMethod::CopyTempTable).await;
+}
+
+#[sqlx::test(migrations = "../processor/migrations")]
+async fn rows_match_the_events_field_by_field_through_copy(pool: PgPool) {
+    rows_match_events(pool, InsertMethod::CopyOptimistic).await;
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]
@@ -188,23 +193,27 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
             duplicates: 4
         }
     );
-    let through_copy = write_batch_with(&pool, &events, InsertMethod::CopyTempTable)
-        .await
-        .unwrap();
-    assert_eq!(
-        through_copy,
-        WriteOutcome {
-            inserted: 0,
-            duplicates: 4
-        }
-    );
+    for method in [InsertMethod::CopyTempTable, InsertMethod::CopyOptimistic] {
+        let again = write_batch_with(&pool, &events, method).await.unwrap();
+        assert_eq!(
+            again,
+            WriteOutcome {
+                inserted: 0,
+                duplicates: 4
+            },
+            "{method:?}"
+        );
+    }
     assert_eq!(count(&pool).await, 4);
 
     // Half old, half new: only the new half is inserted.
     let mut mixed = events[..2].to_vec();
     mixed.push(Activity::new(ActivityType::Logout).user_id("user-123"));
     mixed.push(Activity::new(ActivityType::Logout).user_id("user-124"));
-    let outcome = write_batch(&pool, &mixed).await.unwrap();
+    // Through COPY: the primary key refuses the batch, written again with UNNEST.
+    let outcome = write_batch_with(&pool, &mixed, InsertMethod::CopyOptimistic)
+        .await
+        .unwrap();
     assert_eq!(
         outcome,
         WriteOutcome {
@@ -219,7 +228,11 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
 async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
     let event = Activity::new(ActivityType::CaseView).user_id("user-1");
     let other = Activity::new(ActivityType::CaseView).user_id("user-2");
-    for method in [InsertMethod::Unnest, InsertMethod::CopyTempTable] {
+    for method in [
+        InsertMethod::Unnest,
+        InsertMethod::CopyTempTable,
+        InsertMethod::CopyOptimistic,
+    ] {
         sqlx::query("DELETE FROM user_activity_logs")
             .execute(&pool)
             .await
@@ -269,7 +282,7 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert!(!whole.is_transient(), "{whole}");
     assert_eq!(count(&pool).await, 0, "all or nothing");
 
-    let outcome = write_batch_isolating(&pool, &batch).await.unwrap();
+    let outcome = isolating(&pool, &batch, method).await.unwrap();
     assert_eq!(
         outcome.written,
         WriteOutcome {
@@ -301,7 +314,7 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert_eq!(stored(&pool).await, good);
 
     // A redelivery of the same batch: the good rows are duplicates now.
-    let again = write_batch_isolating(&pool, &batch).await.unwrap();
+    let again = isolating(&pool, &batch, method).await.unwrap();
     assert_eq!(
         again.written,
         WriteOutcome {
@@ -318,8 +331,13 @@ async fn rows_the_database_refuses_are_isolated_and_the_others_stored(pool: PgPo
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]
-async fn rows_the_database_refuses_through_copy_are_refused_too(pool: PgPool) {
+async fn rows_the_database_refuses_through_a_temporary_table_are_isolated(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::CopyTempTable).await;
+}
+
+#[sqlx::test(migrations = "../processor/migrations")]
+async fn rows_the_database_refuses_through_copy_are_isolated(pool: PgPool) {
+    bad_rows_are_isolated(pool, InsertMethod::CopyOptimistic).await;
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]
