@@ -161,11 +161,18 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     }
 
     // Last day seen per user; each move of a user's last day moves one
-    // count in the histogram.
+    // count in the histogram. Users already seen on that day (most of a
+    // batch) are skipped before the upsert, so their rows are not even
+    // locked: a last day only moves forward, so a skip seen in this
+    // statement's snapshot stays right; a move racing with another writer
+    // is settled by the upsert's row lock and its WHERE.
     let (users, days): (Vec<_>, Vec<_>) = d.user_last.into_iter().unzip();
     let moved: Vec<(Option<NaiveDate>, NaiveDate)> = sqlx::query_as(
         "INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
-         SELECT * FROM UNNEST($1::text[], $2::date[]) ORDER BY 1
+         SELECT u.user_id, u.last_day FROM UNNEST($1::text[], $2::date[]) AS u(user_id, last_day)
+         LEFT JOIN activity_rollup_user_last o ON o.user_id = u.user_id
+         WHERE o.last_day IS NULL OR o.last_day < u.last_day
+         ORDER BY 1
          ON CONFLICT (user_id) DO UPDATE SET prev_day = t.last_day, last_day = excluded.last_day
          WHERE excluded.last_day > t.last_day
          RETURNING (CASE WHEN xmax = 0 THEN NULL ELSE prev_day END), last_day",
@@ -203,7 +210,12 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
         .collect();
     let moved: Vec<(String, Option<NaiveDate>, NaiveDate)> = sqlx::query_as(
         "INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::date[]) ORDER BY 1, 2
+         SELECT u.user_id, u.action, u.last_day
+         FROM UNNEST($1::text[], $2::text[], $3::date[]) AS u(user_id, action, last_day)
+         LEFT JOIN activity_rollup_user_action_last o
+                ON o.user_id = u.user_id AND o.action = u.action
+         WHERE o.last_day IS NULL OR o.last_day < u.last_day
+         ORDER BY 1, 2
          ON CONFLICT (user_id, action) DO UPDATE
          SET prev_day = t.last_day, last_day = excluded.last_day
          WHERE excluded.last_day > t.last_day
