@@ -155,4 +155,115 @@ mod tests {
         assert_eq!((s.captured, s.dropped_full, s.dropped_closed), (1, 1, 1));
         assert_eq!(s.dropped(), 2);
     }
+
+    /// Keeps the last value written to each metric, by name and labels.
+    #[derive(Default)]
+    struct LastValues(std::sync::Mutex<std::collections::BTreeMap<String, f64>>);
+
+    struct Handle(std::sync::Arc<LastValues>, String);
+
+    impl metrics::CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            *self.0.0.lock().unwrap().entry(self.1.clone()).or_default() += value as f64;
+        }
+        fn absolute(&self, value: u64) {
+            self.0
+                .0
+                .lock()
+                .unwrap()
+                .insert(self.1.clone(), value as f64);
+        }
+    }
+
+    impl metrics::GaugeFn for Handle {
+        fn increment(&self, value: f64) {
+            *self.0.0.lock().unwrap().entry(self.1.clone()).or_default() += value;
+        }
+        fn decrement(&self, value: f64) {
+            self.increment(-value);
+        }
+        fn set(&self, value: f64) {
+            self.0.0.lock().unwrap().insert(self.1.clone(), value);
+        }
+    }
+
+    struct TestRecorder(std::sync::Arc<LastValues>);
+
+    impl TestRecorder {
+        fn handle(&self, key: &metrics::Key) -> std::sync::Arc<Handle> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            std::sync::Arc::new(Handle(self.0.clone(), name))
+        }
+    }
+
+    impl metrics::Recorder for TestRecorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::from_arc(self.handle(key))
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::from_arc(self.handle(key))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn export_publishes_every_counter_through_the_metrics_facade() {
+        let counters = Counters::default();
+        Counters::add(&counters.captured, 7);
+        Counters::add(&counters.sent, 5);
+        Counters::add(&counters.dropped_full, 2);
+        Counters::add(&counters.send_errors, 1);
+        let values = std::sync::Arc::new(LastValues::default());
+        let recorder = TestRecorder(values.clone());
+        metrics::with_local_recorder(&recorder, || counters.export(3));
+        let values = values.0.lock().unwrap();
+        assert_eq!(values["activity_tracker_events_captured_total{}"], 7.0);
+        assert_eq!(values["activity_tracker_events_sent_total{}"], 5.0);
+        assert_eq!(
+            values["activity_tracker_events_dropped_total{reason=channel_full}"],
+            2.0
+        );
+        assert_eq!(
+            values["activity_tracker_events_dropped_total{reason=buffer_full}"],
+            0.0
+        );
+        assert_eq!(values["activity_tracker_send_errors_total{}"], 1.0);
+        assert_eq!(values["activity_tracker_send_retries_total{}"], 0.0);
+        assert_eq!(values["activity_tracker_buffered_events{}"], 3.0);
+    }
 }
