@@ -110,6 +110,19 @@ async fn rebuild_brings_rows_written_outside_the_writer_in(pool: PgPool) {
     assert!(outcome.rows > 0);
     assert_rollups_match_raw(&pool).await;
 
+    // Rows removed by hand (a restore of an older copy): users whose last
+    // rows went fall back to their older ones.
+    sqlx::query(
+        "DELETE FROM user_activity_logs
+         WHERE user_id IN ('user-1', 'user-2') AND created_at >= $1",
+    )
+    .bind(since.and_time(chrono::NaiveTime::MIN).and_utc())
+    .execute(&pool)
+    .await
+    .unwrap();
+    rebuild_rollups(&pool, Some(since)).await.unwrap();
+    assert_rollups_match_raw(&pool).await;
+
     // Rows before `since` are only picked up by a full rebuild.
     sqlx::query(
         "INSERT INTO user_activity_logs (id, user_id, action, created_at)

@@ -42,6 +42,10 @@ pub async fn rebuild_rollups(
     )
     .execute(&mut *tx)
     .await?;
+    // Room for the aggregates of a large table to stay in memory.
+    sqlx::query("SET LOCAL work_mem = '256MB'")
+        .execute(&mut *tx)
+        .await?;
     let (since_day, since_ts): (NaiveDate, chrono::DateTime<chrono::Utc>) = match since {
         Some(d) => (d, d.and_time(chrono::NaiveTime::MIN).and_utc()),
         None => {
@@ -94,50 +98,73 @@ pub async fn rebuild_rollups(
     .execute(&mut *tx)
     .await?;
 
-    // Last day seen: every user seen from `since` on, or whose recorded
-    // last day is from `since` on, gets it recomputed from all their rows.
+    // Last day seen: users (and user/action pairs) with rows from `since`
+    // on get their last day from those rows; those whose recorded last day
+    // was from `since` on but have no such rows any more get it from all
+    // their rows (a key lookup each; rare). Plain statements, not one with
+    // a deleting CTE: an upsert must see the deletes.
+    for statement in [
+        "CREATE TEMPORARY TABLE rebuild_touched_users (user_id TEXT) ON COMMIT DROP",
+        "CREATE TEMPORARY TABLE rebuild_touched_pairs (user_id TEXT, action TEXT) ON COMMIT DROP",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
     sqlx::query(
-        "WITH touched AS (
-             DELETE FROM activity_rollup_user_last WHERE last_day >= $1 RETURNING user_id
-         ), users AS (
-             SELECT user_id FROM touched
-             UNION
-             SELECT DISTINCT user_id FROM user_activity_logs
-             WHERE created_at >= $2 AND user_id IS NOT NULL
-         )
-         INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
-         SELECT u.user_id, (m.at AT TIME ZONE 'UTC')::date
-         FROM users u CROSS JOIN LATERAL (
-             SELECT MAX(created_at) AS at FROM user_activity_logs l WHERE l.user_id = u.user_id
-         ) m
-         WHERE m.at IS NOT NULL
-         ON CONFLICT (user_id) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+        "WITH d AS (DELETE FROM activity_rollup_user_last WHERE last_day >= $1 RETURNING user_id)
+         INSERT INTO rebuild_touched_users SELECT user_id FROM d",
     )
     .bind(since_day)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
+         SELECT user_id, (MAX(created_at) AT TIME ZONE 'UTC')::date FROM user_activity_logs
+         WHERE created_at >= $1 AND user_id IS NOT NULL GROUP BY user_id
+         ON CONFLICT (user_id) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+    )
     .bind(since_ts)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "WITH touched AS (
-             DELETE FROM activity_rollup_user_action_last WHERE last_day >= $1
-             RETURNING user_id, action
-         ), pairs AS (
-             SELECT user_id, action FROM touched
-             UNION
-             SELECT DISTINCT user_id, action FROM user_activity_logs
-             WHERE created_at >= $2 AND user_id IS NOT NULL
-         )
-         INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
+        "INSERT INTO activity_rollup_user_last (user_id, last_day)
+         SELECT u.user_id, (m.at AT TIME ZONE 'UTC')::date
+         FROM rebuild_touched_users u CROSS JOIN LATERAL (
+             SELECT MAX(created_at) AS at FROM user_activity_logs l WHERE l.user_id = u.user_id
+         ) m
+         WHERE m.at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM activity_rollup_user_last x WHERE x.user_id = u.user_id)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "WITH d AS (DELETE FROM activity_rollup_user_action_last WHERE last_day >= $1
+                    RETURNING user_id, action)
+         INSERT INTO rebuild_touched_pairs SELECT user_id, action FROM d",
+    )
+    .bind(since_day)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
+         SELECT user_id, action, (MAX(created_at) AT TIME ZONE 'UTC')::date
+         FROM user_activity_logs WHERE created_at >= $1 AND user_id IS NOT NULL
+         GROUP BY user_id, action
+         ON CONFLICT (user_id, action) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+    )
+    .bind(since_ts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_action_last (user_id, action, last_day)
          SELECT p.user_id, p.action, (m.at AT TIME ZONE 'UTC')::date
-         FROM pairs p CROSS JOIN LATERAL (
+         FROM rebuild_touched_pairs p CROSS JOIN LATERAL (
              SELECT MAX(created_at) AS at FROM user_activity_logs l
              WHERE l.user_id = p.user_id AND l.action = p.action
          ) m
          WHERE m.at IS NOT NULL
-         ON CONFLICT (user_id, action) DO UPDATE SET last_day = excluded.last_day, prev_day = NULL",
+           AND NOT EXISTS (SELECT 1 FROM activity_rollup_user_action_last x
+                           WHERE x.user_id = p.user_id AND x.action = p.action)",
     )
-    .bind(since_day)
-    .bind(since_ts)
     .execute(&mut *tx)
     .await?;
     rebuild_histograms(&mut tx).await?;
