@@ -237,11 +237,13 @@ async fn send_all(
     token: &CancellationToken,
 ) -> bool {
     let arrived_at = Utc::now();
+    let received = Instant::now();
     for payload in payloads {
         let decoded = decode_legacy(&payload, arrived_at);
         let item = Item {
             origin: Origin::Legacy,
             payload,
+            received,
             decoded,
         };
         tokio::select! {

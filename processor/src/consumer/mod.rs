@@ -77,6 +77,9 @@ pub(crate) struct Item {
     pub(crate) origin: Origin,
     /// What was read, kept for the dead-letter stream (and for `LREM`).
     pub(crate) payload: Vec<u8>,
+    /// When it was read: a batch is flushed `FLUSH_INTERVAL_MS` after its
+    /// oldest entry was read, however long it waited for the sink.
+    pub(crate) received: tokio::time::Instant,
     /// The activity, or why it can never be stored.
     pub(crate) decoded: Result<Activity, decode::DecodeError>,
 }

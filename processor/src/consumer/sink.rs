@@ -46,7 +46,7 @@ pub(crate) async fn run(
                     break;
                 }
                 if batch.len() == received {
-                    deadline = Instant::now() + sink.settings.flush_interval;
+                    deadline = batch[0].received + sink.settings.flush_interval;
                 }
                 if batch.len() >= batch_size {
                     sink.flush(std::mem::take(&mut batch)).await;

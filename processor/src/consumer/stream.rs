@@ -146,8 +146,9 @@ async fn send_all(
     tx: &mpsc::Sender<Item>,
     token: &CancellationToken,
 ) -> bool {
+    let received = tokio::time::Instant::now();
     for entry in entries {
-        let item = to_item(settings, entry);
+        let item = to_item(settings, entry, received);
         tokio::select! {
             biased;
             sent = tx.send(item) => if sent.is_err() { return false },
@@ -157,7 +158,7 @@ async fn send_all(
     true
 }
 
-fn to_item(settings: &Settings, entry: StreamId) -> Item {
+fn to_item(settings: &Settings, entry: StreamId, received: tokio::time::Instant) -> Item {
     let StreamId { id, mut map, .. } = entry;
     let data = match map.remove("data") {
         Some(Value::BulkString(bytes)) => Some(bytes),
@@ -170,6 +171,7 @@ fn to_item(settings: &Settings, entry: StreamId) -> Item {
     Item {
         origin: Origin::Stream(id),
         payload,
+        received,
         decoded,
     }
 }
