@@ -10,7 +10,9 @@
 # saturated, and much less disturbed by other work on the machine) of each mode,
 # the throughput ratio layer/bare (target >= 0.90) and the p99 ratio
 # layer/bare (target <= 1.10), and checks that the stream holds exactly one
-# entry per request the layered app served.
+# entry per request the layered app served. A third mode per round runs the
+# layer and the dispatcher with a sink that writes nothing, to tell the cost
+# of capturing from the cost of writing to Redis.
 #
 # Usage: bench/layer_overhead.sh            (ROUNDS=3 DURATION=10 by default)
 #        ROUNDS=5 DURATION=20 bench/layer_overhead.sh
@@ -113,11 +115,14 @@ run() {
 echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # Other work on the machine skews everything; say how much there was.
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-total_bare=0 total_layer=0 p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
+total_bare=0 total_layer=0 total_capture=0 cpus_capture=() p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
 for round in $(seq "$ROUNDS"); do
     # Not in a subshell, so the EXIT trap knows the app's pid.
     run bare "bench_layer_bare_$$_$round" >"$WORK/result"
     read -r bare_rps bare_p99 bare_cpu _ _ <"$WORK/result"
+    # The layer and dispatcher with a sink that writes nothing: capturing alone.
+    run capture "bench_layer_capture_$$_$round" >"$WORK/result"
+    read -r capture_rps capture_p99 capture_cpu _ _ <"$WORK/result"
     key="bench_layer_$$_$round"
     run layer "$key" >"$WORK/result"
     read -r layer_rps layer_p99 layer_cpu served counters <"$WORK/result"
@@ -129,6 +134,11 @@ for round in $(seq "$ROUNDS"); do
         "$round" "$bare_rps" "$bare_p99" "$bare_cpu" "$layer_rps" "$layer_p99" "$layer_cpu" \
         "$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')" \
         "$entries" "$served" "$check" "$counters"
+    printf '         capture only (no Redis write): %.0f req/s p99 %.0fus cpu %.1fus/req | ratio %.3f\n' \
+        "$capture_rps" "$capture_p99" "$capture_cpu" \
+        "$(awk -v a="$capture_rps" -v b="$bare_rps" 'BEGIN { print a / b }')"
+    total_capture=$(awk -v a="$total_capture" -v b="$capture_rps" 'BEGIN { print a + b }')
+    cpus_capture+=("$capture_cpu")
     cpus_bare+=("$bare_cpu")
     cpus_layer+=("$layer_cpu")
     total_bare=$(awk -v a="$total_bare" -v b="$bare_rps" 'BEGIN { print a + b }')
@@ -142,8 +152,10 @@ bare_p99=$(median "${p99s_bare[@]}")
 layer_p99=$(median "${p99s_layer[@]}")
 bare_cpu=$(median "${cpus_bare[@]}")
 layer_cpu=$(median "${cpus_layer[@]}")
+capture_cpu=$(median "${cpus_capture[@]}")
 awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
-    -v bp99="$bare_p99" -v lp99="$layer_p99" -v bcpu="$bare_cpu" -v lcpu="$layer_cpu" 'BEGIN {
+    -v bp99="$bare_p99" -v lp99="$layer_p99" -v bcpu="$bare_cpu" -v lcpu="$layer_cpu" \
+    -v capture="$total_capture" -v ccpu="$capture_cpu" 'BEGIN {
     ratio = layer / bare; p99_ratio = lp99 / bp99
     printf "throughput: bare %.0f req/s, layer %.0f req/s (mean of %d): layer/bare = %.3f (target >= 0.90: %s)\n",
         bare / rounds, layer / rounds, rounds, ratio, ratio >= 0.90 ? "met" : "NOT met"
@@ -151,6 +163,8 @@ awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
         bp99, lp99, p99_ratio, p99_ratio <= 1.10 ? "met" : "NOT met"
     printf "cpu per request (app + redis + wrk): bare %.1fus, layer %.1fus (median): bare/layer = %.3f (the throughput ratio on cores this load saturates, less sensitive to other work on the machine)\n",
         bcpu, lcpu, bcpu / lcpu
+    printf "capture only (layer + dispatcher, no Redis write): %.0f req/s: capture/bare = %.3f; cpu %.1fus: bare/capture = %.3f\n",
+        capture / rounds, capture / bare, ccpu, bcpu / ccpu
 }'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $failed -ne 0 ]]; then

@@ -1,8 +1,10 @@
 //! The app `bench/layer_overhead.sh` loads: an axum hello world on
 //! `GET /hello`, served with `into_make_service_with_connect_info`, with the
 //! activity layer (`BENCH_MODE=layer`, the route mapped to an activity and
-//! recorded into `STREAM_KEY` on `REDIS_URL`) or without it
-//! (`BENCH_MODE=bare`).
+//! recorded into `STREAM_KEY` on `REDIS_URL`), without it
+//! (`BENCH_MODE=bare`), or with the layer and dispatcher but a sink that
+//! drops every batch instead of writing to Redis (`BENCH_MODE=capture`: the
+//! cost of capturing alone).
 //!
 //! It prints `listening on ADDR` once bound (`APP_LISTEN`, default
 //! `127.0.0.1:0`), and on SIGTERM or Ctrl-C stops, flushes the tracker and
@@ -16,9 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use activity_tracker::{ActivityTracker, ActivityType, CaptureConfig};
+use activity_tracker::{Activity, ActivityTracker, ActivityType, CaptureConfig, Sink, SinkError};
 use axum::Router;
 use axum::routing::get;
+use futures_util::future::BoxFuture;
 use http::Method;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -39,28 +42,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
 
+    let builder = || -> Result<_, Box<dyn std::error::Error>> {
+        Ok(ActivityTracker::builder()
+            .redis_url(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            )
+            .stream_key(
+                std::env::var("STREAM_KEY").unwrap_or_else(|_| "bench_app_stream".to_owned()),
+            )
+            // Keep every entry of a run, so the script can count them.
+            .stream_max_len(100_000_000)
+            .capture_config(CaptureConfig::new().route(
+                Method::GET,
+                "/hello",
+                ActivityType::custom("hello_view")?,
+            )))
+    };
     let tracker = match mode.as_str() {
         "bare" => None,
-        "layer" => Some(
-            ActivityTracker::builder()
-                .redis_url(
-                    std::env::var("REDIS_URL")
-                        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-                )
-                .stream_key(
-                    std::env::var("STREAM_KEY").unwrap_or_else(|_| "bench_app_stream".to_owned()),
-                )
-                // Keep every entry of a run, so the script can count them.
-                .stream_max_len(100_000_000)
-                .capture_config(CaptureConfig::new().route(
-                    Method::GET,
-                    "/hello",
-                    ActivityType::custom("hello_view")?,
-                ))
-                .build()
-                .await?,
-        ),
-        other => return Err(format!("BENCH_MODE must be `bare` or `layer`, not `{other}`").into()),
+        "layer" => Some(builder()?.build().await?),
+        "capture" => Some(builder()?.sink(Discard).build().await?),
+        other => {
+            return Err(
+                format!("BENCH_MODE must be `bare`, `layer` or `capture`, not `{other}`").into(),
+            );
+        }
     };
     let app = match &tracker {
         Some(tracker) => app.layer(tracker.layer()),
@@ -98,4 +104,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => println!("served={served} captured=0 sent=0 dropped=0 unsent=0"),
     }
     Ok(())
+}
+
+/// A sink that accepts every batch and writes nothing.
+#[derive(Debug)]
+struct Discard;
+
+impl Sink for Discard {
+    fn send<'a>(&'a self, _batch: &'a [Activity]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
