@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Baseline: the same kind of payloads, serialized beforehand, pipelined
     // in batches of `max_batch` over one connection.
     let payloads: Vec<String> = (0..events).map(|i| sample(i).to_wire_json()).collect();
+    let payload_bytes = payloads.iter().map(String::len).sum::<usize>() / events.max(1);
     let started = Instant::now();
     for chunk in payloads.chunks(max_batch) {
         let mut pipe = redis::pipe();
@@ -139,7 +140,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let base_rate = base_count as f64 / base_secs;
     let tracker_rate = tracker_count as f64 / tracker_secs;
-    println!("events per run:        {events} ({tasks} producer tasks, batches of {max_batch})");
+    println!(
+        "events per run:        {events} ({tasks} producer tasks, batches of {max_batch}, {payload_bytes} bytes of JSON each on average)"
+    );
     println!(
         "baseline raw XADD:     {base_count} entries in {base_secs:.3} s = {base_rate:.0} events/s"
     );
