@@ -115,7 +115,7 @@ run() {
 echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # Other work on the machine skews everything; say how much there was.
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-total_bare=0 total_layer=0 total_capture=0 cpus_capture=() p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
+total_bare=0 total_layer=0 total_capture=0 cpus_capture=() ratios_layer=() ratios_capture=() p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
 for round in $(seq "$ROUNDS"); do
     # Not in a subshell, so the EXIT trap knows the app's pid.
     run bare "bench_layer_bare_$$_$round" >"$WORK/result"
@@ -139,6 +139,8 @@ for round in $(seq "$ROUNDS"); do
         "$(awk -v a="$capture_rps" -v b="$bare_rps" 'BEGIN { print a / b }')"
     total_capture=$(awk -v a="$total_capture" -v b="$capture_rps" 'BEGIN { print a + b }')
     cpus_capture+=("$capture_cpu")
+    ratios_layer+=("$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')")
+    ratios_capture+=("$(awk -v a="$capture_rps" -v b="$bare_rps" 'BEGIN { print a / b }')")
     cpus_bare+=("$bare_cpu")
     cpus_layer+=("$layer_cpu")
     total_bare=$(awk -v a="$total_bare" -v b="$bare_rps" 'BEGIN { print a + b }')
@@ -153,6 +155,7 @@ layer_p99=$(median "${p99s_layer[@]}")
 bare_cpu=$(median "${cpus_bare[@]}")
 layer_cpu=$(median "${cpus_layer[@]}")
 capture_cpu=$(median "${cpus_capture[@]}")
+echo "median of the rounds' throughput ratios: layer/bare $(median "${ratios_layer[@]}"), capture/bare $(median "${ratios_capture[@]}")"
 awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
     -v bp99="$bare_p99" -v lp99="$layer_p99" -v bcpu="$bare_cpu" -v lcpu="$layer_cpu" \
     -v capture="$total_capture" -v ccpu="$capture_cpu" 'BEGIN {
