@@ -148,6 +148,8 @@ impl CaptureConfig {
     /// `pattern` (axum/matchit syntax: `/api/v1/cases/{id}`,
     /// `/files/{*path}`). Inside an axum `Router` the pattern must be
     /// written as the route is (it is compared with axum's `MatchedPath`).
+    /// Methods are matched exactly: a `HEAD` that axum serves with a `GET`
+    /// handler is not recorded unless `HEAD` is mapped too.
     pub fn route(mut self, method: Method, pattern: &str, action: ActivityType) -> Self {
         if let Err(error) = self.routes.insert(method, pattern, action) {
             self.errors.push(error);
@@ -204,7 +206,8 @@ impl CaptureConfig {
     }
 
     /// Whether responses with a 4xx or 5xx status are recorded (default:
-    /// yes; the `status` detail says what happened).
+    /// yes; the `status` detail says what happened). When not, they are
+    /// skipped even if the handler attached an [`ActivityEnrichment`].
     pub fn record_errors(mut self, record: bool) -> Self {
         self.record_errors = record;
         self
