@@ -3,10 +3,13 @@
 //!
 //! [`write_batch`] stores a batch in one transaction: it normalizes each
 //! event ([`Activity::normalize`]: the contract's truncations), drops ids
-//! repeated within the batch, inserts with `ON CONFLICT DO NOTHING` on the
-//! primary key `(id, created_at)`, updates the rollups with the rows actually
-//! inserted, and commits. Writing the same events again (a redelivery) stores
-//! nothing new and says so in [`WriteOutcome::duplicates`].
+//! repeated within the batch, inserts idempotently on the primary key
+//! `(id, created_at)`, updates the rollups with the rows actually inserted,
+//! and commits. Writing the same events again (a redelivery) stores nothing
+//! new and says so in [`WriteOutcome::duplicates`]. The rows go in with
+//! `COPY`; a batch that holds an event already stored is rolled back and
+//! written again with `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO
+//! NOTHING` (see [`InsertMethod`]).
 //!
 //! [`write_batch_isolating`] is what a consumer calls: when the database
 //! rejects the batch because of the data of some rows (a string too long for
@@ -175,15 +178,16 @@ fn is_transient_code(code: &str) -> bool {
 
 /// How [`write_batch_with`] sends the rows.
 ///
-/// Both store the same rows with the same guarantees; they differ only in
-/// speed. [`InsertMethod::Unnest`] is the default, chosen by measurement
-/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md).
+/// All store the same rows with the same guarantees (idempotent, all or
+/// nothing per batch); they differ only in speed.
+/// [`InsertMethod::CopyOptimistic`] is the default, chosen by measurement
+/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md): the server's bulk insert
+/// path beats `INSERT ... SELECT` of the same rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InsertMethod {
     /// One `INSERT ... SELECT ... FROM UNNEST($1::uuid[], ...) ON CONFLICT DO
     /// NOTHING`, the columns bound as arrays.
-    #[default]
     Unnest,
     /// `COPY` into a session-local temporary table, then one `INSERT ...
     /// SELECT ... ON CONFLICT DO NOTHING` from it.
@@ -193,6 +197,7 @@ pub enum InsertMethod {
     /// the primary key) is rolled back and written again with
     /// [`InsertMethod::Unnest`], so the outcome is the same; redeliveries
     /// are rare, so nearly every batch takes the fast path.
+    #[default]
     CopyOptimistic,
 }
 
