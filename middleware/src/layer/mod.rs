@@ -10,7 +10,8 @@
 //! use axum::middleware::Next;
 //! use axum::response::Response;
 //!
-//! // The app's auth middleware, placed inside the activity layer.
+//! // The app's auth middleware: added after the activity layer (`.layer(activity)
+//! // .layer(from_fn(auth))`), so it runs first and the layer sees the user.
 //! async fn auth(mut request: Request, next: Next) -> Response {
 //!     let user = request
 //!         .headers()
