@@ -50,8 +50,10 @@ cat "$WORK"/round-*.txt | awk '
     /^baseline raw XADD:/ { b[nb++] = $(NF-1) }
     /^tracker track\(\):/  { t[nt++] = $(NF-1) }
     /^ratio tracker\/baseline:/ { r[nr++] = $NF }
+    /^client CPU per event:/ { cb[ncb++] = $(NF-4); ct[nct++] = $(NF-1) }
     END {
-        n = asort(b); asort(t); asort(r)
+        n = asort(b); asort(t); asort(r); asort(cb); asort(ct)
         m = int((n + 1) / 2)
         printf "=== median of %d rounds: baseline %.0f events/s, tracker %.0f events/s, ratio tracker/baseline %.2f (median of the rounds'"'"' ratios)\n", n, b[m], t[m], r[m]
+        printf "=== median client CPU per event: baseline %.2f us, tracker %.2f us\n", cb[m], ct[m]
     }'
