@@ -70,15 +70,13 @@ pub mod layer;
 mod tracker;
 
 #[cfg(feature = "tracker")]
-pub use capture::{
-    ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfigError, PeerAddr,
-};
+pub use capture::{ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfigError, PeerAddr};
 #[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
 #[cfg(feature = "tracker")]
-pub use layer::{ActivityLayer, ActivityService};
-#[cfg(feature = "tracker")]
 pub use dispatcher::{RedisStreamSink, ShutdownSummary, Sink, SinkError};
+#[cfg(feature = "tracker")]
+pub use layer::{ActivityLayer, ActivityService};
 #[cfg(feature = "tracker")]
 pub use tracker::{
     ActivityTracker, ActivityTrackerBuilder, BuildError, CaseAction, DEFAULT_STREAM_KEY,
