@@ -8,11 +8,17 @@
 //! |---|---|
 //! | `activity_tracker_events_captured_total` | events handed to the channel |
 //! | `activity_tracker_events_sent_total` | events written to the stream |
-//! | `activity_tracker_events_dropped_total{reason}` | events lost: `reason` is `channel_full`, `closed`, `buffer_full` or `shutdown` |
+//! | `activity_tracker_events_stored_direct_total` | events written straight into `user_activity_logs` while the stream was down |
+//! | `activity_tracker_events_spooled_total` | events appended to the spool file while the stream and the database were down |
+//! | `activity_tracker_events_replayed_total` | spooled events later written to the stream or the database |
+//! | `activity_tracker_fallback_switches_total` | times the stream or the database was marked down or up again |
+//! | `activity_tracker_spool_corrupt_records_total` | torn or corrupt spool records skipped |
+//! | `activity_tracker_events_dropped_total{reason}` | events lost: `reason` is `channel_full`, `closed`, `buffer_full`, `spool_full` or `shutdown` |
 //! | `activity_tracker_events_skipped_total` | captured requests that turned out not to be recorded |
 //! | `activity_tracker_send_errors_total` | failed batch writes |
 //! | `activity_tracker_send_retries_total` | batch writes retried after an error |
 //! | `activity_tracker_buffered_events` (gauge) | events held by the dispatcher, waiting to be written |
+//! | `activity_tracker_spool_bytes` (gauge) | size of the spool file |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,11 +48,31 @@ pub(crate) struct Counters {
     pub(crate) send_errors: AtomicU64,
     /// Batch writes retried after an error.
     pub(crate) retries: AtomicU64,
+    /// Events written straight into the database (stream down).
+    pub(crate) stored_direct: AtomicU64,
+    /// Events appended to the spool (stream and database down).
+    pub(crate) spooled: AtomicU64,
+    /// Spooled events since written to the stream or the database.
+    pub(crate) replayed: AtomicU64,
+    /// Destinations marked down or up again.
+    pub(crate) fallback_switches: AtomicU64,
+    /// Events dropped (oldest first) from the full retry buffer while the
+    /// spool was at its byte limit.
+    pub(crate) dropped_spool_full: AtomicU64,
+    /// Torn or corrupt spool records (or lines) skipped.
+    pub(crate) spool_corrupt: AtomicU64,
+    /// The spool file's size now (a gauge).
+    pub(crate) spool_bytes: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets the spool size gauge.
+    pub(crate) fn set_spool_bytes(&self, bytes: u64) {
+        self.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Counts the outcome of a `try_send` into the tracker's channel: one
@@ -80,6 +106,13 @@ impl Counters {
             sent: self.sent.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            stored_direct: self.stored_direct.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            fallback_switches: self.fallback_switches.load(Ordering::Relaxed),
+            dropped_spool_full: self.dropped_spool_full.load(Ordering::Relaxed),
+            spool_corrupt: self.spool_corrupt.load(Ordering::Relaxed),
+            spool_bytes: self.spool_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -93,6 +126,7 @@ impl Counters {
             ("channel_full", s.dropped_full),
             ("closed", s.dropped_closed),
             ("buffer_full", s.dropped_buffer_full),
+            ("spool_full", s.dropped_spool_full),
             ("shutdown", s.dropped_shutdown),
         ] {
             metrics::counter!("activity_tracker_events_dropped_total", "reason" => reason)
@@ -101,7 +135,63 @@ impl Counters {
         metrics::counter!("activity_tracker_events_skipped_total").absolute(s.skipped);
         metrics::counter!("activity_tracker_send_errors_total").absolute(s.send_errors);
         metrics::counter!("activity_tracker_send_retries_total").absolute(s.retries);
+        metrics::counter!("activity_tracker_events_stored_direct_total").absolute(s.stored_direct);
+        metrics::counter!("activity_tracker_events_spooled_total").absolute(s.spooled);
+        metrics::counter!("activity_tracker_events_replayed_total").absolute(s.replayed);
+        metrics::counter!("activity_tracker_fallback_switches_total").absolute(s.fallback_switches);
+        metrics::counter!("activity_tracker_spool_corrupt_records_total").absolute(s.spool_corrupt);
         metrics::gauge!("activity_tracker_buffered_events").set(buffered as f64);
+        metrics::gauge!("activity_tracker_spool_bytes").set(s.spool_bytes as f64);
+    }
+}
+
+/// Rate-limited warnings about dropped events: at most one log line per
+/// reason per `period`, saying how many were dropped since the last one.
+/// Owned by the dispatcher, which checks after each export.
+#[derive(Debug)]
+pub(crate) struct DropWarnings {
+    /// The shortest time between two warnings of one reason.
+    period: std::time::Duration,
+    /// Per reason: the count last warned about, and when.
+    last: [(u64, Option<std::time::Instant>); 5],
+}
+
+impl DropWarnings {
+    pub(crate) fn new(period: std::time::Duration) -> Self {
+        DropWarnings {
+            period,
+            last: [(0, None); 5],
+        }
+    }
+
+    /// Warns once for each reason whose drop count grew, unless that
+    /// reason was warned about less than `period` ago. Returns how many
+    /// lines it logged.
+    pub(crate) fn check(&mut self, s: &CountersSnapshot) -> usize {
+        let now = std::time::Instant::now();
+        let mut logged = 0;
+        let counts = [
+            ("channel_full", s.dropped_full),
+            ("closed", s.dropped_closed),
+            ("buffer_full", s.dropped_buffer_full),
+            ("spool_full", s.dropped_spool_full),
+            ("shutdown", s.dropped_shutdown),
+        ];
+        for ((reason, count), (seen, at)) in counts.into_iter().zip(self.last.iter_mut()) {
+            if count <= *seen || at.is_some_and(|at| now.duration_since(at) < self.period) {
+                continue;
+            }
+            tracing::warn!(
+                reason,
+                dropped = count - *seen,
+                total = count,
+                "activity events dropped"
+            );
+            *seen = count;
+            *at = Some(now);
+            logged += 1;
+        }
+        logged
     }
 }
 
@@ -129,12 +219,40 @@ pub struct CountersSnapshot {
     pub send_errors: u64,
     /// Batch writes retried after an error.
     pub retries: u64,
+    /// Events written straight into `user_activity_logs` while the stream
+    /// was down.
+    pub stored_direct: u64,
+    /// Events appended to the spool file while the stream and the database
+    /// were down (replayed later).
+    pub spooled: u64,
+    /// Spooled events since written to the stream or the database
+    /// (including those of a spool left by an earlier run).
+    pub replayed: u64,
+    /// Times the stream or the database was marked down or up again.
+    pub fallback_switches: u64,
+    /// Events dropped (oldest first) from the full retry buffer while the
+    /// spool was at its byte limit.
+    pub dropped_spool_full: u64,
+    /// Torn or corrupt spool records skipped (a record is one batch).
+    pub spool_corrupt: u64,
+    /// The spool file's size in bytes now.
+    pub spool_bytes: u64,
 }
 
 impl CountersSnapshot {
     /// Every event lost, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_full + self.dropped_closed + self.dropped_buffer_full + self.dropped_shutdown
+        self.dropped_full
+            + self.dropped_closed
+            + self.dropped_buffer_full
+            + self.dropped_spool_full
+            + self.dropped_shutdown
+    }
+
+    /// Events stored somewhere durable: the stream, the database, or the
+    /// spool (awaiting replay).
+    pub fn delivered(&self) -> u64 {
+        self.sent + self.stored_direct + self.spooled
     }
 }
 
@@ -265,5 +383,28 @@ mod tests {
         assert_eq!(values["activity_tracker_send_errors_total{}"], 1.0);
         assert_eq!(values["activity_tracker_send_retries_total{}"], 0.0);
         assert_eq!(values["activity_tracker_buffered_events{}"], 3.0);
+        assert_eq!(
+            values["activity_tracker_events_dropped_total{reason=spool_full}"],
+            0.0
+        );
+        assert_eq!(values["activity_tracker_events_stored_direct_total{}"], 0.0);
+        assert_eq!(values["activity_tracker_spool_bytes{}"], 0.0);
+    }
+
+    #[test]
+    fn drop_warnings_are_rate_limited_per_reason() {
+        let counters = Counters::default();
+        let mut warnings = DropWarnings::new(std::time::Duration::from_secs(3600));
+        assert_eq!(warnings.check(&counters.snapshot()), 0);
+        Counters::add(&counters.dropped_full, 2);
+        Counters::add(&counters.dropped_spool_full, 1);
+        assert_eq!(warnings.check(&counters.snapshot()), 2);
+        Counters::add(&counters.dropped_full, 5);
+        assert_eq!(warnings.check(&counters.snapshot()), 0);
+        Counters::add(&counters.dropped_buffer_full, 1);
+        assert_eq!(warnings.check(&counters.snapshot()), 1);
+        let mut eager = DropWarnings::new(std::time::Duration::ZERO);
+        assert_eq!(eager.check(&counters.snapshot()), 3);
+        assert_eq!(eager.check(&counters.snapshot()), 0);
     }
 }

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{CaptureConfig, CaptureConfigError, CaptureContext};
 use crate::counters::{Counters, CountersSnapshot};
+use crate::dispatcher::fallback::FallbackConfig;
 use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, ShutdownSummary, Sink};
 use crate::envelope::Envelope;
 use crate::layer::ActivityLayer;
@@ -101,6 +102,10 @@ pub enum BuildError {
         #[source]
         source: redis::RedisError,
     },
+    /// The database URL (for the Redis-down fallback) could not be parsed.
+    #[cfg(feature = "postgres")]
+    #[error("invalid database url: {0}")]
+    InvalidDatabaseUrl(#[source] sqlx::Error),
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
@@ -125,6 +130,9 @@ pub struct ActivityTrackerBuilder {
     dispatcher: DispatcherConfig,
     capture: CaptureConfig,
     sink: Option<Arc<dyn Sink>>,
+    fallback: FallbackConfig,
+    #[cfg(feature = "postgres")]
+    database_url: Option<String>,
 }
 
 impl Default for ActivityTrackerBuilder {
@@ -140,6 +148,9 @@ impl Default for ActivityTrackerBuilder {
             dispatcher: DispatcherConfig::default(),
             capture: CaptureConfig::default(),
             sink: None,
+            fallback: FallbackConfig::default(),
+            #[cfg(feature = "postgres")]
+            database_url: None,
         }
     }
 }
@@ -231,6 +242,59 @@ impl ActivityTrackerBuilder {
         self
     }
 
+    /// Enables the Redis-down fallback to PostgreSQL: while the stream
+    /// cannot be written, batches go straight into `user_activity_logs`
+    /// (which the processor's migrations must have created) through the
+    /// processor's own idempotent writer, so rollups stay the same. Redis is
+    /// probed (`PING`) every [`fallback_probe_interval`](Self::fallback_probe_interval)
+    /// and used again as soon as it answers. Each switch is logged once and
+    /// counted (`fallback_switches`). The database is not contacted by
+    /// `build()`; at most 2 connections are opened, lazily.
+    ///
+    /// Needs the `postgres` feature.
+    #[cfg(feature = "postgres")]
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Like [`database_url`](Self::database_url), with a pool the app
+    /// already has.
+    #[cfg(feature = "postgres")]
+    pub fn database_pool(mut self, pool: sqlx::PgPool) -> Self {
+        self.fallback.database = Some(pool);
+        self
+    }
+
+    /// Enables the local spool: while neither the stream nor the database
+    /// (if set) takes a batch, it is appended to this file as one record
+    /// (length, CRC32, the batch's wire JSON lines) and `fdatasync`ed. It is
+    /// replayed oldest first into the stream (or the database) once one of
+    /// them answers, then truncated; a spool left by an earlier run (a
+    /// crash, a kill) is replayed when the tracker starts. A torn or
+    /// corrupt tail record is skipped and counted (`spool_corrupt`).
+    /// Replaying a record twice (a crash during replay) is harmless: ids are
+    /// idempotency keys downstream. Default: no spool.
+    pub fn spool_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.fallback.spool_path = Some(path.into());
+        self
+    }
+
+    /// Byte limit of the spool file (default 64 MiB). When the next batch
+    /// does not fit, batches wait in the dispatcher's buffer; past its
+    /// capacity the oldest are dropped and counted (`dropped_spool_full`).
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.fallback.spool_max_bytes = bytes;
+        self
+    }
+
+    /// How often a destination marked down (Redis, the database) is probed
+    /// and the spool checked for records to replay (default 1 s).
+    pub fn fallback_probe_interval(mut self, interval: Duration) -> Self {
+        self.fallback.probe_interval = interval;
+        self
+    }
+
     /// Replaces every capture setting (routes, proxies, session) at once.
     pub fn capture_config(mut self, config: CaptureConfig) -> Self {
         self.capture = config;
@@ -304,6 +368,21 @@ impl ActivityTrackerBuilder {
             return Err(BuildError::InvalidSetting("stream_key must not be empty"));
         }
         self.capture.validate()?;
+        let fallback = self.fallback;
+        #[cfg(feature = "postgres")]
+        let fallback = match &self.database_url {
+            Some(url) => FallbackConfig {
+                database: Some(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(2)
+                        .acquire_timeout(self.connect_timeout)
+                        .connect_lazy(url)
+                        .map_err(BuildError::InvalidDatabaseUrl)?,
+                ),
+                ..fallback
+            },
+            None => fallback,
+        };
         let sink: Arc<dyn Sink> = match self.sink {
             Some(sink) => sink,
             None => Arc::new(
@@ -332,7 +411,8 @@ impl ActivityTrackerBuilder {
             counters.clone(),
         )?);
         let cancel = CancellationToken::new();
-        let dispatcher = Dispatcher::new(rx, sink, config, counters.clone(), dispatcher_config);
+        let dispatcher = Dispatcher::new(rx, sink, config, counters.clone(), dispatcher_config)
+            .fallback(fallback);
         let task = tokio::spawn(dispatcher.run(cancel.clone()));
         Ok(ActivityTracker {
             inner: Arc::new(Inner {

@@ -10,6 +10,13 @@
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
 //! survives a long outage and the request path never feels it.
 //!
+//! With fallbacks configured (see [`fallback`]), a batch the stream does
+//! not take goes straight into PostgreSQL, else into the local spool file
+//! ([`spool`]); only when the spool is at its byte limit do batches stay in
+//! the buffer, and drops past its capacity are then counted as
+//! `dropped_spool_full`. Every drop reason is logged at most once per
+//! [`DROP_WARNING_PERIOD`].
+//!
 //! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
 //! channel's senders alive, so the dispatcher cannot wait for the channel to
 //! close. When cancelled it closes the channel itself, takes what is in it,
@@ -31,8 +38,10 @@
 //! ```
 
 mod backoff;
+pub(crate) mod fallback;
 mod redis;
 mod sink;
+pub(crate) mod spool;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -49,9 +58,10 @@ pub use self::redis::RedisStreamSink;
 pub use self::sink::{Sink, SinkError};
 
 use self::backoff::Backoff;
+use self::fallback::{Chain, FallbackConfig, Route};
 use crate::Activity;
 use crate::capture::CaptureConfig;
-use crate::counters::Counters;
+use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
 
 /// How the dispatcher batches, buffers and retries.
@@ -100,8 +110,11 @@ pub struct ShutdownSummary {
     pub timed_out: bool,
 }
 
-/// A finished write: the batch, and whether it was stored.
-type Written = (Vec<Activity>, Result<(), SinkError>);
+/// A finished write: the batch, and where it was stored.
+type Written = (Vec<Activity>, Result<Route, SinkError>);
+
+/// The shortest time between two warnings about drops of one reason.
+pub(crate) const DROP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 /// A deadline that never comes, for a disabled `select!` branch.
 fn far_future() -> Instant {
@@ -112,8 +125,9 @@ fn far_future() -> Instant {
 pub(crate) struct Dispatcher {
     /// The tracker's channel; closed by the dispatcher when it shuts down.
     rx: mpsc::Receiver<Envelope>,
-    /// Where batches go; shared with the writes under way.
-    sink: Arc<dyn Sink>,
+    /// Where batches go (the sink and its fallbacks); shared with the
+    /// writes under way and the probe task.
+    chain: Arc<Chain>,
     /// Turns captured requests into activities.
     capture: Arc<CaptureConfig>,
     /// Shared with the layer and the tracker.
@@ -123,12 +137,17 @@ pub(crate) struct Dispatcher {
     buffer: VecDeque<Activity>,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
+    /// Set when the last write failed on a full spool, cleared by any
+    /// success: says which reason drops from the buffer count under.
+    spool_full: bool,
+    /// Rate-limits the warnings about drops.
+    drop_warnings: DropWarnings,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
-            .field("sink", &self.sink)
+            .field("chain", &self.chain)
             .field("config", &self.config)
             .field("buffered", &self.buffer.len())
             .finish_non_exhaustive()
@@ -151,13 +170,34 @@ impl Dispatcher {
         };
         Dispatcher {
             rx,
-            sink,
+            chain: Arc::new(Chain::new(
+                sink,
+                FallbackConfig::default(),
+                counters.clone(),
+            )),
             capture,
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             buffer: VecDeque::new(),
             config,
+            spool_full: false,
+            drop_warnings: DropWarnings::new(DROP_WARNING_PERIOD),
         }
+    }
+
+    /// Adds fallbacks behind the sink (a no-op for an empty config).
+    pub(crate) fn fallback(mut self, config: FallbackConfig) -> Self {
+        if config.is_enabled() {
+            let primary = self.chain.primary();
+            self.chain = Arc::new(Chain::new(primary, config, self.counters.clone()));
+        }
+        self
+    }
+
+    /// Publishes the counters and warns about new drops (rate-limited).
+    fn export(&mut self, buffered: usize) {
+        self.counters.export(buffered);
+        self.drop_warnings.check(&self.counters.snapshot());
     }
 
     /// Runs until `cancel` fires (or every sender is gone), then flushes
@@ -174,6 +214,11 @@ impl Dispatcher {
         // Batches whose write failed, in order, waiting for the writes still
         // under way before they go back to the front of the buffer.
         let mut failed: Vec<Vec<Activity>> = Vec::new();
+        // Probes what is down and replays the spool; stopped with the rest.
+        let maintenance = self
+            .chain
+            .has_fallback()
+            .then(|| tokio::spawn(Arc::clone(&self.chain).maintain(cancel.clone())));
 
         loop {
             if deadline.is_none() && cancel.is_cancelled() {
@@ -236,9 +281,9 @@ impl Dispatcher {
                     let n = self.buffer.len().min(self.config.max_batch);
                     let batch: Vec<Activity> = self.buffer.drain(..n).collect();
                     in_flight_events += n;
-                    let sink = Arc::clone(&self.sink);
+                    let chain = Arc::clone(&self.chain);
                     in_flight.push_back(Box::pin(async move {
-                        let result = sink.send(&batch).await;
+                        let result = chain.send(&batch).await;
                         (batch, result)
                     }));
                 }
@@ -261,19 +306,26 @@ impl Dispatcher {
                 Some((batch, result)) = in_flight.next() => {
                     in_flight_events -= batch.len();
                     match result {
-                        Ok(()) => {
-                            Counters::add(&self.counters.sent, batch.len() as u64);
+                        Ok(route) => {
+                            let counter = match route {
+                                Route::Stream => &self.counters.sent,
+                                Route::Database => &self.counters.stored_direct,
+                                Route::Spool => &self.counters.spooled,
+                            };
+                            Counters::add(counter, batch.len() as u64);
+                            self.spool_full = false;
                             if failed.is_empty() {
                                 backoff.reset();
                             }
                         }
                         Err(error) => {
+                            self.spool_full = matches!(error, SinkError::SpoolFull);
                             Counters::add(&self.counters.send_errors, 1);
                             tracing::warn!(%error, events = batch.len(), "writing a batch of activities failed; will retry");
                             failed.push(batch);
                         }
                     }
-                    self.counters.export(self.buffer.len() + in_flight_events);
+                    self.export(self.buffer.len() + in_flight_events);
                 }
                 _ = cancel.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + self.config.shutdown_timeout);
@@ -305,7 +357,12 @@ impl Dispatcher {
             + failed.iter().map(Vec::len).sum::<usize>()) as u64;
         self.buffer.clear();
         Counters::add(&self.counters.dropped_shutdown, unsent);
-        self.counters.export(0);
+        if let Some(task) = maintenance {
+            // Cancelled already; a replay cut short is done again next time.
+            task.abort();
+            let _ = task.await;
+        }
+        self.export(0);
         let sent = self.counters.snapshot().sent;
         if unsent > 0 {
             tracing::warn!(unsent, "activity tracker stopped with unsent events");
@@ -384,7 +441,12 @@ impl Dispatcher {
             .saturating_sub(self.config.buffer_capacity);
         if over > 0 {
             self.buffer.drain(..over);
-            Counters::add(&self.counters.dropped_buffer_full, over as u64);
+            let reason = if self.spool_full {
+                &self.counters.dropped_spool_full
+            } else {
+                &self.counters.dropped_buffer_full
+            };
+            Counters::add(reason, over as u64);
         }
     }
 }

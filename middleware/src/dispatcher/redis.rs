@@ -101,4 +101,16 @@ impl Sink for RedisStreamSink {
     fn send<'a>(&'a self, batch: &'a [Activity]) -> BoxFuture<'a, Result<(), SinkError>> {
         self.write(batch).boxed()
     }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        async move {
+            let mut conn = self.pool.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => SinkError::Redis(e),
+                bb8::RunError::TimedOut => SinkError::PoolTimedOut,
+            })?;
+            redis::cmd("PING").query_async::<()>(&mut *conn).await?;
+            Ok(())
+        }
+        .boxed()
+    }
 }
