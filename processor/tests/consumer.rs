@@ -456,19 +456,29 @@ async fn legacy_list_producers_are_drained_into_rows(pool: PgPool) {
         )
         .await
         .unwrap();
+    // Left by a consumer that is gone from the group: moved back and stored.
+    let orphan = format!("{list}:processing:gone");
+    let _: () = conn
+        .lpush(
+            &orphan,
+            r#"{"user_id":"u8","action":"password_change","created_at":"2025-01-01T00:00:00Z"}"#,
+        )
+        .await
+        .unwrap();
 
     let token = CancellationToken::new();
     let processor = Processor::start(config.clone(), token.clone())
         .await
         .unwrap();
-    wait_rows(&pool, 4).await;
+    wait_rows(&pool, 5).await;
     wait_for("legacy lists emptied", || {
         let mut conn = conn.clone();
-        let (list, processing) = (list.clone(), processing.clone());
+        let (list, processing, orphan) = (list.clone(), processing.clone(), orphan.clone());
         async move {
             let a: u64 = conn.llen(&list).await.unwrap();
             let b: u64 = conn.llen(&processing).await.unwrap();
-            a == 0 && b == 0
+            let c: u64 = conn.llen(&orphan).await.unwrap();
+            a == 0 && b == 0 && c == 0
         }
     })
     .await;
