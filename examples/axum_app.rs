@@ -15,23 +15,18 @@
 //! (default `redis://127.0.0.1:6379`), `STREAM_KEY` (default
 //! `user_activities_stream`), `TRUSTED_PROXIES` (comma-separated CIDRs;
 //! default none). The session id comes from the `session_id` cookie.
+//! `DATABASE_URL` (a PostgreSQL the processor has migrated) enables the
+//! Redis-down fallback straight into `user_activity_logs`; `SPOOL_PATH`
+//! enables the local spool file used when both are down (`SPOOL_MAX_BYTES`,
+//! default 64 MiB, bounds it).
 //!
-//! Authentication is fake: `Authorization: Bearer user:<id>` makes the
-//! request `<id>`'s; logging in with the password `secret` gives any user
-//! name such a token.
+//! The app itself (routes, fake authentication: `Authorization: Bearer
+//! user:<id>`, password `secret`) is `activity_tracking::demo_app`, shared
+//! with the quick start and the tests.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use activity_tracker::{ActivityEnrichment, ActivityTracker, ActivityType, ActivityUser};
-use axum::extract::{Path, Request};
-use axum::http::{Method, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use activity_tracking::demo_app;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -51,35 +46,17 @@ async fn main() -> anyhow::Result<()> {
         .map(str::to_owned)
         .collect();
 
-    let tracker = ActivityTracker::builder()
+    // The route mapping (which request is which activity) is in
+    // `demo_app::tracker_builder`; here only where the events go.
+    let tracker = demo_app::tracker_builder()
         .redis_url(&redis_url)
         .stream_key(&stream_key)
-        .route(Method::POST, "/api/v1/auth/login", ActivityType::Login)
-        .route(Method::POST, "/api/v1/auth/logout", ActivityType::Logout)
-        .route(Method::POST, "/api/v1/cases", ActivityType::CaseCreate)
-        .route(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView)
-        .resource("case", "id")
-        .route(Method::PUT, "/api/v1/cases/{id}", ActivityType::CaseUpdate)
-        .resource("case", "id")
-        .route(
-            Method::POST,
-            "/api/v1/payments",
-            ActivityType::PaymentCreate,
-        )
-        .route(
-            Method::POST,
-            "/api/v1/withdrawals",
-            ActivityType::WithdrawalRequest,
-        )
         .trusted_proxies(&trusted)
-        .session_cookie("session_id")
         .build()
         .await?;
 
-    let app = routes()
-        .layer(tracker.layer())
-        // Outside the activity layer, so the layer sees the user it sets.
-        .layer(middleware::from_fn(fake_auth));
+    // The routes with `.layer(tracker.layer())`, the auth middleware outside it.
+    let app = demo_app::app(&tracker);
 
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(
@@ -106,107 +83,4 @@ async fn main() -> anyhow::Result<()> {
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// The app's routes, without tracking.
-fn routes() -> Router {
-    Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/cases", post(create_case))
-        .route("/api/v1/cases/{id}", get(view_case).put(update_case))
-        .route("/api/v1/payments", post(create_payment))
-        .route("/api/v1/withdrawals", post(request_withdrawal))
-        .route("/healthz", get(|| async { "ok" }))
-}
-
-/// Fake authentication: `Authorization: Bearer user:<id>` is user `<id>`.
-async fn fake_auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer user:"))
-        .filter(|id| !id.is_empty())
-        .map(ActivityUser::from);
-    if let Some(user) = user {
-        request.extensions_mut().insert(user);
-    }
-    next.run(request).await
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: String,
-}
-
-/// Any user name with the password `secret`. The user id is only known
-/// here, so the handler hands it to the layer; a failed login stays
-/// anonymous (and is recorded with status 401).
-async fn login(Json(credentials): Json<Credentials>) -> Response {
-    if credentials.password != "secret" {
-        let body = Json(json!({"error": "invalid credentials"}));
-        return (StatusCode::UNAUTHORIZED, body).into_response();
-    }
-    let user_id = credentials.username;
-    let enrichment = ActivityEnrichment::new().user_id(&user_id);
-    let body = Json(json!({"token": format!("user:{user_id}"), "user_id": user_id}));
-    (enrichment, body).into_response()
-}
-
-async fn logout() -> Json<Value> {
-    Json(json!({"ok": true}))
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn next_id(prefix: &str) -> String {
-    format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The new case's id is only known here: the handler names the resource.
-async fn create_case(Json(body): Json<Value>) -> (StatusCode, ActivityEnrichment, Json<Value>) {
-    let id = next_id("case");
-    let enrichment = ActivityEnrichment::new()
-        .resource("case", &id)
-        .details(json!({"case_amount": body.get("amount")}));
-    (
-        StatusCode::CREATED,
-        enrichment,
-        Json(json!({"id": id, "status": "open"})),
-    )
-}
-
-async fn view_case(Path(id): Path<String>) -> Json<Value> {
-    Json(json!({"id": id, "status": "open"}))
-}
-
-async fn update_case(Path(id): Path<String>, Json(body): Json<Value>) -> Json<Value> {
-    Json(json!({"id": id, "updated": body}))
-}
-
-/// Mapped to `payment_create`; a declined payment is recorded as
-/// `payment_failed`.
-async fn create_payment(Json(body): Json<Value>) -> (ActivityEnrichment, Json<Value>) {
-    let id = next_id("pay");
-    let amount = body.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-    let mut enrichment = ActivityEnrichment::new()
-        .resource("payment", &id)
-        .detail("amount", amount);
-    let status = if amount > 10_000.0 {
-        enrichment = enrichment.action(ActivityType::PaymentFailed);
-        "declined"
-    } else {
-        "accepted"
-    };
-    (enrichment, Json(json!({"id": id, "status": status})))
-}
-
-async fn request_withdrawal(Json(body): Json<Value>) -> (ActivityEnrichment, Json<Value>) {
-    let id = next_id("wd");
-    let enrichment = ActivityEnrichment::new()
-        .resource("withdrawal", &id)
-        .details(json!({"amount": body.get("amount")}));
-    (enrichment, Json(json!({"id": id, "status": "requested"})))
 }
