@@ -48,12 +48,20 @@ async fn main() -> anyhow::Result<()> {
 
     // The route mapping (which request is which activity) is in
     // `demo_app::tracker_builder`; here only where the events go.
-    let tracker = demo_app::tracker_builder()
+    let mut builder = demo_app::tracker_builder()
         .redis_url(&redis_url)
         .stream_key(&stream_key)
-        .trusted_proxies(&trusted)
-        .build()
-        .await?;
+        .trusted_proxies(&trusted);
+    if let Some(url) = env_opt("DATABASE_URL") {
+        builder = builder.database_url(url);
+    }
+    if let Some(path) = env_opt("SPOOL_PATH") {
+        builder = builder.spool_path(path);
+    }
+    if let Some(bytes) = env_opt("SPOOL_MAX_BYTES") {
+        builder = builder.spool_max_bytes(bytes.parse()?);
+    }
+    let tracker = builder.build().await?;
 
     // The routes with `.layer(tracker.layer())`, the auth middleware outside it.
     let app = demo_app::app(&tracker);
@@ -83,4 +91,8 @@ async fn main() -> anyhow::Result<()> {
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }

@@ -1,0 +1,863 @@
+//! The quick start: the whole pipeline in one process, what
+//! `cargo run --release --example quickstart` runs.
+//!
+//! [`run`] applies the migrations, starts the example app
+//! ([`crate::demo_app`]) with the activity layer and the processor (its
+//! consumer and admin API, with a generated admin token), drives a short
+//! scenario through the app over HTTP, waits until every event is stored,
+//! prints what an admin would look at (fetched from the admin API over
+//! HTTP) and the `curl` lines to ask it yourself, then serves until `until`
+//! completes. With Redis down it shows the layer's direct-to-database
+//! fallback; with PostgreSQL down it stops with one line saying how to
+//! start it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), activity_tracking::quickstart::QuickstartError> {
+//! use activity_tracking::quickstart::{self, Options};
+//!
+//! let mut out = std::io::stdout();
+//! let summary = quickstart::run(Options::from_env(), &mut out, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! println!("{} events stored", summary.events);
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use activity_processor::admin::{PREFIX, Secret};
+use activity_processor::{Config, Processor, RunError, analytics, schema};
+use activity_tracker::{ActivityTracker, BuildError};
+use chrono::Utc;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::demo_app;
+
+/// How long the stored events are waited for before giving up.
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the quick start connects and listens. [`Options::from_env`] reads
+/// the same environment variables as the processor and the examples.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `STREAM_KEY`.
+    pub stream_key: String,
+    /// `CONSUMER_GROUP` of the in-process processor.
+    pub consumer_group: String,
+    /// `APP_LISTEN`: the example app.
+    pub app_listen: String,
+    /// `ADMIN_LISTEN`: the processor's HTTP server (admin API, health, metrics).
+    pub admin_listen: String,
+    /// When an address is taken, listen on a free port instead (and say
+    /// so) rather than stop.
+    pub any_port_if_taken: bool,
+    /// The admin API's bearer token; a random one by default.
+    pub admin_token: String,
+    /// Redraw the progress line in place (a terminal); otherwise print
+    /// only the notable requests and the totals.
+    pub progress_in_place: bool,
+}
+
+impl Options {
+    /// The environment variables where set (`REDIS_URL`, `DATABASE_URL`,
+    /// `STREAM_KEY`, `CONSUMER_GROUP`, `APP_LISTEN`, `ADMIN_LISTEN`,
+    /// `ADMIN_TOKENS`: its first token), the defaults otherwise; a fresh
+    /// random admin token unless `ADMIN_TOKENS` is set.
+    pub fn from_env() -> Self {
+        let env = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let admin_token = std::env::var("ADMIN_TOKENS")
+            .ok()
+            .and_then(|tokens| {
+                tokens
+                    .split(',')
+                    .map(str::trim)
+                    .find(|t| !t.is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("qs-{}", uuid::Uuid::new_v4().simple()));
+        Options {
+            redis_url: env("REDIS_URL", activity_processor::config::DEFAULT_REDIS_URL),
+            database_url: env(
+                "DATABASE_URL",
+                activity_processor::config::DEFAULT_DATABASE_URL,
+            ),
+            stream_key: env("STREAM_KEY", activity_tracker::DEFAULT_STREAM_KEY),
+            consumer_group: env("CONSUMER_GROUP", "activity-processor"),
+            app_listen: env("APP_LISTEN", "127.0.0.1:3000"),
+            admin_listen: env("ADMIN_LISTEN", "127.0.0.1:8080"),
+            any_port_if_taken: true,
+            admin_token,
+            progress_in_place: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+/// Why the quick start stopped; each says in one line what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuickstartError {
+    /// PostgreSQL cannot be reached.
+    #[error("PostgreSQL is not reachable at {url}: {hint}")]
+    PostgresDown {
+        /// `DATABASE_URL` (without its password).
+        url: String,
+        /// How to start it.
+        hint: String,
+    },
+    /// The migrations failed.
+    #[error("applying the migrations failed: {0}")]
+    Schema(#[from] schema::SchemaError),
+    /// The tracker's settings were refused.
+    #[error("the activity tracker could not start: {0}")]
+    Tracker(#[from] BuildError),
+    /// The processor could not start.
+    #[error("the processor could not start: {0}")]
+    Processor(#[from] RunError),
+    /// An address cannot be listened on.
+    #[error("cannot listen on {name} {addr}: {source}; set {name} to a free address")]
+    Listen {
+        /// The variable (`APP_LISTEN`, `ADMIN_LISTEN`).
+        name: &'static str,
+        /// Its value.
+        addr: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request to the app or the admin API failed.
+    #[error("{what} failed: {reason}")]
+    Http {
+        /// The request.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A query of the database failed.
+    #[error("querying the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An analytics query failed (Redis-down mode reads figures directly).
+    #[error("{0}")]
+    Analytics(#[from] analytics::AnalyticsError),
+    /// The events did not all reach the table in time.
+    #[error("only {stored} of {expected} events were stored within {STORE_TIMEOUT:?}")]
+    NotStored {
+        /// Rows found.
+        stored: i64,
+        /// Events sent.
+        expected: i64,
+    },
+    /// Writing the output failed.
+    #[error("writing the output failed: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// What the quick start saw: the figures it printed.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Whether Redis answered (else events went straight to PostgreSQL).
+    pub redis_up: bool,
+    /// Events the scenario made (all of them stored before the figures
+    /// were fetched).
+    pub events: i64,
+    /// The session ids of this run start with this, in `session_id`.
+    pub session_prefix: String,
+    /// Where the app listened.
+    pub app_addr: SocketAddr,
+    /// Where the admin API listened (`None` with Redis down: no processor).
+    pub admin_addr: Option<SocketAddr>,
+    /// The admin token.
+    pub admin_token: String,
+    /// `queue-status` (`None` with Redis down).
+    pub queue_status: Option<Value>,
+    /// `statistics?days=1`.
+    pub statistics: Value,
+    /// `top-users?days=1&limit=5`.
+    pub top_users: Value,
+    /// `user/alice/path?days=1`.
+    pub user_path: Value,
+}
+
+/// One request of the scenario.
+struct Step {
+    /// The browser (user name, also its session) it comes from.
+    who: &'static str,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    /// Logged in as `who` (`Authorization: Bearer user:<who>`).
+    authenticated: bool,
+    forwarded_for: Option<&'static str>,
+}
+
+impl Step {
+    fn new(who: &'static str, method: &'static str, path: impl Into<String>) -> Self {
+        Step {
+            who,
+            method,
+            path: path.into(),
+            body: None,
+            authenticated: true,
+            forwarded_for: None,
+        }
+    }
+
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    fn login(who: &'static str, password: &str) -> Self {
+        let mut step = Step::new(who, "POST", "/api/v1/auth/login")
+            .body(json!({"username": who, "password": password}));
+        step.authenticated = false;
+        step
+    }
+}
+
+/// The scenario: four users log in, create and view cases, pay, ask for
+/// withdrawals; one login fails; one request carries a forged
+/// `X-Forwarded-For`. Case ids are filled in from the app's answers
+/// (`{alice}` is the case alice created).
+fn scenario() -> Vec<Step> {
+    let p = demo_app::PASSWORD;
+    vec![
+        Step::login("alice", p),
+        Step::login("bob", p),
+        Step::login("mallory", "guess"),
+        Step::new("alice", "POST", "/api/v1/cases").body(json!({"amount": 50000})),
+        Step::new("alice", "GET", "/api/v1/cases/{alice}"),
+        Step::login("carol", p),
+        Step::new("bob", "POST", "/api/v1/cases").body(json!({"amount": 12000})),
+        Step::new("bob", "GET", "/api/v1/cases/{alice}"),
+        Step::new("alice", "PUT", "/api/v1/cases/{alice}").body(json!({"amount": 52000})),
+        Step::new("carol", "GET", "/api/v1/cases/{bob}"),
+        Step::new("alice", "POST", "/api/v1/payments").body(json!({"amount": 2000})),
+        Step::new("bob", "POST", "/api/v1/payments").body(json!({"amount": 25000})),
+        Step::new("carol", "POST", "/api/v1/payments").body(json!({"amount": 800})),
+        Step::login("dave", p),
+        Step::new("dave", "POST", "/api/v1/cases").body(json!({"amount": 3000})),
+        Step {
+            forwarded_for: Some("203.0.113.66"),
+            ..Step::new("dave", "GET", "/api/v1/cases/{dave}")
+        },
+        Step::new("alice", "POST", "/api/v1/withdrawals").body(json!({"amount": 1500})),
+        Step::new("dave", "POST", "/api/v1/withdrawals").body(json!({"amount": 400})),
+        Step::new("bob", "POST", "/api/v1/payments").body(json!({"amount": 9000})),
+        Step::new("alice", "GET", "/api/v1/cases/{bob}"),
+        Step::new("carol", "POST", "/api/v1/auth/logout"),
+        Step::new("alice", "POST", "/api/v1/auth/logout"),
+    ]
+}
+
+/// A small HTTP/1 client for the app and the admin API.
+#[derive(Debug, Clone)]
+struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    fn new() -> Self {
+        Http {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends one request; answers the status and the JSON body (null if
+    /// the body is not JSON).
+    async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(http::StatusCode, Value), QuickstartError> {
+        let what = format!("{} {}", request.method(), request.uri());
+        let failed = |reason: String| QuickstartError::Http {
+            what: what.clone(),
+            reason,
+        };
+        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+            .await
+            .map_err(|_| failed("no answer within 10 s".to_owned()))?
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// `GET` an admin endpoint with the token; a non-2xx answer is an error.
+    async fn admin(
+        &self,
+        admin: SocketAddr,
+        token: &str,
+        path_and_query: &str,
+    ) -> Result<Value, QuickstartError> {
+        let uri = format!("http://{admin}{PREFIX}/{path_and_query}");
+        let request = http::Request::get(&uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .map_err(|e| QuickstartError::Http {
+                what: uri.clone(),
+                reason: e.to_string(),
+            })?;
+        let (status, body) = self.send(request).await?;
+        if !status.is_success() {
+            return Err(QuickstartError::Http {
+                what: format!("GET {uri}"),
+                reason: format!("{status}: {body}"),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// Runs the quick start (see the module docs), printing to `out`, and
+/// serves until `until` completes (pass `std::future::ready(())` to stop
+/// right after the report); then stops the app, flushes the tracker and
+/// stops the processor.
+pub async fn run(
+    options: Options,
+    out: &mut (dyn Write + Send),
+    until: impl Future<Output = ()>,
+) -> Result<Summary, QuickstartError> {
+    writeln!(out, "activity-tracking quick start")?;
+
+    // PostgreSQL first: without it nothing can be stored.
+    let url = redact(&options.database_url);
+    let pool = match activity_processor::connect_database(&options.database_url).await {
+        Ok(pool) => pool,
+        Err(_) => {
+            return Err(QuickstartError::PostgresDown {
+                url,
+                hint: postgres_hint(),
+            });
+        }
+    };
+    schema::migrate(&pool).await?;
+    schema::ensure_partitions(&pool, Utc::now(), 2).await?;
+    writeln!(
+        out,
+        "  PostgreSQL  {url}: migrations applied (table user_activity_logs)"
+    )?;
+
+    let redis_up = redis_answers(&options.redis_url).await;
+    if redis_up {
+        writeln!(
+            out,
+            "  Redis       {}: events go to the stream {}",
+            redact(&options.redis_url),
+            options.stream_key
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  Redis       {}: NOT REACHABLE. The layer falls back to writing straight into \
+             PostgreSQL (the tracker's database_url); the processor and its admin API need \
+             Redis, so they are not started and the figures below are read from the database.",
+            redact(&options.redis_url)
+        )?;
+    }
+
+    let tracker = demo_app::tracker_builder()
+        .redis_url(&options.redis_url)
+        .stream_key(&options.stream_key)
+        .database_url(&options.database_url)
+        .fallback_probe_interval(Duration::from_millis(500))
+        .build()
+        .await?;
+
+    let token = CancellationToken::new();
+    let mut processor = None;
+    if redis_up {
+        let admin_listen = free_if_taken(
+            out,
+            "ADMIN_LISTEN",
+            &options.admin_listen,
+            options.any_port_if_taken,
+        )?;
+        let mut config = Config::from_env();
+        config.redis_url = options.redis_url.clone();
+        config.database_url = options.database_url.clone();
+        config.stream_key = options.stream_key.clone();
+        config.consumer_group = options.consumer_group.clone();
+        config.admin_listen = admin_listen;
+        config.admin_tokens = Some(Secret::from(options.admin_token.as_str()));
+        config.admin_jwt_secret = None;
+        let started = Processor::start(config, token.clone()).await;
+        match started {
+            Ok(started) => processor = Some(started),
+            Err(e) => {
+                tracker.shutdown().await;
+                return Err(e.into());
+            }
+        }
+    }
+    let admin_addr = processor.as_ref().map(Processor::local_addr);
+
+    let app_listen = free_if_taken(
+        out,
+        "APP_LISTEN",
+        &options.app_listen,
+        options.any_port_if_taken,
+    )?;
+    let listener = tokio::net::TcpListener::bind(&app_listen)
+        .await
+        .map_err(|source| QuickstartError::Listen {
+            name: "APP_LISTEN",
+            addr: app_listen.clone(),
+            source,
+        })?;
+    let app_addr = listener.local_addr()?;
+    let server = tokio::spawn({
+        let app = demo_app::app(&tracker);
+        let token = token.clone();
+        async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+        }
+    });
+    writeln!(
+        out,
+        "  App         http://{app_addr} (the example app, tracked)"
+    )?;
+    if let Some(admin) = admin_addr {
+        writeln!(
+            out,
+            "  Processor   http://{admin} (admin API, /healthz, /readyz, /metrics)"
+        )?;
+        writeln!(out, "  Admin token {}", options.admin_token)?;
+    }
+    writeln!(out)?;
+
+    let result = drive_and_report(
+        &options, out, &pool, &tracker, redis_up, app_addr, admin_addr,
+    )
+    .await;
+    if result.is_ok() {
+        until.await;
+    }
+
+    writeln!(out, "stopping...")?;
+    token.cancel();
+    let _ = server.await;
+    let shutdown = tracker.shutdown().await;
+    if let Some(processor) = processor {
+        processor.wait().await?;
+    }
+    pool.close().await;
+    let counters = tracker.counters();
+    writeln!(
+        out,
+        "stopped: {} events captured, {} to the stream, {} straight to PostgreSQL, {} unsent",
+        counters.captured, counters.sent, counters.stored_direct, shutdown.unsent
+    )?;
+    result
+}
+
+/// Everything between start-up and serving: the scenario, the wait, the
+/// admin's view, the curl lines.
+async fn drive_and_report(
+    options: &Options,
+    out: &mut (dyn Write + Send),
+    pool: &PgPool,
+    tracker: &ActivityTracker,
+    redis_up: bool,
+    app_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+) -> Result<Summary, QuickstartError> {
+    let http = Http::new();
+    let started_at = Utc::now() - chrono::Duration::minutes(1);
+    let session_prefix = format!("qs-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let steps = scenario();
+    let total = steps.len();
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let mut path = step.path.clone();
+        for (who, id) in &cases {
+            path = path.replace(&format!("{{{who}}}"), id);
+        }
+        let mut request = http::Request::builder()
+            .method(step.method)
+            .uri(format!("http://{app_addr}{path}"))
+            .header("cookie", format!("session_id={session_prefix}{}", step.who))
+            .header("user-agent", format!("quickstart-browser ({})", step.who));
+        if step.authenticated {
+            request = request.header("authorization", format!("Bearer user:{}", step.who));
+        }
+        if let Some(forged) = step.forwarded_for {
+            request = request.header("x-forwarded-for", forged);
+        }
+        let body = match &step.body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Full::new(Bytes::from(body.to_string()))
+            }
+            None => Full::default(),
+        };
+        let request = request.body(body).map_err(|e| QuickstartError::Http {
+            what: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let (status, answer) = http.send(request).await?;
+        if step.method == "POST"
+            && step.path == "/api/v1/cases"
+            && let Some(id) = answer.get("id").and_then(Value::as_str)
+        {
+            cases.push((step.who, id.to_owned()));
+        }
+        let note = if step.forwarded_for.is_some() {
+            "  <- forged X-Forwarded-For: 203.0.113.66, not believed (no trusted proxy)"
+        } else if status == http::StatusCode::UNAUTHORIZED {
+            "  <- failed login, recorded anonymously"
+        } else {
+            ""
+        };
+        let line = format!(
+            "scenario [{:<22}] {:>2}/{total}  {:<7} {} {} {}{note}",
+            "#".repeat((i + 1) * 22 / total),
+            i + 1,
+            step.who,
+            step.method,
+            path,
+            status.as_u16(),
+        );
+        if options.progress_in_place {
+            write!(out, "\r\x1b[2K{line}")?;
+            if !note.is_empty() {
+                writeln!(out)?;
+            }
+        } else if !note.is_empty() || i + 1 == total {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    if options.progress_in_place {
+        writeln!(out)?;
+    }
+    let expected = total as i64;
+
+    // Everything stored: count this run's rows (its session ids).
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let stored = loop {
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM user_activity_logs WHERE created_at >= $1 AND session_id LIKE $2",
+        )
+        .bind(started_at)
+        .bind(format!("{session_prefix}%"))
+        .fetch_one(pool)
+        .await?;
+        if stored >= expected {
+            write!(
+                out,
+                "{}stored   {stored}/{expected} events in user_activity_logs",
+                if options.progress_in_place {
+                    "\r\x1b[2K"
+                } else {
+                    ""
+                }
+            )?;
+            break stored;
+        }
+        if options.progress_in_place {
+            write!(
+                out,
+                "\r\x1b[2Kstored   {stored}/{expected} events in user_activity_logs"
+            )?;
+            out.flush()?;
+        }
+        if Instant::now() >= deadline {
+            writeln!(out)?;
+            return Err(QuickstartError::NotStored { stored, expected });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let counters = tracker.counters();
+    if redis_up {
+        writeln!(
+            out,
+            " (via the stream: {} sent by the layer, stored by the processor)",
+            counters.sent
+        )?;
+    } else {
+        writeln!(
+            out,
+            " (Redis down: {} written straight to PostgreSQL by the layer's fallback)",
+            counters.stored_direct
+        )?;
+    }
+    writeln!(out)?;
+
+    let token = &options.admin_token;
+    let (queue_status, statistics, top_users, user_path) = match admin_addr {
+        Some(admin) => (
+            Some(http.admin(admin, token, "queue-status").await?),
+            http.admin(admin, token, "statistics?days=1").await?,
+            http.admin(admin, token, "top-users?days=1&limit=5").await?,
+            http.admin(admin, token, "user/alice/path?days=1&limit=200")
+                .await?,
+        ),
+        None => (
+            None,
+            to_json(analytics::get_statistics(pool, 1).await?),
+            to_json(analytics::get_top_users(pool, 1, 5).await?),
+            to_json(analytics::get_user_path(pool, "alice", 1, 200).await?),
+        ),
+    };
+    let source = |path: &str| match admin_addr {
+        Some(_) => format!("GET {PREFIX}/{path}"),
+        None => "read from the database: no admin API without Redis".to_owned(),
+    };
+
+    if let Some(queue) = &queue_status {
+        writeln!(out, "Queue status ({})", source("queue-status"))?;
+        writeln!(
+            out,
+            "  stream {}: {} waiting, {} pending, {} dead-lettered; {} processed, database writes {} ok",
+            field(queue, "stream_key"),
+            field(queue, "queue_length"),
+            field(queue, "pending"),
+            field(queue, "dead_letter_length"),
+            field(queue, "processed_total"),
+            queue
+                .get("db_write_success_rate")
+                .and_then(Value::as_f64)
+                .map_or("-".to_owned(), |rate| format!("{:.0}%", rate * 100.0)),
+        )?;
+        writeln!(out)?;
+    }
+
+    writeln!(out, "Today's statistics ({})", source("statistics?days=1"))?;
+    writeln!(
+        out,
+        "  {} activities today, {} active users",
+        field(&statistics, "today_activities"),
+        field(&statistics, "active_users")
+    )?;
+    writeln!(out, "  {:<20} {:>6}", "action", "count")?;
+    if let Some(breakdown) = statistics
+        .get("activity_breakdown")
+        .and_then(Value::as_object)
+    {
+        let mut rows: Vec<(&String, i64)> = breakdown
+            .iter()
+            .map(|(action, count)| (action, count.as_i64().unwrap_or(0)))
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (action, count) in rows {
+            writeln!(out, "  {action:<20} {count:>6}")?;
+        }
+    }
+    writeln!(out)?;
+
+    writeln!(out, "Top users ({})", source("top-users?days=1&limit=5"))?;
+    writeln!(
+        out,
+        "  {:<12} {:>10} {:>13}",
+        "user", "activities", "action types"
+    )?;
+    for user in top_users
+        .get("users")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(
+            out,
+            "  {:<12} {:>10} {:>13}",
+            field(user, "user_id"),
+            field(user, "activity_count"),
+            field(user, "action_types")
+        )?;
+    }
+    writeln!(out)?;
+
+    writeln!(
+        out,
+        "alice's path today ({})",
+        source("user/alice/path?days=1")
+    )?;
+    let steps: Vec<&Value> = user_path
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    const SHOWN: usize = 12;
+    if steps.len() > SHOWN {
+        writeln!(out, "  ... {} earlier steps", steps.len() - SHOWN)?;
+    }
+    for step in steps.iter().skip(steps.len().saturating_sub(SHOWN)) {
+        let resource = match (step.get("resource_type"), step.get("resource_id")) {
+            (Some(Value::String(kind)), Some(Value::String(id))) => format!(" {kind}/{id}"),
+            _ => String::new(),
+        };
+        let at = step
+            .get("created_at")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(String::new, |t| t.format("%H:%M:%S%.3f").to_string());
+        writeln!(out, "  {at}  {}{resource}", field(step, "action"))?;
+    }
+    writeln!(out)?;
+
+    if let Some(admin) = admin_addr {
+        writeln!(out, "Ask the admin API yourself:")?;
+        for path in [
+            "queue-status",
+            "statistics?days=7",
+            "top-users?days=1&limit=10",
+            "actions?days=7",
+            "user/alice?days=30",
+            "user/alice/path?days=1",
+        ] {
+            writeln!(
+                out,
+                "  curl -s -H 'authorization: Bearer {token}' 'http://{admin}{PREFIX}/{path}'"
+            )?;
+        }
+        writeln!(
+            out,
+            "  curl -s http://{admin}/metrics | grep activity_processor_stored_total"
+        )?;
+        writeln!(out, "and the app (each request is recorded):")?;
+        writeln!(
+            out,
+            "  curl -s -X POST http://{app_addr}/api/v1/cases -H 'authorization: Bearer user:erin' \
+             -H 'content-type: application/json' -d '{{\"amount\":700}}'"
+        )?;
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "Serving the app on http://{app_addr}{}; Ctrl-C stops.",
+        admin_addr.map_or_else(String::new, |a| format!(" and the admin API on http://{a}"))
+    )?;
+    out.flush()?;
+
+    Ok(Summary {
+        redis_up,
+        events: stored,
+        session_prefix,
+        app_addr,
+        admin_addr,
+        admin_token: options.admin_token.clone(),
+        queue_status,
+        statistics,
+        top_users,
+        user_path,
+    })
+}
+
+/// A field of a JSON object for display (`-` when null or missing).
+fn field(value: &Value, name: &str) -> String {
+    match value.get(name) {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn to_json(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Whether Redis answers `PING` within 2 s.
+async fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `addr`, or `127.0.0.1:0` (a free port, said on `out`) when `addr` is
+/// taken and `any_port` allows it.
+fn free_if_taken(
+    out: &mut (dyn Write + Send),
+    name: &'static str,
+    addr: &str,
+    any_port: bool,
+) -> Result<String, QuickstartError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(addr.to_owned())
+        }
+        Err(source) if any_port && source.kind() == std::io::ErrorKind::AddrInUse => {
+            writeln!(
+                out,
+                "  note: {name} {addr} is in use (another app or processor?); using a free port \
+                 instead (set {name} to choose one)"
+            )?;
+            Ok("127.0.0.1:0".to_owned())
+        }
+        Err(source) => Err(QuickstartError::Listen {
+            name,
+            addr: addr.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// How to start PostgreSQL on this machine: the Debian cluster command
+/// when there is a cluster, a generic hint otherwise.
+fn postgres_hint() -> String {
+    let cluster = std::fs::read_dir("/etc/postgresql").ok().and_then(|dir| {
+        dir.filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .max()
+    });
+    match cluster {
+        Some(version) => {
+            format!("start it with `pg_ctlcluster {version} main start` (or set DATABASE_URL)")
+        }
+        None => "start PostgreSQL (e.g. `sudo systemctl start postgresql`) or set DATABASE_URL"
+            .to_owned(),
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
