@@ -10,12 +10,12 @@
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
 //! survives a long outage and the request path never feels it.
 //!
-//! With fallbacks configured (see [`fallback`]), a batch the stream does
+//! With fallbacks configured (module `fallback`), a batch the stream does
 //! not take goes straight into PostgreSQL, else into the local spool file
-//! ([`spool`]); only when the spool is at its byte limit do batches stay in
+//! (module `spool`); only when the spool is at its byte limit do batches stay in
 //! the buffer, and drops past its capacity are then counted as
 //! `dropped_spool_full`. Every drop reason is logged at most once per
-//! [`DROP_WARNING_PERIOD`].
+//! `DROP_WARNING_PERIOD` (10 s).
 //!
 //! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
 //! channel's senders alive, so the dispatcher cannot wait for the channel to
