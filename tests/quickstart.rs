@@ -1,0 +1,255 @@
+//! The quick start end to end, as `cargo run --example quickstart -- --once`
+//! runs it (the same library function), with its own database, stream key
+//! and ports: every figure it fetched from the admin API matches the rows in
+//! `user_activity_logs`.
+
+use std::collections::BTreeMap;
+
+use activity_tracking::quickstart::{self, Options, QuickstartError};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// A database of its own on the shared server, dropped at the end.
+struct TempDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TempDatabase {
+    async fn create() -> anyhow::Result<Self> {
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("quickstart_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
+        let url = format!("{base}/{name}");
+        Ok(TempDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn drop_it(self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}
+
+fn options(database_url: &str, redis_url: &str) -> Options {
+    Options {
+        redis_url: redis_url.to_owned(),
+        database_url: database_url.to_owned(),
+        stream_key: format!("quickstart-test-{}", uuid::Uuid::new_v4()),
+        consumer_group: "activity-processor".to_owned(),
+        app_listen: "127.0.0.1:0".to_owned(),
+        admin_listen: "127.0.0.1:0".to_owned(),
+        any_port_if_taken: false,
+        admin_token: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        progress_in_place: false,
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn int(value: &Value, name: &str) -> i64 {
+    value
+        .get(name)
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("{name} missing in {value}"))
+}
+
+/// The admin figures of `summary` against the rows of the table.
+async fn assert_figures_match_rows(
+    pool: &PgPool,
+    summary: &quickstart::Summary,
+) -> anyhow::Result<()> {
+    let today = "created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM user_activity_logs WHERE {today}"
+    )))
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(
+        rows, summary.events,
+        "the table holds exactly this run's events"
+    );
+    assert_eq!(rows, 22, "every request of the scenario is one row");
+
+    let stats = &summary.statistics;
+    assert_eq!(int(stats, "today_activities"), rows);
+    let users: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(DISTINCT user_id) FROM user_activity_logs WHERE {today}"
+    )))
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(int(stats, "active_users"), users);
+    assert_eq!(
+        users, 4,
+        "alice, bob, carol, dave; the failed login is anonymous"
+    );
+
+    let by_action: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT action, count(*) FROM user_activity_logs GROUP BY action",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let breakdown: BTreeMap<String, i64> =
+        serde_json::from_value(stats["activity_breakdown"].clone())?;
+    assert_eq!(breakdown, by_action);
+    assert_eq!(by_action["payment_failed"], 1, "bob's declined payment");
+
+    let by_user: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, count(*) AS n FROM user_activity_logs WHERE user_id IS NOT NULL \
+         GROUP BY user_id ORDER BY n DESC, user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let top: Vec<(String, i64)> = summary.top_users["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| {
+            (
+                u["user_id"].as_str().expect("user_id").to_owned(),
+                int(u, "activity_count"),
+            )
+        })
+        .collect();
+    assert_eq!(top, by_user);
+
+    let alice: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM user_activity_logs WHERE user_id = 'alice' ORDER BY created_at",
+    )
+    .fetch_all(pool)
+    .await?;
+    let path: Vec<String> = summary.user_path["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["action"].as_str().expect("action").to_owned())
+        .collect();
+    assert_eq!(path, alice);
+    assert_eq!(path.first().map(String::as_str), Some("login"));
+
+    // The failed login: anonymous, with its status; the forged
+    // X-Forwarded-For is not believed (no trusted proxy).
+    let failed: (Option<String>, i64) = sqlx::query_as(
+        "SELECT user_id, (details->>'status')::bigint FROM user_activity_logs \
+         WHERE action = 'login' AND session_id LIKE '%mallory'",
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(failed, (None, 401));
+    let forged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM user_activity_logs WHERE ip_address = '203.0.113.66'::inet",
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(forged, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn quickstart_once_figures_match_the_table() -> anyhow::Result<()> {
+    let db = TempDatabase::create().await?;
+    let mut out = Vec::new();
+    let result = quickstart::run(
+        options(&db.url, &redis_url()),
+        &mut out,
+        std::future::ready(()),
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&out).into_owned();
+    let summary = result.map_err(|e| anyhow::anyhow!("{e}\n{printed}"))?;
+    assert!(summary.redis_up);
+
+    let pool = PgPool::connect(&db.url).await?;
+    assert_figures_match_rows(&pool, &summary).await?;
+    let queue = summary.queue_status.as_ref().expect("queue status");
+    assert_eq!(int(queue, "total_activities"), summary.events);
+    assert_eq!(int(queue, "today_activities"), summary.events);
+    assert_eq!(int(queue, "active_users_today"), 4);
+    assert_eq!(int(queue, "queue_length"), 0, "{printed}");
+    assert_eq!(int(queue, "dead_letter_length"), 0);
+
+    // What it printed is what it fetched, and the curl lines carry the token.
+    assert!(
+        printed.contains("22 activities today, 4 active users"),
+        "{printed}"
+    );
+    let admin = summary.admin_addr.expect("admin address");
+    assert!(
+        printed.contains(&format!(
+            "curl -s -H 'authorization: Bearer {}' 'http://{admin}/api/v1/admin/user-activities/queue-status'",
+            summary.admin_token
+        )),
+        "{printed}"
+    );
+    pool.close().await;
+    db.drop_it().await
+}
+
+#[tokio::test]
+async fn quickstart_with_redis_down_stores_through_the_database_fallback() -> anyhow::Result<()> {
+    let db = TempDatabase::create().await?;
+    let closed = activity_tracking::harness::free_port()?;
+    let mut out = Vec::new();
+    let result = quickstart::run(
+        options(&db.url, &format!("redis://127.0.0.1:{closed}")),
+        &mut out,
+        std::future::ready(()),
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&out).into_owned();
+    let summary = result.map_err(|e| anyhow::anyhow!("{e}\n{printed}"))?;
+    assert!(!summary.redis_up);
+    assert!(summary.admin_addr.is_none());
+    assert!(printed.contains("NOT REACHABLE"), "{printed}");
+    assert!(
+        printed.contains("written straight to PostgreSQL"),
+        "{printed}"
+    );
+
+    let pool = PgPool::connect(&db.url).await?;
+    assert_figures_match_rows(&pool, &summary).await?;
+    pool.close().await;
+    db.drop_it().await
+}
+
+#[tokio::test]
+async fn quickstart_with_postgres_down_says_how_to_start_it() -> anyhow::Result<()> {
+    let closed = activity_tracking::harness::free_port()?;
+    let mut out = Vec::new();
+    let error = quickstart::run(
+        options(
+            &format!("postgres://postgres@127.0.0.1:{closed}/postgres"),
+            &redis_url(),
+        ),
+        &mut out,
+        std::future::ready(()),
+    )
+    .await
+    .expect_err("no database");
+    assert!(matches!(error, QuickstartError::PostgresDown { .. }));
+    let message = error.to_string();
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("start"), "{message}");
+    Ok(())
+}
