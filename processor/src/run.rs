@@ -94,8 +94,6 @@ impl Processor {
         config.validate()?;
         let listen = config.listen_addr()?;
         let pool = connect_database(&config.database_url).await?;
-        schema::migrate(&pool).await?;
-        schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         let redis =
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
                 url: redact(&config.redis_url),
@@ -110,6 +108,9 @@ impl Processor {
                 source,
             })?;
         consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group).await?;
+        // Both servers are reachable: only now change the database.
+        schema::migrate(&pool).await?;
+        schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| RunError::Listen {

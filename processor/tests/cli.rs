@@ -186,3 +186,30 @@ async fn serve_stores_events_and_exits_zero_on_sigterm(pool: sqlx::PgPool) {
     assert_eq!(length, 0);
     let _: () = conn.del(&stream).await.unwrap();
 }
+
+#[sqlx::test(migrations = false)]
+async fn unreachable_redis_at_start_is_one_clear_line(pool: sqlx::PgPool) {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let server = base.rsplit_once('/').unwrap().0.to_owned();
+    let database = pool.connect_options().get_database().unwrap().to_owned();
+    let url = format!("{server}/{database}");
+    let output = tokio::task::spawn_blocking(move || {
+        processor()
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .env("ADMIN_LISTEN", "127.0.0.1:0")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("is Redis running at REDIS_URL"),
+        "{stderr}"
+    );
+}
