@@ -54,6 +54,9 @@ struct Args {
     /// Events written to measure the writer with and without rollups.
     #[arg(long, default_value_t = 100_000)]
     writer_events: usize,
+    /// Batch size of the writer measurement (the processor's `BATCH_SIZE`).
+    #[arg(long, default_value_t = 1000)]
+    writer_batch: usize,
     /// Keep the scratch database (to look at query plans), printing its name.
     #[arg(long)]
     keep_database: bool,
@@ -476,7 +479,7 @@ async fn writer_cost(args: &Args, pool: &PgPool) -> anyhow::Result<()> {
             a
         })
         .collect();
-    let batch = 1000;
+    let batch = args.writer_batch;
     let (mut with, mut without) = (Duration::ZERO, Duration::ZERO);
     let (mut n_with, mut n_without) = (0usize, 0usize);
     for (i, chunk) in events.chunks(batch).enumerate() {
