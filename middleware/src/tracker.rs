@@ -475,7 +475,9 @@ impl ActivityTracker {
                     ShutdownSummary {
                         sent: s.sent,
                         flushed: 0,
-                        unsent: s.captured.saturating_sub(s.sent + s.skipped),
+                        stored_direct: s.stored_direct,
+                        spooled: s.spooled,
+                        unsent: s.captured.saturating_sub(s.delivered() + s.skipped),
                         timed_out: false,
                     }
                 }

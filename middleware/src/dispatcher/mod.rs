@@ -101,8 +101,15 @@ impl Default for DispatcherConfig {
 pub struct ShutdownSummary {
     /// Events written to the stream over the tracker's whole life.
     pub sent: u64,
-    /// Events written while shutting down (part of `sent`).
+    /// Events written to the stream while shutting down (part of `sent`).
     pub flushed: u64,
+    /// Events written straight into the database (Redis-down fallback)
+    /// over the tracker's whole life.
+    pub stored_direct: u64,
+    /// Events appended to the spool over the tracker's whole life; those
+    /// not yet replayed (`spooled - replayed` in the counters) stay in the
+    /// file and are replayed by the next tracker started on it.
+    pub spooled: u64,
     /// Events that were still waiting when the shutdown timeout ran out,
     /// now lost (counted as `dropped_shutdown`).
     pub unsent: u64,
@@ -363,13 +370,16 @@ impl Dispatcher {
             let _ = task.await;
         }
         self.export(0);
-        let sent = self.counters.snapshot().sent;
+        let totals = self.counters.snapshot();
+        let sent = totals.sent;
         if unsent > 0 {
             tracing::warn!(unsent, "activity tracker stopped with unsent events");
         }
         ShutdownSummary {
             sent,
             flushed: sent - sent_before_shutdown.min(sent),
+            stored_direct: totals.stored_direct,
+            spooled: totals.spooled,
             unsent,
             timed_out,
         }
