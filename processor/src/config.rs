@@ -93,8 +93,12 @@ pub struct Config {
     #[arg(long, env = "CONSUMER_GROUP", default_value = "activity-processor")]
     pub consumer_group: String,
 
-    /// This processor's name in the group [default: <hostname>-<pid>].
-    #[arg(long, env = "CONSUMER_NAME")]
+    /// This processor's name in the group (default: `<hostname>-<pid>`).
+    #[arg(
+        long,
+        env = "CONSUMER_NAME",
+        help = "This processor's name in the group [default: <hostname>-<pid>]"
+    )]
     pub consumer_name: Option<String>,
 
     /// Events per database write: a batch is flushed when it holds this many.
