@@ -31,7 +31,10 @@
 //! background task pipelines them into the Redis Stream
 //! `user_activities_stream` (see `docs/wire-format.md`), retrying with
 //! backoff while Redis is down. The `activity-processor` sidecar stores
-//! them in PostgreSQL.
+//! them in PostgreSQL. Optionally, while Redis is down, batches go straight
+//! into PostgreSQL and, when that is down too, into a local spool file
+//! replayed on recovery
+//! (`database_url` with the `postgres` feature, [`ActivityTrackerBuilder::spool_path`]).
 //!
 //! The crate has three parts:
 //! - the event model and its wire format ([`Activity`], [`ActivityType`]),

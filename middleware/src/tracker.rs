@@ -275,6 +275,27 @@ impl ActivityTrackerBuilder {
     /// corrupt tail record is skipped and counted (`spool_corrupt`).
     /// Replaying a record twice (a crash during replay) is harmless: ids are
     /// idempotency keys downstream. Default: no spool.
+    ///
+    /// What a kill of the app (`SIGKILL`, a crash) can lose is what is in
+    /// memory, never what is spooled: at most `channel_capacity` +
+    /// `buffer_capacity` events, in practice the channel's content plus
+    /// the `pool_size` batches being written (the buffer drains into the
+    /// spool as fast as it fills).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use activity_tracker::ActivityTracker;
+    ///
+    /// let builder = ActivityTracker::builder()
+    ///     .redis_url("redis://127.0.0.1:6379")
+    ///     .spool_path("/var/lib/myapp/activities.spool")
+    ///     .spool_max_bytes(16 * 1024 * 1024);
+    /// # #[cfg(feature = "postgres")]
+    /// let builder = builder.database_url("postgres://postgres@127.0.0.1:5432/postgres");
+    /// let tracker = builder.build().await?;
+    /// println!("{} events spooled", tracker.counters().spooled);
+    /// # Ok(()) }
+    /// ```
     pub fn spool_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.fallback.spool_path = Some(path.into());
         self
