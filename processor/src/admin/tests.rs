@@ -541,6 +541,20 @@ async fn openapi_lists_every_route_with_the_bearer_scheme(pool: PgPool) {
         let (status, _, _) = call(&app, &concrete, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{concrete}");
     }
+    for schema in [
+        "QueueStatus",
+        "Statistics",
+        "UserActivityStats",
+        "UserPath",
+        "TopUsers",
+        "ActionUsageReport",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is not described"
+        );
+    }
     let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
