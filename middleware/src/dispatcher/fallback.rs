@@ -10,7 +10,10 @@
 //! that fails too, the database is marked down the same way and batches are
 //! appended to the spool. A background probe (`PING`, `SELECT 1`) runs
 //! every `probe_interval` and marks a destination up again once it answers
-//! (logged once, counted). The same probe task replays the spool, oldest
+//! (logged once, counted). A destination that answers the probe but fails
+//! the next write again (Redis out of memory or read-only still answers
+//! `PING`) makes the probe wait twice as long, up to [`MAX_PROBE_DELAY`], so
+//! a flapping server does not flood the log. The same probe task replays the spool, oldest
 //! record first, into the stream (or, while the stream is still down, into
 //! the database), then truncates it; a spool left by an earlier run of the
 //! app is replayed the same way as soon as the tracker starts.
@@ -33,6 +36,9 @@ use crate::counters::Counters;
 
 /// Records read from the spool per replay step.
 const REPLAY_RECORDS: usize = 8;
+
+/// The longest wait between probes after repeated flapping.
+pub(crate) const MAX_PROBE_DELAY: Duration = Duration::from_secs(30);
 
 /// Where the fallback chain may go besides the primary sink.
 #[derive(Debug, Clone)]
@@ -115,8 +121,21 @@ pub(crate) struct Chain {
     database_down: AtomicBool,
     /// Shared with the tracker.
     counters: Arc<Counters>,
-    /// How often the probe runs.
+    /// How often the probe runs when nothing flaps.
     probe_interval: Duration,
+    /// The current wait between probes and when a destination was last
+    /// marked up (to see it fail again at once); guarded by the std mutex,
+    /// held only to read or update them.
+    probe_state: std::sync::Mutex<ProbeState>,
+}
+
+/// See [`Chain::probe_state`].
+#[derive(Debug)]
+struct ProbeState {
+    /// The wait before the next probe.
+    delay: Duration,
+    /// When the probe last marked a destination up.
+    last_up: Option<std::time::Instant>,
 }
 
 impl Chain {
@@ -141,6 +160,10 @@ impl Chain {
             database_down: AtomicBool::new(false),
             counters,
             probe_interval: config.probe_interval.max(Duration::from_millis(10)),
+            probe_state: std::sync::Mutex::new(ProbeState {
+                delay: config.probe_interval.max(Duration::from_millis(10)),
+                last_up: None,
+            }),
         }
     }
 
@@ -233,9 +256,38 @@ impl Chain {
         Ok(slot.spool.as_mut().expect("opened above"))
     }
 
+    /// Records a switch for the probe's pacing: a failure soon after a
+    /// destination came back doubles the wait between probes; one after a
+    /// steady spell resets it.
+    fn pace(&self, up: bool) {
+        let mut state = self
+            .probe_state
+            .lock()
+            .expect("never poisoned: no panics held");
+        let now = std::time::Instant::now();
+        if up {
+            state.last_up = Some(now);
+        } else if state
+            .last_up
+            .is_some_and(|at| now.duration_since(at) < state.delay * 2)
+        {
+            state.delay = (state.delay * 2).min(MAX_PROBE_DELAY.max(self.probe_interval));
+        } else {
+            state.delay = self.probe_interval;
+        }
+    }
+
+    fn probe_delay(&self) -> Duration {
+        self.probe_state
+            .lock()
+            .expect("never poisoned: no panics held")
+            .delay
+    }
+
     /// Marks the primary up or down; logs and counts a change.
     fn mark_primary(&self, up: bool, error: Option<&SinkError>) {
         if self.primary_down.swap(!up, Ordering::AcqRel) == up {
+            self.pace(up);
             Counters::add(&self.counters.fallback_switches, 1);
             if up {
                 tracing::info!("activity stream answers again; writing to it");
@@ -250,6 +302,7 @@ impl Chain {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn mark_database(&self, up: bool, error: Option<&SinkError>) {
         if self.database_down.swap(!up, Ordering::AcqRel) == up {
+            self.pace(up);
             Counters::add(&self.counters.fallback_switches, 1);
             if up {
                 tracing::info!("activity database answers again");
@@ -260,16 +313,22 @@ impl Chain {
         }
     }
 
-    /// The probe task: every `probe_interval`, probes what is marked down
-    /// and replays the spool into what is up. Runs until `cancel` fires.
+    /// The probe task: at once, then every `probe_interval` (longer while
+    /// a destination flaps), probes what is marked down and replays the
+    /// spool into what is up. Runs until `cancel` fires.
     pub(crate) async fn maintain(self: Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.probe_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
+            let delay = if first {
+                Duration::ZERO
+            } else {
+                self.probe_delay()
+            };
+            first = false;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(delay) => {}
             }
             self.probe().await;
             if self.spool.is_some() {
@@ -433,6 +492,46 @@ mod tests {
         assert_eq!(primary.stored.load(Ordering::SeqCst), 12);
         assert_eq!(std::fs::metadata(dir.join("spool")).unwrap().len(), 0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_destination_failing_right_after_its_probe_is_probed_less_often() {
+        let primary = Arc::new(Switchable::default());
+        let chain = Chain::new(
+            primary,
+            FallbackConfig {
+                spool_path: Some(std::env::temp_dir().join("unused.spool")),
+                probe_interval: Duration::from_secs(1),
+                ..FallbackConfig::default()
+            },
+            Arc::new(Counters::default()),
+        );
+        chain.mark_primary(false, None);
+        assert_eq!(chain.probe_delay(), Duration::from_secs(1));
+        for expected in [2, 4, 8, 16, 30, 30] {
+            chain.mark_primary(true, None);
+            chain.mark_primary(false, None);
+            assert_eq!(chain.probe_delay(), Duration::from_secs(expected));
+        }
+        chain.probe_state.lock().unwrap().last_up =
+            Some(std::time::Instant::now() - Duration::from_secs(120));
+        chain.mark_primary(false, None);
+        chain.mark_primary(false, None);
+        assert_eq!(
+            chain.probe_delay(),
+            Duration::from_secs(30),
+            "no change, no pacing"
+        );
+        chain.mark_primary(true, None);
+        chain.probe_state.lock().unwrap().last_up =
+            Some(std::time::Instant::now() - Duration::from_secs(120));
+        chain.mark_primary(false, None);
+        assert_eq!(
+            chain.probe_delay(),
+            Duration::from_secs(1),
+            "steady spell resets"
+        );
+        assert_eq!(chain.counters.snapshot().fallback_switches, 15);
     }
 
     #[tokio::test]
