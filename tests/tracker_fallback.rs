@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, CountersSnapshot};
-use activity_tracking::harness::{PrivateRedis, wait_until};
+use activity_tracking::harness::{PrivatePostgres, PrivateRedis, wait_until};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -289,5 +289,45 @@ async fn a_spool_left_behind_is_replayed_into_the_table_while_redis_is_down(pool
     .await
     .expect("spool truncated");
     assert_eq!(tracker.shutdown().await.unsent, 0);
+    remove_spool(&spool);
+}
+
+#[tokio::test]
+async fn with_redis_still_down_the_spool_is_replayed_into_the_table_once_postgres_is_back() {
+    let mut postgres = PrivatePostgres::start().expect("private postgres");
+    let pool = PgPool::connect(&postgres.url()).await.expect("connect");
+    activity_processor::schema::migrate(&pool)
+        .await
+        .expect("migrations");
+    pool.close().await;
+    postgres.stop().expect("stop postgres");
+    let spool = spool_path("postgres-back");
+    let tracker = builder(NO_REDIS, &unique_key("postgres-back"))
+        .database_url(postgres.url())
+        .spool_path(&spool)
+        .build()
+        .await
+        .expect("build");
+    let ids = track(&tracker, "pg", 300);
+    let c = wait_counters(&tracker, "spooled", |c| c.spooled == 300).await;
+    assert_eq!((c.sent, c.stored_direct, c.replayed), (0, 0, 0), "{c:?}");
+
+    postgres.start_again().expect("start postgres");
+    wait_counters(&tracker, "replayed", |c| c.replayed == 300).await;
+    let later = track(&tracker, "later", 50);
+    let c = wait_counters(&tracker, "stored directly", |c| c.stored_direct == 50).await;
+    assert_eq!(c.sent, 0, "{c:?}");
+    let pool = PgPool::connect(&postgres.url()).await.expect("connect");
+    assert_eq!(
+        table_ids(&pool).await,
+        ids.union(&later).copied().collect::<BTreeSet<_>>()
+    );
+    wait_until("spool truncated", WAIT, || async {
+        (file_len(&spool) == 0).then_some(())
+    })
+    .await
+    .expect("spool truncated");
+    assert_eq!(tracker.shutdown().await.unsent, 0);
+    pool.close().await;
     remove_spool(&spool);
 }
