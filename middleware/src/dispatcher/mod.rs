@@ -144,8 +144,9 @@ pub(crate) struct Dispatcher {
     buffer: VecDeque<Activity>,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
-    /// Set when the last write failed on a full spool, cleared by any
-    /// success: says which reason drops from the buffer count under.
+    /// Set when a write failed on a full spool, cleared by a write to the
+    /// stream or the database: says which reason drops from the buffer
+    /// count under.
     spool_full: bool,
     /// Rate-limits the warnings about drops.
     drop_warnings: DropWarnings,
@@ -320,7 +321,11 @@ impl Dispatcher {
                                 Route::Spool => &self.counters.spooled,
                             };
                             Counters::add(counter, batch.len() as u64);
-                            self.spool_full = false;
+                            // A small batch squeezed into a nearly full spool
+                            // does not make room for the buffer's backlog.
+                            if route != Route::Spool {
+                                self.spool_full = false;
+                            }
                             if failed.is_empty() {
                                 backoff.reset();
                             }
