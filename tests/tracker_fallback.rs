@@ -207,7 +207,7 @@ async fn both_down_the_spool_fills_to_its_limit_then_is_replayed_into_the_stream
 
     redis.start_again().expect("restart redis");
     let c = wait_counters(&tracker, "spool replayed, buffer sent", |c| {
-        c.replayed == c.spooled && c.sent == 100
+        c.replayed == c.spooled && c.sent == 100 && c.spool_bytes == 0
     })
     .await;
     assert_eq!(file_len(&spool), 0, "spool truncated after replay");
