@@ -23,14 +23,15 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let once = std::env::args().skip(1).any(|arg| arg == "--once");
-    let mut out = std::io::stdout();
-    let until = async move {
-        if !once {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    let options = Options {
+        once: std::env::args().skip(1).any(|arg| arg == "--once"),
+        ..Options::from_env()
     };
-    if let Err(e) = quickstart::run(Options::from_env(), &mut out, until).await {
+    let mut out = std::io::stdout();
+    let until = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = quickstart::run(options, &mut out, until).await {
         eprintln!("quickstart: {e}");
         std::process::exit(1);
     }

@@ -68,6 +68,8 @@ pub struct Options {
     pub any_port_if_taken: bool,
     /// The admin API's bearer token; a random one by default.
     pub admin_token: String,
+    /// Stop right after the report instead of serving (`--once`).
+    pub once: bool,
     /// Redraw the progress line in place (a terminal); otherwise print
     /// only the notable requests and the totals.
     pub progress_in_place: bool,
@@ -107,6 +109,7 @@ impl Options {
             admin_listen: env("ADMIN_LISTEN", "127.0.0.1:8080"),
             any_port_if_taken: true,
             admin_token,
+            once: false,
             progress_in_place: std::io::stdout().is_terminal(),
         }
     }
@@ -334,9 +337,8 @@ impl Http {
 }
 
 /// Runs the quick start (see the module docs), printing to `out`, and
-/// serves until `until` completes (pass `std::future::ready(())` to stop
-/// right after the report); then stops the app, flushes the tracker and
-/// stops the processor.
+/// serves until `until` completes (not at all with [`Options::once`]);
+/// then stops the app, flushes the tracker and stops the processor.
 pub async fn run(
     options: Options,
     out: &mut (dyn Write + Send),
@@ -459,7 +461,7 @@ pub async fn run(
         &options, out, &pool, &tracker, redis_up, app_addr, admin_addr,
     )
     .await;
-    if result.is_ok() {
+    if result.is_ok() && !options.once {
         until.await;
     }
 
@@ -753,11 +755,13 @@ async fn drive_and_report(
         )?;
         writeln!(out)?;
     }
-    writeln!(
-        out,
-        "Serving the app on http://{app_addr}{}; Ctrl-C stops.",
-        admin_addr.map_or_else(String::new, |a| format!(" and the admin API on http://{a}"))
-    )?;
+    if !options.once {
+        writeln!(
+            out,
+            "Serving the app on http://{app_addr}{}; Ctrl-C stops.",
+            admin_addr.map_or_else(String::new, |a| format!(" and the admin API on http://{a}"))
+        )?;
+    }
     out.flush()?;
 
     Ok(Summary {

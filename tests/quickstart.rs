@@ -58,6 +58,7 @@ fn options(database_url: &str, redis_url: &str) -> Options {
         admin_listen: "127.0.0.1:0".to_owned(),
         any_port_if_taken: false,
         admin_token: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        once: true,
         progress_in_place: false,
     }
 }
