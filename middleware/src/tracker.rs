@@ -189,6 +189,15 @@ impl ActivityTrackerBuilder {
         self
     }
 
+    /// How long a partial batch may wait for more events before it is
+    /// written (default 5 ms; `Duration::ZERO` writes whatever is there at
+    /// once). Under load this turns many small pipelines into a few full
+    /// ones, which saves the app and Redis CPU; a full batch never waits.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.dispatcher.linger = linger;
+        self
+    }
+
     /// Most events held while Redis cannot be written (default 100,000);
     /// past it the oldest are dropped and counted.
     pub fn buffer_capacity(mut self, capacity: usize) -> Self {

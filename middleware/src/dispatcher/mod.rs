@@ -1,10 +1,11 @@
 //! The background task that moves events from the tracker's channel into
 //! the stream.
 //!
-//! It drains the bounded channel with `recv_many` (sending whatever is
-//! there: no waiting to fill a batch, so latency stays low), turns each
-//! envelope into a normalized [`Activity`], and hands batches of at most
-//! `max_batch` to its [`Sink`]. A failing batch is retried with capped
+//! It drains the bounded channel with `recv_many`, turns each envelope into
+//! a normalized [`Activity`], and hands batches of at most `max_batch` to
+//! its [`Sink`]. A full batch goes at once; a partial one waits at most the
+//! linger (5 ms by default, the timer starting at its first event) for more,
+//! so a busy app writes a few full pipelines instead of many tiny ones. A failing batch is retried with capped
 //! exponential backoff (with jitter) while new events keep being read into
 //! a bounded buffer; when that buffer is over its capacity the oldest events
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
@@ -72,6 +73,10 @@ pub(crate) struct DispatcherConfig {
     /// Most sink calls under way at once: while Redis stores one batch,
     /// the next is serialized.
     pub(crate) max_in_flight: usize,
+    /// How long a partial batch may wait for more events before it is
+    /// written: under load, a few milliseconds turn many tiny pipelines into
+    /// a few full ones, which costs the app and Redis far less CPU.
+    pub(crate) linger: Duration,
     /// Most events held while the sink fails; the oldest go first past it.
     pub(crate) buffer_capacity: usize,
     /// First retry delay.
@@ -87,6 +92,7 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             max_batch: 1024,
             max_in_flight: 2,
+            linger: Duration::from_millis(5),
             buffer_capacity: 100_000,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
@@ -144,6 +150,10 @@ pub(crate) struct Dispatcher {
     buffer: VecDeque<Activity>,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
+    /// When the oldest event of a partial batch arrived in an empty buffer
+    /// (`None`: the buffer is empty, or its events should go at once, as
+    /// after a failed write); the linger is counted from it.
+    oldest: Option<Instant>,
     /// Set when a write failed on a full spool, cleared by a write to the
     /// stream or the database: says which reason drops from the buffer
     /// count under.
@@ -187,6 +197,7 @@ impl Dispatcher {
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             buffer: VecDeque::new(),
+            oldest: None,
             config,
             spool_full: false,
             drop_warnings: DropWarnings::new(DROP_WARNING_PERIOD),
@@ -274,6 +285,8 @@ impl Dispatcher {
                 for activity in failed_events.into_iter().rev() {
                     self.buffer.push_front(activity);
                 }
+                // Due at once after the backoff, not after another linger.
+                self.oldest = None;
                 self.trim();
                 let delay = backoff.next_delay();
                 if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
@@ -284,8 +297,13 @@ impl Dispatcher {
                 continue;
             }
 
+            // A partial batch waits for more until its linger is over.
+            let linger_until = self.linger_until(deadline.is_some());
             if failed.is_empty() {
-                while in_flight.len() < self.config.max_in_flight && !self.buffer.is_empty() {
+                while in_flight.len() < self.config.max_in_flight
+                    && !self.buffer.is_empty()
+                    && (self.buffer.len() >= self.config.max_batch || linger_until.is_none())
+                {
                     let n = self.buffer.len().min(self.config.max_batch);
                     let batch: Vec<Activity> = self.buffer.drain(..n).collect();
                     in_flight_events += n;
@@ -297,7 +315,11 @@ impl Dispatcher {
                 }
             }
 
-            if in_flight.is_empty() {
+            if self.buffer.is_empty() {
+                self.oldest = None;
+            }
+            let lingering = linger_until.is_some() && in_flight.len() < self.config.max_in_flight;
+            if in_flight.is_empty() && !lingering {
                 if self.buffer.is_empty() && deadline.is_some() {
                     break;
                 }
@@ -346,6 +368,7 @@ impl Dispatcher {
                     timed_out = true;
                     break;
                 }
+                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(far_future)), if lingering => {}
                 n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
                     if n == 0 {
                         deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
@@ -428,6 +451,9 @@ impl Dispatcher {
     /// Moves received envelopes into the buffer as normalized activities,
     /// dropping the oldest past the buffer's capacity.
     fn absorb(&mut self) {
+        if self.buffer.is_empty() && !self.scratch.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
         let mut skipped = 0;
         for envelope in self.scratch.drain(..) {
             let activity = match envelope {
@@ -446,6 +472,17 @@ impl Dispatcher {
             Counters::add(&self.counters.skipped, skipped);
         }
         self.trim();
+    }
+
+    /// When the partial batch in the buffer is due, if it must still wait:
+    /// `None` when it goes now (no linger, shutting down, or its events
+    /// are due already).
+    fn linger_until(&self, shutting_down: bool) -> Option<Instant> {
+        if shutting_down || self.config.linger.is_zero() {
+            return None;
+        }
+        let due = self.oldest? + self.config.linger;
+        (due > Instant::now()).then_some(due)
     }
 
     /// Drops the oldest events past the buffer's capacity.
@@ -694,5 +731,41 @@ mod tests {
         let summary = task.await.unwrap();
         assert_eq!(summary.sent, 50);
         assert_eq!(sink.calls.load(Ordering::SeqCst), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_waits_its_linger_and_a_full_one_does_not() {
+        let sink = Arc::new(FakeSink::default());
+        let config = DispatcherConfig {
+            max_batch: 10,
+            linger: Duration::from_millis(5),
+            ..DispatcherConfig::default()
+        };
+        let (tx, counters, cancel, task) = start(sink.clone(), 100, config);
+        let started = Instant::now();
+        offer(&tx, &counters, 3);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        offer(&tx, &counters, 2);
+        while counters.snapshot().sent < 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // One write of all five, made when the first event's linger ran out.
+        let times = sink.call_times.lock().unwrap().clone();
+        assert_eq!(times.len(), 1);
+        assert_eq!(times[0] - started, Duration::from_millis(5));
+
+        let full = Instant::now();
+        offer(&tx, &counters, 10);
+        while counters.snapshot().sent < 15 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let times = sink.call_times.lock().unwrap().clone();
+        assert_eq!(times.len(), 2);
+        assert!(
+            times[1] - full < Duration::from_millis(1),
+            "a full batch went at once"
+        );
+        cancel.cancel();
+        assert_eq!(task.await.unwrap().sent, 15);
     }
 }
