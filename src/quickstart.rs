@@ -404,6 +404,10 @@ pub async fn run(
         config.database_url = options.database_url.clone();
         config.stream_key = options.stream_key.clone();
         config.consumer_group = options.consumer_group.clone();
+        // One name across runs, so reruns do not pile up consumers in the group.
+        if config.consumer_name.is_none() {
+            config.consumer_name = Some("quickstart".to_owned());
+        }
         config.admin_listen = admin_listen;
         config.admin_tokens = Some(Secret::from(options.admin_token.as_str()));
         config.admin_jwt_secret = None;
