@@ -14,7 +14,8 @@
 
 use std::convert::Infallible;
 
-use activity_tracker::{ActivityEnrichment, ActivityTracker, ActivityType, ActivityUser};
+use activity_tracker::{ActivityEnrichment, ActivityTracker, ActivityType};
+use activity_tracking::demo_app::fake_auth_user;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -97,14 +98,7 @@ fn env_or(name: &str, default: &str) -> String {
 
 /// Fake authentication: `Authorization: Bearer user:<id>` is user `<id>`.
 fn with_fake_auth<B>(mut request: Request<B>) -> Request<B> {
-    let user = request
-        .headers()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer user:"))
-        .filter(|id| !id.is_empty())
-        .map(ActivityUser::from);
-    if let Some(user) = user {
+    if let Some(user) = fake_auth_user(request.headers()) {
         request.extensions_mut().insert(user);
     }
     request

@@ -32,7 +32,7 @@ use activity_tracker::{
     ActivityEnrichment, ActivityTracker, ActivityTrackerBuilder, ActivityType, ActivityUser,
 };
 use axum::extract::{Path, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,15 +89,20 @@ pub fn routes() -> Router {
 }
 
 /// Fake authentication: `Authorization: Bearer user:<id>` is user `<id>`.
-async fn fake_auth(mut request: Request, next: Next) -> Response {
-    let user = request
-        .headers()
+/// Shared with the plain-hyper example, which has no axum middleware.
+pub fn fake_auth_user(headers: &HeaderMap) -> Option<ActivityUser> {
+    headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer user:"))
         .filter(|id| !id.is_empty())
-        .map(ActivityUser::from);
-    if let Some(user) = user {
+        .map(ActivityUser::from)
+}
+
+/// The demo app's auth middleware: puts [`fake_auth_user`] in the request's
+/// extensions, where the activity layer finds it.
+async fn fake_auth(mut request: Request, next: Next) -> Response {
+    if let Some(user) = fake_auth_user(request.headers()) {
         request.extensions_mut().insert(user);
     }
     next.run(request).await
