@@ -168,11 +168,30 @@ fn processor_config(redis_url: &str, database_url: &str, stream_key: &str) -> Co
     config
 }
 
+/// A child process killed with SIGKILL, and reaped, on `kill` or on drop.
+struct Killable(Option<Child>);
+
+impl Killable {
+    /// SIGKILL: whatever the child holds in memory is lost, as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().expect("SIGKILL the child");
+            child.wait().expect("reap the child");
+        }
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A processor in a child process, killed (SIGKILL) on drop.
-struct ChildProcessor(Option<Child>);
+struct ChildProcessor;
 
 impl ChildProcessor {
-    fn spawn(redis_url: &str, database_url: &str, stream_key: &str, name: &str) -> Self {
+    fn spawn(redis_url: &str, database_url: &str, stream_key: &str, name: &str) -> Killable {
         let exe = std::env::current_exe().expect("test executable");
         let child = Command::new(exe)
             .args([
@@ -197,21 +216,7 @@ impl ChildProcessor {
             .stderr(Stdio::null())
             .spawn()
             .expect("start a processor child");
-        ChildProcessor(Some(child))
-    }
-
-    /// SIGKILL: the batch in hand is neither committed nor acknowledged.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            child.kill().expect("SIGKILL the processor");
-            child.wait().expect("reap the processor");
-        }
-    }
-}
-
-impl Drop for ChildProcessor {
-    fn drop(&mut self) {
-        self.kill();
+        Killable(Some(child))
     }
 }
 
@@ -857,7 +862,7 @@ fn log_file(path: &FsPath) -> Stdio {
 }
 
 /// The app in a child process, killed (SIGKILL) on drop.
-struct ChildApp(Option<Child>);
+struct ChildApp;
 
 impl ChildApp {
     async fn spawn(
@@ -866,7 +871,7 @@ impl ChildApp {
         stream_key: &str,
         spool: &FsPath,
         port: u16,
-    ) -> Self {
+    ) -> Killable {
         let exe = std::env::current_exe().expect("test executable");
         let child = Command::new(exe)
             .args(["child_app", "--exact", "--nocapture", "--test-threads=1"])
@@ -889,20 +894,7 @@ impl ChildApp {
         })
         .await
         .unwrap();
-        ChildApp(Some(child))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            child.kill().expect("SIGKILL the app");
-            child.wait().expect("reap the app");
-        }
-    }
-}
-
-impl Drop for ChildApp {
-    fn drop(&mut self) {
-        self.kill();
+        Killable(Some(child))
     }
 }
 
