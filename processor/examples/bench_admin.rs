@@ -13,6 +13,9 @@
 //!
 //! Run through `bench/admin_api.sh [ROWS]`.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::with_database;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,13 +76,6 @@ struct Args {
 }
 
 const TOKEN: &str = "bench-token";
-
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database part")?;
-    Ok(format!("{base}/{name}"))
-}
 
 /// User `k` of `users`, skewed: a few heavy users, a long tail.
 fn user_of(rng: &mut StdRng, users: usize) -> usize {

@@ -20,22 +20,23 @@
 //!
 //! Run through `bench/processor_throughput.sh`.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::{count, scratch, write_csv};
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
-use activity_processor::schema;
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -97,86 +98,6 @@ fn event(rng: &mut StdRng, at: DateTime<Utc>) -> Activity {
         .detail("route", "/api/cases/{id}")
         .detail("status", 200)
         .detail("latency_ms", rng.random_range(1..400))
-}
-
-fn csv_field(out: &mut impl Write, value: Option<&str>) -> std::io::Result<()> {
-    match value {
-        None => Ok(()),
-        Some(text) if text.is_empty() || text.contains([',', '"', '\n', '\r']) => {
-            write!(out, "\"{}\"", text.replace('"', "\"\""))
-        }
-        Some(text) => out.write_all(text.as_bytes()),
-    }
-}
-
-fn write_csv(path: &Path, events: &[Activity]) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    for event in events {
-        let id = event.id.to_string();
-        let details = event
-            .details
-            .clone()
-            .map(|d| serde_json::Value::Object(d).to_string());
-        let ip = event.ip_address.map(|ip| ip.to_string());
-        let created_at = event
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true);
-        let fields = [
-            Some(id.as_str()),
-            event.user_id.as_deref(),
-            Some(event.action.as_str()),
-            event.resource_type.as_deref(),
-            event.resource_id.as_deref(),
-            details.as_deref(),
-            ip.as_deref(),
-            event.user_agent.as_deref(),
-            event.session_id.as_deref(),
-            Some(created_at.as_str()),
-        ];
-        for (i, field) in fields.into_iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            csv_field(&mut out, field)?;
-        }
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database part")?;
-    Ok(format!("{base}/{name}"))
-}
-
-/// An empty scratch database with the processor's schema.
-async fn scratch(admin: &mut PgConnection, url: &str, name: &str) -> anyhow::Result<String> {
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut *admin)
-    .await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut *admin)
-        .await?;
-    let url = with_database(url, name)?;
-    let pool = PgPool::connect(&url).await?;
-    schema::migrate(&pool).await?;
-    schema::ensure_partitions(&pool, Utc::now() - Duration::days(1), 2).await?;
-    pool.close().await;
-    Ok(url)
-}
-
-async fn count(url: &str) -> anyhow::Result<i64> {
-    let mut conn = PgConnection::connect(url).await?;
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
-            .fetch_one(&mut conn)
-            .await?,
-    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -316,7 +237,13 @@ async fn throughput(
     let csv = std::env::temp_dir().join(format!("bench_processor_{tag}.csv"));
     write_csv(&csv, &events)?;
     let copy_name = format!("bench_processor_{tag}_copy");
-    let copy_url = scratch(admin, &args.database_url, &copy_name).await?;
+    let copy_url = scratch(
+        admin,
+        &args.database_url,
+        &copy_name,
+        Utc::now() - Duration::days(1),
+    )
+    .await?;
     let started = Instant::now();
     let status = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &copy_url, "-c"])
@@ -371,7 +298,13 @@ async fn throughput(
         .await?;
 
     let name = format!("bench_processor_{tag}_drain");
-    let url = scratch(admin, &args.database_url, &name).await?;
+    let url = scratch(
+        admin,
+        &args.database_url,
+        &name,
+        Utc::now() - Duration::days(1),
+    )
+    .await?;
     let started = Instant::now();
     let (processor, _) = start_processor(args, redis_url, &url, &stream)?;
     let pid = processor.0.id();
@@ -437,7 +370,13 @@ async fn latency(
     tag: &str,
 ) -> anyhow::Result<()> {
     let name = format!("bench_processor_{tag}_latency");
-    let url = scratch(admin, &args.database_url, &name).await?;
+    let url = scratch(
+        admin,
+        &args.database_url,
+        &name,
+        Utc::now() - Duration::days(1),
+    )
+    .await?;
     let stream = format!("bench:{tag}:latency");
     let (processor, port) = start_processor(args, redis_url, &url, &stream)?;
     // Let it connect and create the group before timing anything.

@@ -13,21 +13,21 @@
 //!
 //! Run through `bench/writer_vs_copy.sh`.
 
-use std::io::{BufWriter, Write};
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::{count, drop_database, scratch, write_csv};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::time::Instant;
 
-use activity_processor::schema;
 use activity_tracker::postgres::{InsertMethod, write_batch_with, write_batch_without_rollups};
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 use uuid::{Timestamp, Uuid};
 
 #[derive(Debug, Parser)]
@@ -98,103 +98,6 @@ fn events(n: usize, now: DateTime<Utc>) -> Vec<Activity> {
             event
         })
         .collect()
-}
-
-fn csv_field(out: &mut impl Write, value: Option<&str>) -> std::io::Result<()> {
-    match value {
-        None => Ok(()),
-        Some(text) => {
-            if text.is_empty() || text.contains([',', '"', '\n', '\r']) {
-                write!(out, "\"{}\"", text.replace('"', "\"\""))
-            } else {
-                out.write_all(text.as_bytes())
-            }
-        }
-    }
-}
-
-fn write_csv(path: &PathBuf, events: &[Activity]) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    for event in events {
-        let mut normalized = event.clone();
-        normalized.normalize();
-        let id = normalized.id.to_string();
-        let details = normalized
-            .details
-            .map(|details| serde_json::Value::Object(details).to_string());
-        let ip = normalized.ip_address.map(|ip| ip.to_string());
-        let created_at = normalized
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true);
-        let fields = [
-            Some(id.as_str()),
-            normalized.user_id.as_deref(),
-            Some(normalized.action.as_str()),
-            normalized.resource_type.as_deref(),
-            normalized.resource_id.as_deref(),
-            details.as_deref(),
-            ip.as_deref(),
-            normalized.user_agent.as_deref(),
-            normalized.session_id.as_deref(),
-            Some(created_at.as_str()),
-        ];
-        for (i, field) in fields.into_iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            csv_field(&mut out, field)?;
-        }
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// The server's URL with another database name.
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database part")?;
-    Ok(format!("{base}/{name}"))
-}
-
-/// Creates an empty scratch database with the processor's schema and the
-/// partitions the events need.
-async fn scratch(
-    admin: &mut PgConnection,
-    url: &str,
-    name: &str,
-    first: DateTime<Utc>,
-) -> anyhow::Result<String> {
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&mut *admin)
-        .await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut *admin)
-        .await?;
-    let url = with_database(url, name)?;
-    let pool = PgPool::connect(&url).await?;
-    schema::migrate(&pool).await?;
-    schema::ensure_partitions(&pool, first, 2).await?;
-    pool.close().await;
-    Ok(url)
-}
-
-async fn drop_database(admin: &mut PgConnection, name: &str) -> anyhow::Result<()> {
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut *admin)
-    .await?;
-    Ok(())
-}
-
-async fn count(url: &str) -> anyhow::Result<i64> {
-    let mut conn = PgConnection::connect(url).await?;
-    let n = sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
-        .fetch_one(&mut conn)
-        .await?;
-    Ok(n)
 }
 
 #[tokio::main]
