@@ -154,6 +154,19 @@ impl App {
     }
 }
 
+/// The processor in this test's process on the scenario's servers, and the
+/// token that stops it.
+async fn start_processor(
+    redis: &PrivateRedis,
+    postgres: &PrivatePostgres,
+    stream_key: &str,
+) -> (Processor, CancellationToken) {
+    let token = CancellationToken::new();
+    let config = processor_config(&redis.url(), &postgres.url(), stream_key);
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    (processor, token)
+}
+
 fn processor_config(redis_url: &str, database_url: &str, stream_key: &str) -> Config {
     let mut config = Config::from_env();
     config.redis_url = redis_url.to_owned();
@@ -514,13 +527,7 @@ async fn database_stopped_mid_load_and_restarted() {
     let scenario = "postgres-down";
     let (redis, mut postgres) = servers().await;
     let key = stream_key(scenario);
-    let token = CancellationToken::new();
-    let processor = Processor::start(
-        processor_config(&redis.url(), &postgres.url(), &key),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let (processor, token) = start_processor(&redis, &postgres, &key).await;
     let app = App::start(&redis.url(), &key, &Fallback::default()).await;
     let progress = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(load(app.addr, scenario, progress.clone()));
@@ -576,13 +583,7 @@ async fn poison_entries_dead_lettered_valid_ones_stored() {
     let scenario = "poison";
     let (redis, postgres) = servers().await;
     let key = stream_key(scenario);
-    let token = CancellationToken::new();
-    let processor = Processor::start(
-        processor_config(&redis.url(), &postgres.url(), &key),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let (processor, token) = start_processor(&redis, &postgres, &key).await;
     let app = App::start(&redis.url(), &key, &Fallback::default()).await;
     let progress = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(load(app.addr, scenario, progress.clone()));
@@ -654,13 +655,7 @@ async fn redis_killed_mid_load_app_falls_back_to_postgres() {
     let scenario = "redis-down";
     let (mut redis, postgres) = servers().await;
     let key = stream_key(scenario);
-    let token = CancellationToken::new();
-    let processor = Processor::start(
-        processor_config(&redis.url(), &postgres.url(), &key),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let (processor, token) = start_processor(&redis, &postgres, &key).await;
     let fallback = Fallback {
         database_url: Some(postgres.url()),
         spool_path: None,
@@ -744,13 +739,7 @@ async fn redis_and_postgres_down_app_spools() {
     let scenario = "both-down";
     let (mut redis, mut postgres) = servers().await;
     let key = stream_key(scenario);
-    let token = CancellationToken::new();
-    let processor = Processor::start(
-        processor_config(&redis.url(), &postgres.url(), &key),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let (processor, token) = start_processor(&redis, &postgres, &key).await;
     let spool = spool_file(scenario);
     let fallback = Fallback {
         database_url: Some(postgres.url()),
@@ -907,13 +896,7 @@ async fn app_killed_while_spooling_replays_at_restart() {
     let scenario = "app-sigkill";
     let (mut redis, mut postgres) = servers().await;
     let key = stream_key(scenario);
-    let token = CancellationToken::new();
-    let processor = Processor::start(
-        processor_config(&redis.url(), &postgres.url(), &key),
-        token.clone(),
-    )
-    .await
-    .unwrap();
+    let (processor, token) = start_processor(&redis, &postgres, &key).await;
     let spool = spool_file(scenario);
     let port = activity_tracking::harness::free_port().unwrap();
     let mut app = ChildApp::spawn(&redis.url(), &postgres.url(), &key, &spool, port).await;
