@@ -456,15 +456,18 @@ impl Dispatcher {
         }
         let mut skipped = 0;
         for envelope in self.scratch.drain(..) {
+            // Captured requests come out of `into_activity` within the
+            // contract's limits already; only the app's own activities
+            // need bringing within them.
             let activity = match envelope {
-                Envelope::Activity(activity) => Some(*activity),
+                Envelope::Activity(mut activity) => {
+                    activity.normalize();
+                    Some(*activity)
+                }
                 Envelope::Captured(captured) => captured.into_activity(&self.capture),
             };
             match activity {
-                Some(mut activity) => {
-                    activity.normalize();
-                    self.buffer.push_back(activity);
-                }
+                Some(activity) => self.buffer.push_back(activity),
                 None => skipped += 1,
             }
         }
