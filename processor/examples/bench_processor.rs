@@ -30,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
+use activity_tracker::postgres::rollups;
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
@@ -205,6 +206,27 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU seconds (user + system) used so far by `pid`.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which ends with the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Clock ticks are 100 per second on Linux.
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds (user + system) used so far by the Redis behind `conn`.
+async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum())
+}
+
 fn stop(mut child: Reaped) -> anyhow::Result<()> {
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -305,6 +327,7 @@ async fn throughput(
         Utc::now() - Duration::days(1),
     )
     .await?;
+    let redis_cpu_before = redis_cpu_secs(&mut conn).await?;
     let started = Instant::now();
     let (processor, _) = start_processor(args, redis_url, &url, &stream)?;
     let pid = processor.0.id();
@@ -332,8 +355,17 @@ async fn throughput(
     }
     let drain_secs = started.elapsed().as_secs_f64();
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+    let processor_cpu = cpu_secs(pid).unwrap_or(f64::NAN);
+    let redis_cpu = redis_cpu_secs(&mut conn).await? - redis_cpu_before;
     stop(processor)?;
     let stored = count(&url).await?;
+    // What the processor's fold timer had not folded yet when the stream
+    // was drained: the next fold's (or admin query's) work.
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let fold_started = Instant::now();
+    let left = rollups::fold_pending(&pool).await?;
+    let fold_secs = fold_started.elapsed().as_secs_f64();
+    pool.close().await;
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
         .execute(&mut *admin)
         .await?;
@@ -355,6 +387,14 @@ async fn throughput(
     println!(
         "  processor drain (start to XLEN 0, XPENDING 0): {drain_secs:.2} s, {rate:.0} events/s = {:.0}% of COPY (target >= 80%)",
         100.0 * rate / copy_rate
+    );
+    println!(
+        "  CPU while draining: processor {processor_cpu:.1} s, Redis {redis_cpu:.1} s \
+         (of {:.1} s of two cores)",
+        2.0 * drain_secs
+    );
+    println!(
+        "  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s"
     );
     println!(
         "  processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",

@@ -19,7 +19,9 @@ use bench_support::{count, drop_database, scratch, write_csv};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use activity_tracker::postgres::{InsertMethod, write_batch_with, write_batch_without_rollups};
+use activity_tracker::postgres::{
+    InsertMethod, rollups, write_batch_with, write_batch_without_rollups,
+};
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
@@ -100,6 +102,9 @@ fn events(n: usize, now: DateTime<Utc>) -> Vec<Activity> {
         .collect()
 }
 
+/// The processor's default ROLLUP_FOLD_INTERVAL_MS.
+const FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -176,13 +181,25 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
                 let started = Instant::now();
                 let mut inserted = 0;
+                // The writer leaves per-user counts pending, which a
+                // processor folds on a timer (ROLLUP_FOLD_INTERVAL_MS):
+                // folded here as often as by default, in the writer's time,
+                // and once more at the end.
+                let mut folded_at = Instant::now();
                 for chunk in events.chunks(batch_size) {
+                    if !method_name.ends_with("-raw") && folded_at.elapsed() >= FOLD_INTERVAL {
+                        rollups::fold_pending(&pool).await?;
+                        folded_at = Instant::now();
+                    }
                     inserted += if method_name.ends_with("-raw") {
                         write_batch_without_rollups(&pool, chunk, *method).await?
                     } else {
                         write_batch_with(&pool, chunk, *method).await?
                     }
                     .inserted;
+                }
+                if !method_name.ends_with("-raw") {
+                    rollups::fold_pending(&pool).await?;
                 }
                 let secs = started.elapsed().as_secs_f64();
                 pool.close().await;

@@ -111,10 +111,21 @@ pub struct Config {
     #[arg(long, env = "FLUSH_INTERVAL_MS", default_value_t = 200)]
     pub flush_interval_ms: u64,
 
+    /// Batches written to the database at once, each in its own
+    /// transaction: while one commits, the next is being written.
+    #[arg(long, env = "DB_WRITERS", default_value_t = 2)]
+    pub db_writers: usize,
+
     /// Entries left pending this long (milliseconds) by a consumer that died
     /// are claimed and stored by this one.
     #[arg(long, env = "CLAIM_IDLE_MS", default_value_t = 60_000)]
     pub claim_idle_ms: u64,
+
+    /// How often (milliseconds) the per-user counts that writers leave
+    /// pending are folded into the per-user rollups. Queries fold what is
+    /// left before reading, so this bounds their work, not their accuracy.
+    #[arg(long, env = "ROLLUP_FOLD_INTERVAL_MS", default_value_t = 2000)]
+    pub rollup_fold_interval_ms: u64,
 
     /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, admin API).
     #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
@@ -221,6 +232,9 @@ impl Config {
         if self.batch_size == 0 {
             return Err(ConfigError::Zero { name: "BATCH_SIZE" });
         }
+        if self.db_writers == 0 {
+            return Err(ConfigError::Zero { name: "DB_WRITERS" });
+        }
         if self.flush_interval_ms == 0 {
             return Err(ConfigError::Zero {
                 name: "FLUSH_INTERVAL_MS",
@@ -229,6 +243,11 @@ impl Config {
         if self.claim_idle_ms == 0 {
             return Err(ConfigError::Zero {
                 name: "CLAIM_IDLE_MS",
+            });
+        }
+        if self.rollup_fold_interval_ms == 0 {
+            return Err(ConfigError::Zero {
+                name: "ROLLUP_FOLD_INTERVAL_MS",
             });
         }
         self.listen_addr()?;

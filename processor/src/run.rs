@@ -234,6 +234,7 @@ async fn run_parts(
     });
     tracker.spawn(maintenance(ctx.clone(), token.clone()));
     tracker.spawn(gauges(ctx.clone(), token.clone()));
+    tracker.spawn(fold_rollups(ctx.clone(), token.clone()));
     let consumed = consumer::run(
         &ctx.config,
         ctx.pool.clone(),
@@ -275,6 +276,30 @@ async fn maintenance(ctx: Context, token: CancellationToken) {
             Err(e) => {
                 tracing::warn!(error = %e, "dropping expired partitions failed; next hour retries")
             }
+        }
+    }
+}
+
+/// Folds the per-user counts that writers leave pending into the per-user
+/// rollups, on a timer (see `activity_tracker::postgres::rollups`). A fold
+/// spans the batches committed since the last one, so it upserts each
+/// active user once instead of once per batch.
+async fn fold_rollups(ctx: Context, token: CancellationToken) {
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(ctx.config.rollup_fold_interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // Another processor folding now does the work: no reason to wait.
+        match activity_tracker::postgres::rollups::try_fold_pending(&ctx.pool).await {
+            Ok(Some(rows)) => {
+                metrics::counter!("activity_processor_rollup_rows_folded_total").increment(rows)
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "folding pending rollup counts failed; retrying"),
         }
     }
 }

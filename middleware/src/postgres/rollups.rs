@@ -1,16 +1,34 @@
-//! Rollup maintenance: aggregate tables kept exact in the same transaction
-//! as each batch insert, so the admin API answers from a few thousand rows
-//! instead of scanning months of activity.
+//! Rollup maintenance: aggregate tables that let the admin API answer from
+//! a few thousand rows instead of scanning months of activity, exact at
+//! every commit.
 //!
-//! The tables are created by the processor's migration `0002_rollups.sql`,
-//! which explains each one. The writer calls [`apply`] with the rows it
-//! actually inserted (duplicates excluded) inside its transaction; retention
-//! calls [`forget_before`] in the transaction that drops the old partitions.
+//! The tables are created by the processor's migrations `0002_rollups.sql`
+//! and `0004_rollup_pending.sql`, which explain each one. The work is split
+//! in two, so that the writer's transaction stays cheap:
+//!
+//! - [`apply`], inside the writer's transaction, with the rows it actually
+//!   inserted (duplicates excluded): adds them to the per-hour and per-day
+//!   activity counts, and appends their per-(day, user, action) counts to
+//!   `activity_rollup_pending`, a table without indexes.
+//! - [`fold_pending`] moves the pending counts into the per-user tables
+//!   (activities per user and day, distinct users per day, last day each
+//!   user and each user/action pair was seen, and their histograms). The
+//!   processor folds on a timer; every query that reads a per-user table
+//!   folds first, so it sees every committed batch. Folding many batches at
+//!   once is also cheaper than applying them one by one: a user active in
+//!   twenty batches costs one upsert instead of twenty.
+//!
+//! So the rollups (folded tables plus the pending counts) are exact after
+//! every commit, and the per-user tables alone are exact after a fold.
+//! Retention calls [`forget_before`] in the transaction that drops the old
+//! partitions.
 //!
 //! Several writers may run at once (several processors, the layer's
 //! fallback): every upsert touches its rows in key order and the tables
 //! always in the same order, so concurrent batches wait for each other
 //! instead of deadlocking, and `n = t.n + excluded.n` never loses a count.
+//! Folds run one at a time (a transaction-level advisory lock), since a fold
+//! learns from the upserts it makes which users are new to a day.
 //!
 //! ```no_run
 //! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
@@ -25,13 +43,23 @@
 //! }];
 //! rollups::apply(&mut tx, &inserted).await?;
 //! tx.commit().await?;
+//! // Later, or before reading the per-user tables:
+//! rollups::fold_pending(&pool).await?;
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+
+/// The key of the transaction-level advisory lock that folds, retention and
+/// rebuilds take so that they run one at a time.
+pub const FOLD_LOCK_KEY: i64 = 0x6163_7469_7669_7479; // "activity"
+
+/// Pending rows folded per transaction: bounds a fold's memory and the time
+/// it holds its locks.
+const FOLD_CHUNK: i64 = 50_000;
 
 /// One row the writer actually inserted (duplicates excluded), as the
 /// rollups need it.
@@ -52,41 +80,35 @@ fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
         .expect("truncating to an hour cannot overflow")
 }
 
-/// Sums of one batch, keyed like the rollup tables.
+/// Sums of one batch, as the writer stores them.
 #[derive(Debug, Default)]
-struct Deltas {
-    hourly: BTreeMap<(DateTime<Utc>, String), i64>,
-    daily: BTreeMap<NaiveDate, i64>,
-    user_daily: BTreeMap<(NaiveDate, String), i64>,
-    user_last: BTreeMap<String, NaiveDate>,
-    user_action_last: BTreeMap<(String, String), NaiveDate>,
+struct BatchSums<'a> {
+    hourly: HashMap<(DateTime<Utc>, &'a str), i64>,
+    daily: HashMap<NaiveDate, i64>,
+    pending: HashMap<(NaiveDate, &'a str, &'a str), i64>,
 }
 
-impl Deltas {
-    fn of(rows: &[InsertedRow]) -> Self {
-        let mut d = Self::default();
+impl<'a> BatchSums<'a> {
+    fn of(rows: &'a [InsertedRow]) -> Self {
+        let mut sums = Self::default();
         for row in rows {
             let day = row.created_at.date_naive();
-            *d.hourly
-                .entry((hour_of(row.created_at), row.action.clone()))
+            *sums
+                .hourly
+                .entry((hour_of(row.created_at), &row.action))
                 .or_default() += 1;
-            *d.daily.entry(day).or_default() += 1;
+            *sums.daily.entry(day).or_default() += 1;
             if let Some(user) = &row.user_id {
-                *d.user_daily.entry((day, user.clone())).or_default() += 1;
-                let last = d.user_last.entry(user.clone()).or_insert(day);
-                *last = (*last).max(day);
-                let last = d
-                    .user_action_last
-                    .entry((user.clone(), row.action.clone()))
-                    .or_insert(day);
-                *last = (*last).max(day);
+                *sums.pending.entry((day, user, &row.action)).or_default() += 1;
             }
         }
-        d
+        sums
     }
 }
 
-/// Adds the rows just inserted to the rollups, inside the writer's transaction.
+/// Adds the rows just inserted to the rollups, inside the writer's
+/// transaction: the activity counts directly, the per-user counts to the
+/// pending table for [`fold_pending`].
 ///
 /// `inserted` must hold only rows that this transaction newly stored (not
 /// the duplicates skipped by `ON CONFLICT DO NOTHING`), or the rollups count
@@ -95,13 +117,13 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     if inserted.is_empty() {
         return Ok(());
     }
-    let d = Deltas::of(inserted);
+    let sums = BatchSums::of(inserted);
 
     // The statements below always run in this table order, each touching
     // its rows sorted by key (ORDER BY in SQL, so every writer uses the
     // database's collation): concurrent writers queue, never deadlock.
     let (buckets, actions, counts): (Vec<_>, Vec<_>, Vec<_>) =
-        d.hourly.into_iter().map(|((b, a), n)| (b, a, n)).collect();
+        sums.hourly.into_iter().map(|((b, a), n)| (b, a, n)).collect();
     sqlx::query(
         "INSERT INTO activity_rollup_hourly AS t (bucket, action, n)
          SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[]) ORDER BY 1, 2
@@ -113,60 +135,186 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     .execute(&mut *tx)
     .await?;
 
-    // (day, user) rows; the ones created now are users new to that day.
-    let mut new_users: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    if !d.user_daily.is_empty() {
-        let (days, users, counts): (Vec<_>, Vec<_>, Vec<_>) = d
-            .user_daily
-            .into_iter()
-            .map(|((day, u), n)| (day, u, n))
-            .collect();
-        let created: Vec<(NaiveDate, bool)> = sqlx::query_as(
-            "INSERT INTO activity_rollup_user_daily AS t (day, user_id, n)
-             SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[]) ORDER BY 1, 2
-             ON CONFLICT (day, user_id) DO UPDATE SET n = t.n + excluded.n
-             RETURNING day, (xmax = 0) AS created",
-        )
-        .bind(days)
-        .bind(users)
-        .bind(counts)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (day, is_new) in created {
-            if is_new {
-                *new_users.entry(day).or_default() += 1;
-            }
-        }
-    }
-
-    let (days, activities, users): (Vec<_>, Vec<_>, Vec<_>) = d
-        .daily
-        .into_iter()
-        .map(|(day, n)| (day, n, new_users.get(&day).copied().unwrap_or(0)))
-        .collect();
+    let (days, activities): (Vec<_>, Vec<_>) = sums.daily.into_iter().unzip();
     sqlx::query(
         "INSERT INTO activity_rollup_daily AS t (day, activities, users)
-         SELECT * FROM UNNEST($1::date[], $2::int8[], $3::int8[]) ORDER BY 1
-         ON CONFLICT (day) DO UPDATE
-         SET activities = t.activities + excluded.activities, users = t.users + excluded.users",
+         SELECT d, n, 0 FROM UNNEST($1::date[], $2::int8[]) AS u(d, n) ORDER BY 1
+         ON CONFLICT (day) DO UPDATE SET activities = t.activities + excluded.activities",
     )
     .bind(days)
     .bind(activities)
-    .bind(users)
     .execute(&mut *tx)
     .await?;
 
-    if d.user_last.is_empty() {
+    if sums.pending.is_empty() {
         return Ok(());
+    }
+    let n = sums.pending.len();
+    let (mut days, mut users, mut actions, mut counts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((day, user, action), count) in sums.pending {
+        days.push(day);
+        users.push(user);
+        actions.push(action);
+        counts.push(count);
+    }
+    sqlx::query(
+        "INSERT INTO activity_rollup_pending (day, user_id, action, n)
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::int8[])",
+    )
+    .bind(days)
+    .bind(users)
+    .bind(actions)
+    .bind(counts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Pending counts of a fold, keyed like the per-user tables.
+#[derive(Debug, Default)]
+struct PendingSums {
+    user_daily: BTreeMap<(NaiveDate, String), i64>,
+    user_last: BTreeMap<String, NaiveDate>,
+    user_action_last: BTreeMap<(String, String), NaiveDate>,
+}
+
+impl PendingSums {
+    fn of(rows: Vec<(NaiveDate, String, String, i64)>) -> Self {
+        let mut sums = Self::default();
+        for (day, user, action, n) in rows {
+            let last = sums.user_last.entry(user.clone()).or_insert(day);
+            *last = (*last).max(day);
+            *sums.user_daily.entry((day, user.clone())).or_default() += n;
+            let last = sums.user_action_last.entry((user, action)).or_insert(day);
+            *last = (*last).max(day);
+        }
+        sums
+    }
+}
+
+/// Folds every pending count committed before the call into the per-user
+/// tables; returns how many pending rows it folded.
+///
+/// Waits for a fold already running elsewhere, so once it returns, the
+/// per-user tables hold every batch committed before the call: call it
+/// before reading them. Counts committed while it runs are left for the
+/// next fold.
+pub async fn fold_pending(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut folded = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FOLD_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        let chunk = fold_chunk(&mut tx).await?;
+        tx.commit().await?;
+        folded += chunk;
+        if chunk < FOLD_CHUNK as u64 {
+            return Ok(folded);
+        }
+    }
+}
+
+/// [`fold_pending`] unless another fold is running (then `None`: that fold
+/// does the work). For a background timer, which has no reason to wait.
+pub async fn try_fold_pending(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+    let mut folded = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(FOLD_LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok((folded > 0).then_some(folded));
+        }
+        let chunk = fold_chunk(&mut tx).await?;
+        tx.commit().await?;
+        folded += chunk;
+        if chunk < FOLD_CHUNK as u64 {
+            return Ok(Some(folded));
+        }
+    }
+}
+
+/// Folds every pending count, in the caller's transaction, which must hold
+/// the [`FOLD_LOCK_KEY`] advisory lock and keep writers from adding pending
+/// counts meanwhile (a rebuild's table locks), or this may never end.
+pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let mut folded = 0;
+    loop {
+        let chunk = fold_chunk(tx).await?;
+        folded += chunk;
+        if chunk < FOLD_CHUNK as u64 {
+            return Ok(folded);
+        }
+    }
+}
+
+/// Moves up to [`FOLD_CHUNK`] pending rows into the per-user tables, in
+/// the caller's transaction (which holds the fold lock).
+async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(NaiveDate, String, String, i64)> = sqlx::query_as(
+        "DELETE FROM activity_rollup_pending
+         WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity_rollup_pending LIMIT $1))
+         RETURNING day, user_id, action::text, n",
+    )
+    .bind(FOLD_CHUNK)
+    .fetch_all(&mut *tx)
+    .await?;
+    let folded = rows.len() as u64;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sums = PendingSums::of(rows);
+
+    // (day, user) rows; the ones created now are users new to that day.
+    let (days, users, counts): (Vec<_>, Vec<_>, Vec<_>) = sums
+        .user_daily
+        .into_iter()
+        .map(|((day, u), n)| (day, u, n))
+        .collect();
+    let created: Vec<(NaiveDate, bool)> = sqlx::query_as(
+        "INSERT INTO activity_rollup_user_daily AS t (day, user_id, n)
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[]) ORDER BY 1, 2
+         ON CONFLICT (day, user_id) DO UPDATE SET n = t.n + excluded.n
+         RETURNING day, (xmax = 0) AS created",
+    )
+    .bind(days)
+    .bind(users)
+    .bind(counts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut new_users: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    for (day, is_new) in created {
+        if is_new {
+            *new_users.entry(day).or_default() += 1;
+        }
+    }
+    if !new_users.is_empty() {
+        let (days, users): (Vec<_>, Vec<_>) = new_users.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO activity_rollup_daily AS t (day, activities, users)
+             SELECT d, 0, n FROM UNNEST($1::date[], $2::int8[]) AS u(d, n) ORDER BY 1
+             ON CONFLICT (day) DO UPDATE SET users = t.users + excluded.users",
+        )
+        .bind(days)
+        .bind(users)
+        .execute(&mut *tx)
+        .await?;
     }
 
     // Last day seen per user; each move of a user's last day moves one
     // count in the histogram. Users already seen on that day (most of a
-    // batch) are skipped before the upsert, so their rows are not even
-    // locked: a last day only moves forward, so a skip seen in this
-    // statement's snapshot stays right; a move racing with another writer
-    // is settled by the upsert's row lock and its WHERE.
-    let (users, days): (Vec<_>, Vec<_>) = d.user_last.into_iter().unzip();
+    // fold) are skipped before the upsert, so their rows are not even
+    // locked (retention may delete some meanwhile: the upsert settles it).
+    let (users, days): (Vec<_>, Vec<_>) = sums.user_last.into_iter().unzip();
     let moved: Vec<(Option<NaiveDate>, NaiveDate)> = sqlx::query_as(
         "INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
          SELECT u.user_id, u.last_day FROM UNNEST($1::text[], $2::date[]) AS u(user_id, last_day)
@@ -203,7 +351,7 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     }
 
     // The same for each (user, action) pair.
-    let (users, actions, days): (Vec<_>, Vec<_>, Vec<_>) = d
+    let (users, actions, days): (Vec<_>, Vec<_>, Vec<_>) = sums
         .user_action_last
         .into_iter()
         .map(|((u, a), day)| (u, a, day))
@@ -248,7 +396,7 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
         .execute(&mut *tx)
         .await?;
     }
-    Ok(())
+    Ok(folded)
 }
 
 /// Removes rollup buckets older than `cutoff`, in the transaction that drops
@@ -262,6 +410,16 @@ pub async fn forget_before(
     cutoff: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let day = cutoff.date_naive();
+    // After any fold in progress, so that it cannot add back what this
+    // removes.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(FOLD_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM activity_rollup_pending WHERE day < $1")
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM activity_rollup_hourly WHERE bucket < $1")
         .bind(cutoff)
         .execute(&mut *tx)
@@ -309,27 +467,52 @@ pub async fn forget_before(
 mod tests {
     use super::*;
 
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn deltas_sum_per_key_and_keep_the_latest_day() {
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    fn batch_sums_count_per_hour_day_and_user_action() {
         let row = |u: Option<&str>, a: &str, t: &str| InsertedRow {
             user_id: u.map(str::to_owned),
             action: a.into(),
             created_at: at(t),
         };
-        let d = Deltas::of(&[
+        let rows = [
             row(Some("u1"), "login", "2026-01-02T10:15:00Z"),
             row(Some("u1"), "login", "2026-01-02T10:45:00Z"),
             row(Some("u1"), "login", "2026-01-01T09:00:00Z"),
             row(None, "login", "2026-01-02T10:01:00Z"),
+        ];
+        let sums = BatchSums::of(&rows);
+        assert_eq!(sums.hourly[&(at("2026-01-02T10:00:00Z"), "login")], 3);
+        assert_eq!(sums.daily[&day("2026-01-02")], 3);
+        assert_eq!(sums.pending[&(day("2026-01-02"), "u1", "login")], 2);
+        assert_eq!(sums.pending[&(day("2026-01-01"), "u1", "login")], 1);
+        assert_eq!(sums.pending.len(), 2, "anonymous rows have no per-user count");
+    }
+
+    #[test]
+    fn pending_sums_add_counts_and_keep_the_latest_day() {
+        let pending = |d: &str, u: &str, a: &str, n: i64| (day(d), u.to_owned(), a.to_owned(), n);
+        let sums = PendingSums::of(vec![
+            pending("2026-01-02", "u1", "login", 2),
+            pending("2026-01-02", "u1", "login", 3),
+            pending("2026-01-01", "u1", "logout", 1),
+            pending("2026-01-01", "u2", "login", 4),
         ]);
-        assert_eq!(d.hourly[&(at("2026-01-02T10:00:00Z"), "login".into())], 3);
-        assert_eq!(d.daily[&"2026-01-02".parse().unwrap()], 3);
-        assert_eq!(d.user_daily.len(), 2);
+        assert_eq!(sums.user_daily[&(day("2026-01-02"), "u1".into())], 5);
+        assert_eq!(sums.user_daily[&(day("2026-01-01"), "u1".into())], 1);
+        assert_eq!(sums.user_last["u1"], day("2026-01-02"));
+        assert_eq!(sums.user_last["u2"], day("2026-01-01"));
         assert_eq!(
-            d.user_last["u1"],
-            "2026-01-02".parse::<NaiveDate>().unwrap()
+            sums.user_action_last[&("u1".into(), "logout".into())],
+            day("2026-01-01")
         );
-        assert_eq!(d.user_action_last.len(), 1);
+        assert_eq!(sums.user_action_last.len(), 3);
     }
 }

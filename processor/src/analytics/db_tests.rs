@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use activity_tracker::postgres::write_batch;
+use activity_tracker::postgres::{rollups, write_batch};
 use chrono::{Datelike, NaiveDate, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,7 +13,8 @@ use super::testing::{assert_rollups_match_raw, random_activities, window_start};
 use super::*;
 
 /// Writes `events` in random batches, re-sending random earlier events
-/// (redelivery) and repeating some inside a batch.
+/// (redelivery) and repeating some inside a batch, folding the pending
+/// per-user counts now and then (and leaving some unfolded at the end).
 async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut at = 0;
@@ -24,6 +25,9 @@ async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], se
             batch.push(events[rng.random_range(0..at + size)].clone());
         }
         write_batch(pool, &batch).await.expect("batch written");
+        if rng.random_range(0..6) == 0 {
+            rollups::fold_pending(pool).await.expect("pending counts folded");
+        }
         at += size;
     }
 }
@@ -53,9 +57,48 @@ async fn concurrent_writers_neither_deadlock_nor_lose_counts(pool: PgPool) {
             write_randomly(&pool, &chunk, i as u64).await;
         }));
     }
+    // And a background folder, as each processor runs one.
+    let folder = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                rollups::try_fold_pending(&pool).await.expect("fold");
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+        })
+    };
     for t in tasks {
         t.await.expect("writer finished");
     }
+    folder.abort();
+    assert_rollups_match_raw(&pool).await;
+}
+
+#[sqlx::test]
+async fn per_user_counts_wait_in_pending_until_folded(pool: PgPool) {
+    let events = random_activities(12, 200, 3, 10);
+    write_batch(&pool, &events).await.unwrap();
+    let pending = || async {
+        let (rows, n): (i64, Option<i64>) =
+            sqlx::query_as("SELECT count(*), sum(n)::int8 FROM activity_rollup_pending")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (rows, n.unwrap_or(0))
+    };
+    let with_user = events.iter().filter(|e| e.user_id.is_some()).count() as i64;
+    let (rows, n) = pending().await;
+    assert!(rows > 0 && rows <= with_user);
+    assert_eq!(n, with_user, "one count per stored row with a user");
+    let (folded,): (i64,) = sqlx::query_as("SELECT count(*) FROM activity_rollup_user_daily")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(folded, 0, "nothing folded by the writer");
+
+    assert_eq!(rollups::fold_pending(&pool).await.unwrap(), rows as u64);
+    assert_eq!(pending().await, (0, 0));
+    assert_eq!(rollups::fold_pending(&pool).await.unwrap(), 0);
     assert_rollups_match_raw(&pool).await;
 }
 
@@ -396,6 +439,8 @@ async fn top_users_by_threshold_equal_the_plain_aggregate(pool: PgPool) {
         }
     }
     write_randomly(&pool, &events, 32).await;
+    // What get_top_users does before reading.
+    rollups::fold_pending(&pool).await.unwrap();
     for days in [1, 5, 30] {
         let w = Window::last_days(days).unwrap();
         for limit in [1, 2, 4, 10, 50] {

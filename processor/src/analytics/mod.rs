@@ -72,6 +72,14 @@ fn invalid(parameter: &'static str, message: impl Into<String>) -> AnalyticsErro
     }
 }
 
+/// Folds the pending per-user counts (see
+/// [`activity_tracker::postgres::rollups`]) so that the per-user rollups
+/// hold every batch committed so far: called before reading them.
+async fn fold_pending(pool: &PgPool) -> Result<(), AnalyticsError> {
+    activity_tracker::postgres::rollups::fold_pending(pool).await?;
+    Ok(())
+}
+
 /// Checks `days` (1..=366).
 pub fn check_days(days: u32) -> Result<(), AnalyticsError> {
     if (1..=MAX_DAYS).contains(&days) {
@@ -184,6 +192,7 @@ async fn action_figures(
     pool: &PgPool,
     w: &Window,
 ) -> Result<(Vec<ActionUsage>, [i64; 24], i64), AnalyticsError> {
+    fold_pending(pool).await?;
     let rows: Vec<(String, i32, bool, i64)> = sqlx::query_as(
         "SELECT action::text,
                 EXTRACT(HOUR FROM bucket AT TIME ZONE 'UTC')::int4,
@@ -422,6 +431,7 @@ pub async fn get_top_users(
 ) -> Result<TopUsers, AnalyticsError> {
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_TOP_USERS)?;
+    fold_pending(pool).await?;
     let top = top_user_counts(pool, &w, limit, TOP_USERS_FIRST_DEPTH).await?;
     let ids: Vec<String> = top.iter().map(|(u, _)| u.clone()).collect();
     let kinds: Vec<(String, i64)> = sqlx::query_as(
@@ -727,6 +737,7 @@ pub struct ActivityTotals {
 
 /// Today's and all-time activity counts, from the rollups.
 pub async fn get_activity_totals(pool: &PgPool) -> Result<ActivityTotals, AnalyticsError> {
+    fold_pending(pool).await?;
     let (today_activities, total_activities, active_users_today): (i64, i64, i64) = sqlx::query_as(
         "SELECT COALESCE(SUM(activities) FILTER (WHERE day = $1), 0)::int8,
                     COALESCE(SUM(activities), 0)::int8,

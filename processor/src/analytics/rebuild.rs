@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use activity_tracker::postgres::rollups;
 use sqlx::PgPool;
 
 use super::AnalyticsError;
@@ -33,11 +34,18 @@ pub async fn rebuild_rollups(
 ) -> Result<RebuildOutcome, AnalyticsError> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
-    // Same table order as the writer's rollups::apply.
+    // No fold runs meanwhile (the lock folds take, before any table lock,
+    // as they do), and writers wait: the same table order as theirs
+    // (rollups::apply), the pending counts last.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(rollups::FOLD_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "LOCK TABLE activity_rollup_hourly, activity_rollup_user_daily, activity_rollup_daily,
                     activity_rollup_user_last, activity_rollup_user_last_hist,
-                    activity_rollup_user_action_last, activity_rollup_action_last_hist
+                    activity_rollup_user_action_last, activity_rollup_action_last_hist,
+                    activity_rollup_pending
          IN EXCLUSIVE MODE",
     )
     .execute(&mut *tx)
@@ -47,7 +55,16 @@ pub async fn rebuild_rollups(
         .execute(&mut *tx)
         .await?;
     let (since_day, since_ts): (NaiveDate, chrono::DateTime<chrono::Utc>) = match since {
-        Some(d) => (d, d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        Some(d) => {
+            // Pending counts from `since` on are recomputed below from the
+            // raw rows; the older ones are folded as they are.
+            sqlx::query("DELETE FROM activity_rollup_pending WHERE day >= $1")
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+            rollups::fold_all_locked(&mut tx).await?;
+            (d, d.and_time(chrono::NaiveTime::MIN).and_utc())
+        }
         None => {
             full_rebuild(&mut tx).await?;
             let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*)::int8 FROM user_activity_logs")
@@ -185,7 +202,8 @@ async fn full_rebuild(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     for statement in [
         "TRUNCATE activity_rollup_hourly, activity_rollup_user_daily, activity_rollup_daily,
                   activity_rollup_user_last, activity_rollup_user_last_hist,
-                  activity_rollup_user_action_last, activity_rollup_action_last_hist",
+                  activity_rollup_user_action_last, activity_rollup_action_last_hist,
+                  activity_rollup_pending",
         "INSERT INTO activity_rollup_hourly (bucket, action, n)
          SELECT date_trunc('hour', created_at, 'UTC'), action, COUNT(*)
          FROM user_activity_logs GROUP BY 1, 2",

@@ -44,9 +44,12 @@ pub(crate) fn window_start(days: u32) -> (NaiveDate, DateTime<Utc>) {
     (day, day.and_time(NaiveTime::MIN).and_utc())
 }
 
-/// Each rollup table as computed from the raw rows and as stored, sorted;
-/// the pairs must be equal.
+/// Each rollup table as computed from the raw rows and as stored (after
+/// folding the pending per-user counts), sorted; the pairs must be equal.
 pub(crate) async fn rollups_vs_raw(pool: &PgPool) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    activity_tracker::postgres::rollups::fold_pending(pool)
+        .await
+        .expect("pending counts folded");
     let pairs: [(&str, &str, &str); 7] = [
         (
             "hourly",

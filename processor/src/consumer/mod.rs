@@ -92,6 +92,8 @@ pub(crate) struct Settings {
     pub(crate) group: String,
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
+    /// Batches written at once, each in its own transaction.
+    pub(crate) writers: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) claim_idle: Duration,
     pub(crate) legacy_list_key: Option<String>,
@@ -112,6 +114,7 @@ impl Settings {
             group: config.consumer_group.clone(),
             consumer: config.consumer_name(),
             batch_size: config.batch_size,
+            writers: config.db_writers,
             flush_interval: config.flush_interval(),
             claim_idle: config.claim_idle(),
             legacy_list_key: config.legacy_list_key.clone(),
@@ -172,11 +175,14 @@ pub async fn run(
         group = %settings.group,
         consumer = %settings.consumer,
         batch_size = settings.batch_size,
+        writers = settings.writers,
         flush_interval_ms = settings.flush_interval.as_millis() as u64,
         legacy_list = settings.legacy_list_key.as_deref().unwrap_or("-"),
         "consumer started"
     );
 
+    // Room for the readers to stay a batch ahead (the sink holds the
+    // batches being written besides: memory is bounded by both).
     let (tx, rx) = mpsc::channel::<Item>(settings.batch_size.max(16));
     let tracker = TaskTracker::new();
     tracker.spawn(stream::read_loop(

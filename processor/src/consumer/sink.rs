@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::link::{Backoff, Link};
 use super::{Item, Origin, Settings, legacy};
@@ -19,7 +20,10 @@ use crate::stats::ProcessorStats;
 /// a flood of bad input cannot fill Redis.
 const DEAD_LETTER_MAX_LEN: u64 = 1_000_000;
 
-/// Receives items until every source has stopped, then flushes what is left.
+/// Receives items until every source has stopped, then flushes what is
+/// left. Batches are written by `settings.writers` writers at once, each in
+/// its own transaction, so that the database works on one batch while
+/// another is being acknowledged or the next one assembled.
 pub(crate) async fn run(
     settings: Settings,
     pool: PgPool,
@@ -28,14 +32,31 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Item>,
     token: CancellationToken,
 ) {
-    let mut sink = Sink {
-        link: Link::new(redis, None),
-        pool,
-        stats,
-        token,
-        settings,
-    };
-    let batch_size = sink.settings.batch_size;
+    // Full batches go to whichever writer is free; one more waits in hand,
+    // then the batching stops receiving (backpressure up to the readers).
+    let (batches, batch_rx) = mpsc::channel::<Vec<Item>>(1);
+    let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
+    let writers = TaskTracker::new();
+    for _ in 0..settings.writers.max(1) {
+        let mut sink = Sink {
+            link: Link::new(redis.clone(), None),
+            pool: pool.clone(),
+            stats: stats.clone(),
+            token: token.clone(),
+            settings: settings.clone(),
+        };
+        let batch_rx = batch_rx.clone();
+        writers.spawn(async move {
+            loop {
+                let next = batch_rx.lock().await.recv().await;
+                let Some(batch) = next else { return };
+                sink.flush(batch).await;
+            }
+        });
+    }
+    writers.close();
+
+    let batch_size = settings.batch_size;
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
     let mut deadline = Instant::now();
     loop {
@@ -46,20 +67,27 @@ pub(crate) async fn run(
                     break;
                 }
                 if batch.len() == received {
-                    deadline = batch[0].received + sink.settings.flush_interval;
+                    deadline = batch[0].received + settings.flush_interval;
                 }
                 if batch.len() >= batch_size {
-                    sink.flush(std::mem::take(&mut batch)).await;
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if batches.send(full).await.is_err() {
+                        break;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
-                sink.flush(std::mem::take(&mut batch)).await;
+                if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                    break;
+                }
             }
         }
     }
     if !batch.is_empty() {
-        sink.flush(batch).await;
+        let _ = batches.send(batch).await;
     }
+    drop(batches);
+    writers.wait().await;
 }
 
 /// What a write did, per batch.
