@@ -85,8 +85,11 @@ fn write_u8(out: &mut Vec<u8>, n: u8) {
 /// (`to_rfc3339_opts(SecondsFormat::Micros, true)`) writes it, without a
 /// `String` per event.
 fn write_timestamp(out: &mut Vec<u8>, at: &chrono::DateTime<chrono::Utc>) {
-    let year = at.year();
-    let nanos = at.nanosecond();
+    // The fields of the naive UTC time: `DateTime`'s own accessors apply
+    // the (zero) offset again on every call.
+    let utc = at.naive_utc();
+    let year = utc.year();
+    let nanos = utc.nanosecond();
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
         // Years chrono writes with a sign, and leap seconds: rare enough to
         // leave to chrono.
@@ -94,18 +97,18 @@ fn write_timestamp(out: &mut Vec<u8>, at: &chrono::DateTime<chrono::Utc>) {
         return;
     }
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, digits: usize, mut value: u32| {
-        for i in (at..at + digits).rev() {
+    let mut put = |start: usize, digits: usize, mut value: u32| {
+        for i in (start..start + digits).rev() {
             text[i] = b'0' + (value % 10) as u8;
             value /= 10;
         }
     };
     put(0, 4, year as u32);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
-    put(17, 2, at.second());
+    put(5, 2, utc.month());
+    put(8, 2, utc.day());
+    put(11, 2, utc.hour());
+    put(14, 2, utc.minute());
+    put(17, 2, utc.second());
     put(20, 6, nanos / 1_000);
     out.extend_from_slice(&text);
 }
