@@ -25,6 +25,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+mod wire;
+
 /// The wire-format version written in the `v` field of every entry.
 pub const WIRE_VERSION: u32 = 1;
 
@@ -371,8 +373,24 @@ impl Activity {
     /// The wire-format JSON object (with `"v": 1`), as written to the `data`
     /// field of a stream entry.
     pub fn to_wire_json(&self) -> String {
-        serde_json::to_string(&WireRef::from(self))
-            .expect("an Activity always serializes: string keys, no non-finite floats in Value")
+        let mut json = Vec::with_capacity(512);
+        self.write_wire_json(&mut json);
+        String::from_utf8(json).expect("the wire writer only writes UTF-8")
+    }
+
+    /// Appends the wire-format JSON object of [`Activity::to_wire_json`] to
+    /// `out`, so a batch can be serialized into one reused buffer.
+    ///
+    /// ```
+    /// use activity_tracker::{Activity, ActivityType};
+    ///
+    /// let activity = Activity::new(ActivityType::Login).user_id("user-123");
+    /// let mut buffer = Vec::new();
+    /// activity.write_wire_json(&mut buffer);
+    /// assert_eq!(buffer, activity.to_wire_json().as_bytes());
+    /// ```
+    pub fn write_wire_json(&self, out: &mut Vec<u8>) {
+        wire::write(self, out);
     }
 
     /// Reads a wire-format JSON object strictly: `v` must be 1, and `id`,
@@ -397,23 +415,6 @@ pub enum WireError {
     /// A `v` this library does not know.
     #[error("unknown wire-format version {0}; this reader knows version 1")]
     UnknownVersion(u32),
-}
-
-/// Serialization view that puts `v` first without copying the activity.
-#[derive(Serialize)]
-struct WireRef<'a> {
-    v: u32,
-    #[serde(flatten)]
-    activity: &'a Activity,
-}
-
-impl<'a> From<&'a Activity> for WireRef<'a> {
-    fn from(activity: &'a Activity) -> Self {
-        WireRef {
-            v: WIRE_VERSION,
-            activity,
-        }
-    }
 }
 
 #[derive(Deserialize)]
