@@ -393,9 +393,7 @@ async fn throughput(
          (of {:.1} s of two cores)",
         2.0 * drain_secs
     );
-    println!(
-        "  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s"
-    );
+    println!("  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s");
     println!(
         "  processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",
         peak as f64 / 1024.0

@@ -102,9 +102,10 @@ pub struct Config {
     pub consumer_name: Option<String>,
 
     /// Events per database write: a batch is flushed when it holds this many.
-    // 5000: the writer keeps its rollups in the insert's transaction, a cost
-    // per batch that larger batches spread (docs/benchmarks.md).
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 5000)]
+    // 2000: with two writers, as fast as larger batches (the per-user
+    // rollups are folded across batches, not per batch) in less memory
+    // (docs/benchmarks.md).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
 
     /// ... or when its oldest event has waited this long (milliseconds).

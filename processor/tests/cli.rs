@@ -14,7 +14,9 @@ fn processor() -> Command {
         "CONSUMER_NAME",
         "BATCH_SIZE",
         "FLUSH_INTERVAL_MS",
+        "DB_WRITERS",
         "CLAIM_IDLE_MS",
+        "ROLLUP_FOLD_INTERVAL_MS",
         "ADMIN_LISTEN",
         "RETENTION_DAYS",
         "LEGACY_LIST_KEY",
@@ -39,7 +41,9 @@ fn help_lists_every_option_with_its_variable_and_default() {
         ("--consumer-name", "CONSUMER_NAME"),
         ("--batch-size", "BATCH_SIZE"),
         ("--flush-interval-ms", "FLUSH_INTERVAL_MS"),
+        ("--db-writers", "DB_WRITERS"),
         ("--claim-idle-ms", "CLAIM_IDLE_MS"),
+        ("--rollup-fold-interval-ms", "ROLLUP_FOLD_INTERVAL_MS"),
         ("--admin-listen", "ADMIN_LISTEN"),
         ("--retention-days", "RETENTION_DAYS"),
         ("--legacy-list-key", "LEGACY_LIST_KEY"),
@@ -100,6 +104,16 @@ fn misconfiguration_exits_non_zero_with_one_clear_line() {
         "BATCH_SIZE must be at least 1",
     );
     fails_with_one_line(&["serve", "--batch-size", "lots"], &[], "--batch-size");
+    fails_with_one_line(
+        &["serve"],
+        &[("DB_WRITERS", "0")],
+        "DB_WRITERS must be at least 1",
+    );
+    fails_with_one_line(
+        &["serve"],
+        &[("ROLLUP_FOLD_INTERVAL_MS", "0")],
+        "ROLLUP_FOLD_INTERVAL_MS must be at least 1",
+    );
     fails_with_one_line(&["serve"], &[("REDIS_URL", "localhost:6379")], "REDIS_URL");
     fails_with_one_line(
         &["serve"],

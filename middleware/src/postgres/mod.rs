@@ -588,26 +588,35 @@ fn copy_text(rows: &Columns<'_>) -> Vec<u8> {
         match value {
             None => out.extend_from_slice(b"\\N"),
             Some(text) => {
-                for byte in text.bytes() {
-                    match byte {
-                        b'\\' => out.extend_from_slice(b"\\\\"),
-                        b'\t' => out.extend_from_slice(b"\\t"),
-                        b'\n' => out.extend_from_slice(b"\\n"),
-                        b'\r' => out.extend_from_slice(b"\\r"),
-                        other => out.push(other),
-                    }
+                // Runs without a byte to escape (nearly all text) are
+                // copied whole.
+                let mut rest = text.as_bytes();
+                while let Some(at) = rest
+                    .iter()
+                    .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+                {
+                    out.extend_from_slice(&rest[..at]);
+                    out.extend_from_slice(match rest[at] {
+                        b'\\' => b"\\\\",
+                        b'\t' => b"\\t",
+                        b'\n' => b"\\n",
+                        _ => b"\\r",
+                    });
+                    rest = &rest[at + 1..];
                 }
+                out.extend_from_slice(rest);
             }
         }
     }
 
     let mut out = Vec::with_capacity(rows.len() * 400);
     for i in 0..rows.len() {
-        let id = rows.ids[i].hyphenated().to_string();
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id: &str = rows.ids[i].hyphenated().encode_lower(&mut id);
         let ip = rows.ip_addresses[i].map(|ip| ip.to_string());
         let created_at = rows.created_ats[i].to_rfc3339_opts(SecondsFormat::Micros, true);
         let fields = [
-            Some(id.as_str()),
+            Some(id),
             rows.user_ids[i].as_deref(),
             Some(&*rows.actions[i]),
             rows.resource_types[i].as_deref(),

@@ -48,7 +48,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -57,9 +57,9 @@ use sqlx::{PgConnection, PgPool};
 /// rebuilds take so that they run one at a time.
 pub const FOLD_LOCK_KEY: i64 = 0x6163_7469_7669_7479; // "activity"
 
-/// Pending rows folded per transaction: bounds a fold's memory and the time
-/// it holds its locks.
-const FOLD_CHUNK: i64 = 50_000;
+/// Pending rows folded per transaction: bounds the time a fold holds its
+/// locks and the database's memory for it.
+const FOLD_CHUNK: i64 = 100_000;
 
 /// One row the writer actually inserted (duplicates excluded), as the
 /// rollups need it.
@@ -122,8 +122,11 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     // The statements below always run in this table order, each touching
     // its rows sorted by key (ORDER BY in SQL, so every writer uses the
     // database's collation): concurrent writers queue, never deadlock.
-    let (buckets, actions, counts): (Vec<_>, Vec<_>, Vec<_>) =
-        sums.hourly.into_iter().map(|((b, a), n)| (b, a, n)).collect();
+    let (buckets, actions, counts): (Vec<_>, Vec<_>, Vec<_>) = sums
+        .hourly
+        .into_iter()
+        .map(|((b, a), n)| (b, a, n))
+        .collect();
     sqlx::query(
         "INSERT INTO activity_rollup_hourly AS t (bucket, action, n)
          SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[]) ORDER BY 1, 2
@@ -173,28 +176,6 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     .execute(&mut *tx)
     .await?;
     Ok(())
-}
-
-/// Pending counts of a fold, keyed like the per-user tables.
-#[derive(Debug, Default)]
-struct PendingSums {
-    user_daily: BTreeMap<(NaiveDate, String), i64>,
-    user_last: BTreeMap<String, NaiveDate>,
-    user_action_last: BTreeMap<(String, String), NaiveDate>,
-}
-
-impl PendingSums {
-    fn of(rows: Vec<(NaiveDate, String, String, i64)>) -> Self {
-        let mut sums = Self::default();
-        for (day, user, action, n) in rows {
-            let last = sums.user_last.entry(user.clone()).or_insert(day);
-            *last = (*last).max(day);
-            *sums.user_daily.entry((day, user.clone())).or_default() += n;
-            let last = sums.user_action_last.entry((user, action)).or_insert(day);
-            *last = (*last).max(day);
-        }
-        sums
-    }
 }
 
 /// Folds every pending count committed before the call into the per-user
@@ -258,145 +239,89 @@ pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> 
 }
 
 /// Moves up to [`FOLD_CHUNK`] pending rows into the per-user tables, in
-/// the caller's transaction (which holds the fold lock).
+/// the caller's transaction (which holds the fold lock); returns how many.
+///
+/// One statement, all of it in the database: the pending rows it deletes
+/// are summed per key and upserted into each per-user table. The upserts
+/// of the (day, user) counts report which rows they created (users new to
+/// that day, added to the day's distinct users); the upserts of the last
+/// days seen report each move (from the day replaced), which moves one
+/// count in the histograms. Keys already at their last day (most of a
+/// fold) are skipped before the upsert, so those rows are not even locked.
 async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
-    let rows: Vec<(NaiveDate, String, String, i64)> = sqlx::query_as(
-        "DELETE FROM activity_rollup_pending
-         WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity_rollup_pending LIMIT $1))
-         RETURNING day, user_id, action::text, n",
+    // Room for the chunk's sorts and aggregates in memory, not on disk.
+    sqlx::query("SET LOCAL work_mem = '32MB'")
+        .execute(&mut *tx)
+        .await?;
+    let folded: i64 = sqlx::query_scalar(
+        "WITH moved AS (
+             DELETE FROM activity_rollup_pending
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity_rollup_pending LIMIT $1))
+             RETURNING day, user_id, action, n
+         ),
+         user_daily AS (
+             INSERT INTO activity_rollup_user_daily AS t (day, user_id, n)
+             SELECT day, user_id, SUM(n) FROM moved GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (day, user_id) DO UPDATE SET n = t.n + excluded.n
+             RETURNING day, (xmax = 0) AS created
+         ),
+         daily AS (
+             INSERT INTO activity_rollup_daily AS t (day, activities, users)
+             SELECT day, 0, COUNT(*) FROM user_daily WHERE created GROUP BY 1 ORDER BY 1
+             ON CONFLICT (day) DO UPDATE SET users = t.users + excluded.users
+         ),
+         user_last AS (
+             INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
+             SELECT u.user_id, u.last_day
+             FROM (SELECT user_id, MAX(day) AS last_day FROM moved GROUP BY 1) u
+             LEFT JOIN activity_rollup_user_last o ON o.user_id = u.user_id
+             WHERE o.last_day IS NULL OR o.last_day < u.last_day
+             ORDER BY 1
+             ON CONFLICT (user_id) DO UPDATE
+             SET prev_day = t.last_day, last_day = excluded.last_day
+             WHERE excluded.last_day > t.last_day
+             RETURNING (CASE WHEN xmax = 0 THEN NULL ELSE prev_day END) AS prev_day, last_day
+         ),
+         user_last_hist AS (
+             INSERT INTO activity_rollup_user_last_hist AS t (last_day, n)
+             SELECT day, SUM(delta) FROM (
+                 SELECT last_day AS day, 1 AS delta FROM user_last
+                 UNION ALL
+                 SELECT prev_day, -1 FROM user_last WHERE prev_day IS NOT NULL
+             ) moves
+             GROUP BY 1 HAVING SUM(delta) <> 0 ORDER BY 1
+             ON CONFLICT (last_day) DO UPDATE SET n = t.n + excluded.n
+         ),
+         pair_last AS (
+             INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
+             SELECT u.user_id, u.action, u.last_day
+             FROM (SELECT user_id, action, MAX(day) AS last_day FROM moved GROUP BY 1, 2) u
+             LEFT JOIN activity_rollup_user_action_last o
+                    ON o.user_id = u.user_id AND o.action = u.action
+             WHERE o.last_day IS NULL OR o.last_day < u.last_day
+             ORDER BY 1, 2
+             ON CONFLICT (user_id, action) DO UPDATE
+             SET prev_day = t.last_day, last_day = excluded.last_day
+             WHERE excluded.last_day > t.last_day
+             RETURNING action, (CASE WHEN xmax = 0 THEN NULL ELSE prev_day END) AS prev_day,
+                       last_day
+         ),
+         action_last_hist AS (
+             INSERT INTO activity_rollup_action_last_hist AS t (action, last_day, n)
+             SELECT action, day, SUM(delta) FROM (
+                 SELECT action, last_day AS day, 1 AS delta FROM pair_last
+                 UNION ALL
+                 SELECT action, prev_day, -1 FROM pair_last WHERE prev_day IS NOT NULL
+             ) moves
+             GROUP BY 1, 2 HAVING SUM(delta) <> 0 ORDER BY 1, 2
+             ON CONFLICT (action, last_day) DO UPDATE SET n = t.n + excluded.n
+         )
+         SELECT COUNT(*) FROM moved",
     )
     .bind(FOLD_CHUNK)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let folded = rows.len() as u64;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let sums = PendingSums::of(rows);
-
-    // (day, user) rows; the ones created now are users new to that day.
-    let (days, users, counts): (Vec<_>, Vec<_>, Vec<_>) = sums
-        .user_daily
-        .into_iter()
-        .map(|((day, u), n)| (day, u, n))
-        .collect();
-    let created: Vec<(NaiveDate, bool)> = sqlx::query_as(
-        "INSERT INTO activity_rollup_user_daily AS t (day, user_id, n)
-         SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[]) ORDER BY 1, 2
-         ON CONFLICT (day, user_id) DO UPDATE SET n = t.n + excluded.n
-         RETURNING day, (xmax = 0) AS created",
-    )
-    .bind(days)
-    .bind(users)
-    .bind(counts)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut new_users: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    for (day, is_new) in created {
-        if is_new {
-            *new_users.entry(day).or_default() += 1;
-        }
-    }
-    if !new_users.is_empty() {
-        let (days, users): (Vec<_>, Vec<_>) = new_users.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO activity_rollup_daily AS t (day, activities, users)
-             SELECT d, 0, n FROM UNNEST($1::date[], $2::int8[]) AS u(d, n) ORDER BY 1
-             ON CONFLICT (day) DO UPDATE SET users = t.users + excluded.users",
-        )
-        .bind(days)
-        .bind(users)
-        .execute(&mut *tx)
-        .await?;
-    }
-
-    // Last day seen per user; each move of a user's last day moves one
-    // count in the histogram. Users already seen on that day (most of a
-    // fold) are skipped before the upsert, so their rows are not even
-    // locked (retention may delete some meanwhile: the upsert settles it).
-    let (users, days): (Vec<_>, Vec<_>) = sums.user_last.into_iter().unzip();
-    let moved: Vec<(Option<NaiveDate>, NaiveDate)> = sqlx::query_as(
-        "INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
-         SELECT u.user_id, u.last_day FROM UNNEST($1::text[], $2::date[]) AS u(user_id, last_day)
-         LEFT JOIN activity_rollup_user_last o ON o.user_id = u.user_id
-         WHERE o.last_day IS NULL OR o.last_day < u.last_day
-         ORDER BY 1
-         ON CONFLICT (user_id) DO UPDATE SET prev_day = t.last_day, last_day = excluded.last_day
-         WHERE excluded.last_day > t.last_day
-         RETURNING (CASE WHEN xmax = 0 THEN NULL ELSE prev_day END), last_day",
-    )
-    .bind(users)
-    .bind(days)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut hist: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    for (prev, last) in moved {
-        *hist.entry(last).or_default() += 1;
-        if let Some(prev) = prev {
-            *hist.entry(prev).or_default() -= 1;
-        }
-    }
-    hist.retain(|_, n| *n != 0);
-    if !hist.is_empty() {
-        let (days, deltas): (Vec<_>, Vec<_>) = hist.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO activity_rollup_user_last_hist AS t (last_day, n)
-             SELECT * FROM UNNEST($1::date[], $2::int8[]) ORDER BY 1
-             ON CONFLICT (last_day) DO UPDATE SET n = t.n + excluded.n",
-        )
-        .bind(days)
-        .bind(deltas)
-        .execute(&mut *tx)
-        .await?;
-    }
-
-    // The same for each (user, action) pair.
-    let (users, actions, days): (Vec<_>, Vec<_>, Vec<_>) = sums
-        .user_action_last
-        .into_iter()
-        .map(|((u, a), day)| (u, a, day))
-        .collect();
-    let moved: Vec<(String, Option<NaiveDate>, NaiveDate)> = sqlx::query_as(
-        "INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
-         SELECT u.user_id, u.action, u.last_day
-         FROM UNNEST($1::text[], $2::text[], $3::date[]) AS u(user_id, action, last_day)
-         LEFT JOIN activity_rollup_user_action_last o
-                ON o.user_id = u.user_id AND o.action = u.action
-         WHERE o.last_day IS NULL OR o.last_day < u.last_day
-         ORDER BY 1, 2
-         ON CONFLICT (user_id, action) DO UPDATE
-         SET prev_day = t.last_day, last_day = excluded.last_day
-         WHERE excluded.last_day > t.last_day
-         RETURNING action::text, (CASE WHEN xmax = 0 THEN NULL ELSE prev_day END), last_day",
-    )
-    .bind(users)
-    .bind(actions)
-    .bind(days)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut hist: BTreeMap<(String, NaiveDate), i64> = BTreeMap::new();
-    for (action, prev, last) in moved {
-        if let Some(prev) = prev {
-            *hist.entry((action.clone(), prev)).or_default() -= 1;
-        }
-        *hist.entry((action, last)).or_default() += 1;
-    }
-    hist.retain(|_, n| *n != 0);
-    if !hist.is_empty() {
-        let (actions, days, deltas): (Vec<_>, Vec<_>, Vec<_>) =
-            hist.into_iter().map(|((a, day), n)| (a, day, n)).collect();
-        sqlx::query(
-            "INSERT INTO activity_rollup_action_last_hist AS t (action, last_day, n)
-             SELECT * FROM UNNEST($1::text[], $2::date[], $3::int8[]) ORDER BY 1, 2
-             ON CONFLICT (action, last_day) DO UPDATE SET n = t.n + excluded.n",
-        )
-        .bind(actions)
-        .bind(days)
-        .bind(deltas)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(folded)
+    Ok(folded as u64)
 }
 
 /// Removes rollup buckets older than `cutoff`, in the transaction that drops
@@ -493,26 +418,10 @@ mod tests {
         assert_eq!(sums.daily[&day("2026-01-02")], 3);
         assert_eq!(sums.pending[&(day("2026-01-02"), "u1", "login")], 2);
         assert_eq!(sums.pending[&(day("2026-01-01"), "u1", "login")], 1);
-        assert_eq!(sums.pending.len(), 2, "anonymous rows have no per-user count");
-    }
-
-    #[test]
-    fn pending_sums_add_counts_and_keep_the_latest_day() {
-        let pending = |d: &str, u: &str, a: &str, n: i64| (day(d), u.to_owned(), a.to_owned(), n);
-        let sums = PendingSums::of(vec![
-            pending("2026-01-02", "u1", "login", 2),
-            pending("2026-01-02", "u1", "login", 3),
-            pending("2026-01-01", "u1", "logout", 1),
-            pending("2026-01-01", "u2", "login", 4),
-        ]);
-        assert_eq!(sums.user_daily[&(day("2026-01-02"), "u1".into())], 5);
-        assert_eq!(sums.user_daily[&(day("2026-01-01"), "u1".into())], 1);
-        assert_eq!(sums.user_last["u1"], day("2026-01-02"));
-        assert_eq!(sums.user_last["u2"], day("2026-01-01"));
         assert_eq!(
-            sums.user_action_last[&("u1".into(), "logout".into())],
-            day("2026-01-01")
+            sums.pending.len(),
+            2,
+            "anonymous rows have no per-user count"
         );
-        assert_eq!(sums.user_action_last.len(), 3);
     }
 }

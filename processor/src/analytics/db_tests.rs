@@ -26,7 +26,9 @@ async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], se
         }
         write_batch(pool, &batch).await.expect("batch written");
         if rng.random_range(0..6) == 0 {
-            rollups::fold_pending(pool).await.expect("pending counts folded");
+            rollups::fold_pending(pool)
+                .await
+                .expect("pending counts folded");
         }
         at += size;
     }

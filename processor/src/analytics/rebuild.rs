@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
 use activity_tracker::postgres::rollups;
+use chrono::NaiveDate;
 use sqlx::PgPool;
 
 use super::AnalyticsError;
