@@ -9,12 +9,6 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use tokio_util::sync::CancellationToken;
 
-// Events are allocated by the stream reader's thread and freed by the
-// writers': mimalloc handles that cross-thread churn at a fraction of the
-// system allocator's CPU and with less fragmentation (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
