@@ -186,32 +186,31 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
 /// before reading them. Counts committed while it runs are left for the
 /// next fold.
 pub async fn fold_pending(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let mut folded = 0;
-    loop {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(FOLD_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        let chunk = fold_chunk(&mut tx).await?;
-        tx.commit().await?;
-        folded += chunk;
-        if chunk < FOLD_CHUNK as u64 {
-            return Ok(folded);
-        }
-    }
+    let folded = fold(pool, true).await?;
+    Ok(folded.unwrap_or(0))
 }
 
 /// [`fold_pending`] unless another fold is running (then `None`: that fold
 /// does the work). For a background timer, which has no reason to wait.
 pub async fn try_fold_pending(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+    fold(pool, false).await
+}
+
+/// Folds chunk after chunk, each in its own transaction holding the fold
+/// lock (waiting for it, or giving up when another fold holds it), until a
+/// chunk comes short: what was committed before the call is then folded.
+async fn fold(pool: &PgPool, wait: bool) -> Result<Option<u64>, sqlx::Error> {
     let mut folded = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(FOLD_LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool = if wait {
+            sqlx::query_scalar("SELECT pg_advisory_xact_lock($1) IS NOT NULL")
+        } else {
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        }
+        .bind(FOLD_LOCK_KEY)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok((folded > 0).then_some(folded));
         }
