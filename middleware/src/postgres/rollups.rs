@@ -247,6 +247,11 @@ pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> 
 /// days seen report each move (from the day replaced), which moves one
 /// count in the histograms. Keys already at their last day (most of a
 /// fold) are skipped before the upsert, so those rows are not even locked.
+/// Only folds (one at a time), retention and rebuilds (under the same
+/// lock) write the per-user tables, so their upserts need no key order
+/// against deadlocks; their keys are sorted by bytes (the "C" collation,
+/// far cheaper to sort by) so that the index lookups walk the indexes in
+/// order. The per-day row, which writers lock too, is taken in key order.
 async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     // Room for the chunk's sorts and aggregates in memory, not on disk.
     sqlx::query("SET LOCAL work_mem = '32MB'")
@@ -260,7 +265,8 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
          ),
          user_daily AS (
              INSERT INTO activity_rollup_user_daily AS t (day, user_id, n)
-             SELECT day, user_id, SUM(n) FROM moved GROUP BY 1, 2 ORDER BY 1, 2
+             SELECT day, user_id, SUM(n) FROM moved GROUP BY 1, 2
+             ORDER BY user_id COLLATE \"C\", day
              ON CONFLICT (day, user_id) DO UPDATE SET n = t.n + excluded.n
              RETURNING day, (xmax = 0) AS created
          ),
@@ -272,10 +278,10 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
          user_last AS (
              INSERT INTO activity_rollup_user_last AS t (user_id, last_day)
              SELECT u.user_id, u.last_day
-             FROM (SELECT user_id, MAX(day) AS last_day FROM moved GROUP BY 1) u
+             FROM (SELECT user_id, MAX(day) AS last_day FROM moved GROUP BY 1
+                   ORDER BY user_id COLLATE \"C\") u
              LEFT JOIN activity_rollup_user_last o ON o.user_id = u.user_id
              WHERE o.last_day IS NULL OR o.last_day < u.last_day
-             ORDER BY 1
              ON CONFLICT (user_id) DO UPDATE
              SET prev_day = t.last_day, last_day = excluded.last_day
              WHERE excluded.last_day > t.last_day
@@ -288,17 +294,17 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
                  UNION ALL
                  SELECT prev_day, -1 FROM user_last WHERE prev_day IS NOT NULL
              ) moves
-             GROUP BY 1 HAVING SUM(delta) <> 0 ORDER BY 1
+             GROUP BY 1 HAVING SUM(delta) <> 0
              ON CONFLICT (last_day) DO UPDATE SET n = t.n + excluded.n
          ),
          pair_last AS (
              INSERT INTO activity_rollup_user_action_last AS t (user_id, action, last_day)
              SELECT u.user_id, u.action, u.last_day
-             FROM (SELECT user_id, action, MAX(day) AS last_day FROM moved GROUP BY 1, 2) u
+             FROM (SELECT user_id, action, MAX(day) AS last_day FROM moved GROUP BY 1, 2
+                   ORDER BY user_id COLLATE \"C\", action COLLATE \"C\") u
              LEFT JOIN activity_rollup_user_action_last o
                     ON o.user_id = u.user_id AND o.action = u.action
              WHERE o.last_day IS NULL OR o.last_day < u.last_day
-             ORDER BY 1, 2
              ON CONFLICT (user_id, action) DO UPDATE
              SET prev_day = t.last_day, last_day = excluded.last_day
              WHERE excluded.last_day > t.last_day
@@ -312,7 +318,7 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
                  UNION ALL
                  SELECT action, prev_day, -1 FROM pair_last WHERE prev_day IS NOT NULL
              ) moves
-             GROUP BY 1, 2 HAVING SUM(delta) <> 0 ORDER BY 1, 2
+             GROUP BY 1, 2 HAVING SUM(delta) <> 0
              ON CONFLICT (action, last_day) DO UPDATE SET n = t.n + excluded.n
          )
          SELECT COUNT(*) FROM moved",
