@@ -449,8 +449,8 @@ async fn latency(
         })
     };
 
-    // One processor commits its batches in stream order, so new rows are
-    // those after the newest seen.
+    // The processor's writers may commit batches out of stream order: look
+    // a few seconds behind the newest row seen, and count each row once.
     let mut conn = PgConnection::connect(&url).await?;
     let mut newest = Utc::now() - Duration::hours(1);
     let mut latencies: Vec<f64> = Vec::with_capacity(total as usize);
@@ -459,15 +459,15 @@ async fn latency(
         let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
             "SELECT id, created_at FROM user_activity_logs WHERE created_at > $1 ORDER BY created_at",
         )
-        .bind(newest)
+        .bind(newest - Duration::seconds(5))
         .fetch_all(&mut conn)
         .await?;
         let seen = Instant::now();
         {
-            let sent = sent.lock().unwrap();
+            let mut sent = sent.lock().unwrap();
             for (id, created_at) in &rows {
-                if let Some(at) = sent.get(id) {
-                    latencies.push(seen.duration_since(*at).as_secs_f64() * 1000.0);
+                if let Some(at) = sent.remove(id) {
+                    latencies.push(seen.duration_since(at).as_secs_f64() * 1000.0);
                 }
                 newest = newest.max(*created_at);
             }
