@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use activity_processor::admin::{PREFIX, Secret};
+use activity_processor::config::redact;
 use activity_processor::{Config, Processor, RunError, analytics, schema};
 use activity_tracker::{ActivityTracker, BuildError};
 use chrono::Utc;
@@ -853,19 +854,5 @@ fn postgres_hint() -> String {
         }
         None => "start PostgreSQL (e.g. `sudo systemctl start postgresql`) or set DATABASE_URL"
             .to_owned(),
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((auth, host)) => match auth.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => url.to_owned(),
-            },
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }

@@ -318,8 +318,9 @@ fn validate_database_url(url: &str) -> Result<(), ConfigError> {
         })
 }
 
-/// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
+/// The URL without its password (`redis://user:***@host`), for messages
+/// and logs.
+pub fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((auth, host)) => match auth.split_once(':') {
