@@ -59,20 +59,30 @@ async fn concurrent_writers_neither_deadlock_nor_lose_counts(pool: PgPool) {
             write_randomly(&pool, &chunk, i as u64).await;
         }));
     }
-    // And a background folder, as each processor runs one.
+    // And a background folder, as each processor runs one, folding while
+    // the writers write.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let folder = {
         let pool = pool.clone();
+        let writing = writing.clone();
         tokio::spawn(async move {
-            loop {
-                rollups::try_fold_pending(&pool).await.expect("fold");
+            let mut folded = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                folded += rollups::try_fold_pending(&pool)
+                    .await
+                    .expect("fold")
+                    .unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_millis(3)).await;
             }
+            folded
         })
     };
     for t in tasks {
         t.await.expect("writer finished");
     }
-    folder.abort();
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let folded = folder.await.expect("folder finished without error");
+    assert!(folded > 0, "the folder folded while the writers wrote");
     assert_rollups_match_raw(&pool).await;
 }
 
