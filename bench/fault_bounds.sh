@@ -134,6 +134,26 @@ paced() {
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$APP_PID/status"; }
 rows() { pg psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc "SELECT count(*) FROM user_activity_logs" 2>/dev/null || echo "?"; }
+# CPU seconds (user + system) used so far by the app, by PostgreSQL (the
+# postmaster and its children) and by Redis: "APP PG REDIS".
+cpu_seconds() {
+    local postmaster pids
+    postmaster=$(head -1 "$WORK/pg/data/postmaster.pid" 2>/dev/null || true)
+    pids=$(pgrep -P "$postmaster" 2>/dev/null | tr '\n' ' ' || true)
+    ticks() { cat "${@/%//stat}" 2>/dev/null | awk '{ t += $14 + $15 } END { print t + 0 }'; }
+    local hz
+    hz=$(getconf CLK_TCK)
+    echo "$(ticks "/proc/$APP_PID") $(ticks "/proc/$postmaster" $(for p in $pids; do echo "/proc/$p"; done)) \
+$( [[ -n "$REDIS_PID" ]] && ticks "/proc/$REDIS_PID" || echo 0)" |
+        awk -v hz="$hz" '{ printf "%.2f %.2f %.2f\n", $1 / hz, $2 / hz, $3 / hz }'
+}
+# cpu_used "BEFORE" "AFTER": "app X s, PostgreSQL Y s, Redis Z s".
+cpu_used() {
+    awk -v b="$1" -v a="$2" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        printf "CPU app %.2f s, PostgreSQL %.2f s, Redis %.2f s", y[1] - x[1], y[2] - x[2], y[3] - x[3]
+    }'
+}
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 echo "warm-up"
@@ -142,16 +162,21 @@ UP=()
 DOWN=()
 RATIOS=()
 for round in $(seq "$ROUNDS"); do
+    cpu_before=$(cpu_seconds)
     read -r up_p99 up_n up_err < <(paced "$PHASE")
+    cpu_up=$(cpu_used "$cpu_before" "$(cpu_seconds)")
     redis_kill
     sleep 2 # the dispatcher notices and switches to PostgreSQL
     before=$(rows)
+    cpu_before=$(cpu_seconds)
     read -r down_p99 down_n down_err < <(paced "$PHASE")
+    cpu_down=$(cpu_used "$cpu_before" "$(cpu_seconds)")
     after=$(rows)
     redis_start
     sleep 3 # the probe finds Redis again and the dispatcher switches back
     printf 'round %d: redis up p99 %d us (%d requests, %d non-2xx); redis down p99 %d us (%d requests, %d non-2xx, %s rows written straight into PostgreSQL)\n' \
         "$round" "$up_p99" "$up_n" "$up_err" "$down_p99" "$down_n" "$down_err" "$((after - before))"
+    printf '  redis up: %s; redis down: %s\n' "$cpu_up" "$cpu_down"
     UP+=("$up_p99")
     DOWN+=("$down_p99")
     RATIOS+=("$(awk -v u="$up_p99" -v d="$down_p99" 'BEGIN { printf "%.3f", d / u }')")

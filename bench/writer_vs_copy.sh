@@ -6,7 +6,7 @@
 #
 # EVENTS defaults to 1000000 (100000 for a quick run); BATCH_SIZES is a
 # comma-separated list (default 1000), METHODS a comma-separated list of
-# unnest, temp, copy, optionally suffixed -raw to skip the rollups (default
+# unnest, temp, copy, statement, auto, optionally suffixed -raw to skip the rollups (default
 # copy; see processor/examples/bench_writer.rs). The baseline, psql \copy of the same rows as
 # CSV into an identical empty table, is measured in the same run; each
 # configuration writes into its own fresh scratch database, all dropped at

@@ -43,8 +43,11 @@ struct Args {
     /// Insert methods to try, comma-separated: `unnest` (INSERT ... SELECT
     /// FROM UNNEST ... ON CONFLICT DO NOTHING), `temp` (COPY into a temporary
     /// table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING), `copy` (COPY
-    /// into the table, UNNEST for a batch with a redelivered event); each
-    /// with `-raw` appended to skip the rollups and see what they cost.
+    /// into the table, UNNEST for a batch with a redelivered event),
+    /// `statement` (the UNNEST insert and the rollups as one statement, no
+    /// transaction), `auto` (the default: `statement` up to
+    /// ONE_STATEMENT_MAX_ROWS events, `copy` above); each with `-raw`
+    /// appended to skip the rollups and see what they cost.
     #[arg(long, value_delimiter = ',', default_value = "copy")]
     methods: Vec<String>,
     /// Server to make the scratch databases on (any database of it).
@@ -115,7 +118,9 @@ async fn main() -> anyhow::Result<()> {
             "unnest" => Ok((name.clone(), InsertMethod::Unnest)),
             "temp" => Ok((name.clone(), InsertMethod::CopyTempTable)),
             "copy" => Ok((name.clone(), InsertMethod::CopyOptimistic)),
-            other => bail!("unknown method {other:?}: use unnest, temp or copy"),
+            "statement" => Ok((name.clone(), InsertMethod::OneStatement)),
+            "auto" => Ok((name.clone(), InsertMethod::Auto)),
+            other => bail!("unknown method {other:?}: use unnest, temp, copy, statement or auto"),
         })
         .collect::<anyhow::Result<_>>()?;
     if args.batch_sizes.contains(&0) {

@@ -6,10 +6,11 @@
 //! repeated within the batch, inserts idempotently on the primary key
 //! `(id, created_at)`, updates the rollups with the rows actually inserted,
 //! and commits. Writing the same events again (a redelivery) stores nothing
-//! new and says so in [`WriteOutcome::duplicates`]. The rows go in with
-//! `COPY`; a batch that holds an event already stored is rolled back and
-//! written again with `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO
-//! NOTHING` (see [`InsertMethod`]).
+//! new and says so in [`WriteOutcome::duplicates`]. A small batch is one
+//! statement, `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`
+//! with the rollup updates attached; a larger one goes in with `COPY`, and
+//! if it holds an event already stored it is rolled back and written again
+//! with the `INSERT` (see [`InsertMethod`]).
 //!
 //! [`write_batch_isolating`] is what a consumer calls: when the database
 //! rejects the batch because of the data of some rows (a string too long for
@@ -197,9 +198,23 @@ pub enum InsertMethod {
     /// the primary key) is rolled back and written again with
     /// [`InsertMethod::Unnest`], so the outcome is the same; redeliveries
     /// are rare, so nearly every batch takes the fast path.
-    #[default]
     CopyOptimistic,
+    /// One statement and no explicit transaction: the `UNNEST` insert and
+    /// the rollup updates as data-modifying parts of a single `WITH`
+    /// query, which the database runs atomically. One round trip instead of
+    /// the six of a transaction, which is what a small batch costs.
+    OneStatement,
+    /// [`InsertMethod::OneStatement`] for batches of up to
+    /// [`ONE_STATEMENT_MAX_ROWS`] events, [`InsertMethod::CopyOptimistic`]
+    /// for larger ones.
+    #[default]
+    Auto,
 }
+
+/// The largest batch [`InsertMethod::Auto`] writes as one statement: below
+/// it the round trips of a transaction cost more than `COPY` saves
+/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md).
+pub const ONE_STATEMENT_MAX_ROWS: usize = 64;
 
 /// Stores `batch` in one transaction; events already stored are skipped.
 ///
@@ -242,8 +257,14 @@ async fn write(
         return Ok(WriteOutcome::default());
     }
     let rows = Columns::from_batch(batch);
+    let method = match method {
+        InsertMethod::Auto if rows.len() <= ONE_STATEMENT_MAX_ROWS => InsertMethod::OneStatement,
+        InsertMethod::Auto => InsertMethod::CopyOptimistic,
+        chosen => chosen,
+    };
     let inserted = match method {
-        InsertMethod::CopyOptimistic => {
+        InsertMethod::OneStatement => insert_one_statement(pool, &rows, with_rollups).await?,
+        InsertMethod::Auto | InsertMethod::CopyOptimistic => {
             match write_rows(pool, &rows, Path::Copy, with_rollups).await {
                 Err(WriteError::Database(error)) if is_unique_violation(&error) => {
                     write_rows(pool, &rows, Path::Unnest, with_rollups).await?
@@ -471,36 +492,95 @@ fn into_inserted(rows: Vec<ReturnedRow>) -> Vec<InsertedRow> {
         .collect()
 }
 
+/// Inserts the ten columns bound as arrays, skipping rows already stored,
+/// and returns what the rollups need of the rows it inserted.
+const INSERT_UNNEST: &str = "\
+    INSERT INTO user_activity_logs \
+        (id, user_id, action, resource_type, resource_id, details, \
+         ip_address, user_agent, session_id, created_at) \
+    SELECT id, user_id, action, resource_type, resource_id, details::jsonb, \
+           ip_address, user_agent, session_id, created_at \
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                $6::text[], $7::inet[], $8::text[], $9::text[], $10::timestamptz[]) \
+         AS t(id, user_id, action, resource_type, resource_id, details, \
+              ip_address, user_agent, session_id, created_at) \
+    ON CONFLICT DO NOTHING \
+    RETURNING user_id, action::text, created_at";
+
+/// [`INSERT_UNNEST`] with [`rollups::apply`]'s updates, as one statement:
+/// the same sums, made by the database from the rows inserted. Each update
+/// waits for the previous one (its filter reads the previous one's
+/// results), so the tables are locked in the order `apply` locks them and
+/// concurrent writers on either path queue instead of deadlocking.
+const INSERT_UNNEST_WITH_ROLLUPS: &str = "\
+    WITH inserted AS (INSERT_UNNEST), \
+    hourly AS ( \
+        INSERT INTO activity_rollup_hourly AS t (bucket, action, n) \
+        SELECT date_trunc('hour', created_at, 'UTC'), action, COUNT(*) FROM inserted \
+        GROUP BY 1, 2 ORDER BY 1, 2 \
+        ON CONFLICT (bucket, action) DO UPDATE SET n = t.n + excluded.n \
+        RETURNING 1), \
+    daily AS ( \
+        INSERT INTO activity_rollup_daily AS t (day, activities, users) \
+        SELECT (created_at AT TIME ZONE 'UTC')::date, COUNT(*), 0 FROM inserted \
+        WHERE (SELECT COUNT(*) FROM hourly) > 0 \
+        GROUP BY 1 ORDER BY 1 \
+        ON CONFLICT (day) DO UPDATE SET activities = t.activities + excluded.activities \
+        RETURNING 1), \
+    pending AS ( \
+        INSERT INTO activity_rollup_pending (day, user_id, action, n) \
+        SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, action, COUNT(*) FROM inserted \
+        WHERE user_id IS NOT NULL AND (SELECT COUNT(*) FROM daily) > 0 \
+        GROUP BY 1, 2, 3) \
+    SELECT COUNT(*) FROM inserted";
+
+/// Binds the columns to a statement with [`INSERT_UNNEST`]'s parameters.
+fn bind_columns<'q, O>(
+    query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    rows: &'q Columns<'_>,
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(&rows.ids)
+        .bind(&rows.user_ids)
+        .bind(&rows.actions)
+        .bind(&rows.resource_types)
+        .bind(&rows.resource_ids)
+        .bind(&rows.details)
+        .bind(&rows.ip_addresses)
+        .bind(&rows.user_agents)
+        .bind(&rows.session_ids)
+        .bind(&rows.created_ats)
+}
+
 async fn insert_unnest(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
 ) -> Result<Vec<InsertedRow>, sqlx::Error> {
-    let returned: Vec<ReturnedRow> = sqlx::query_as(
-        "INSERT INTO user_activity_logs \
-             (id, user_id, action, resource_type, resource_id, details, \
-              ip_address, user_agent, session_id, created_at) \
-         SELECT id, user_id, action, resource_type, resource_id, details::jsonb, \
-                ip_address, user_agent, session_id, created_at \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::inet[], $8::text[], $9::text[], $10::timestamptz[]) \
-              AS t(id, user_id, action, resource_type, resource_id, details, \
-                   ip_address, user_agent, session_id, created_at) \
-         ON CONFLICT DO NOTHING \
-         RETURNING user_id, action::text, created_at",
-    )
-    .bind(&rows.ids)
-    .bind(&rows.user_ids)
-    .bind(&rows.actions)
-    .bind(&rows.resource_types)
-    .bind(&rows.resource_ids)
-    .bind(&rows.details)
-    .bind(&rows.ip_addresses)
-    .bind(&rows.user_agents)
-    .bind(&rows.session_ids)
-    .bind(&rows.created_ats)
-    .fetch_all(&mut **tx)
-    .await?;
+    let returned: Vec<ReturnedRow> = bind_columns(sqlx::query_as(INSERT_UNNEST), rows)
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(into_inserted(returned))
+}
+
+/// [`InsertMethod::OneStatement`]: returns how many rows were inserted.
+async fn insert_one_statement(
+    pool: &PgPool,
+    rows: &Columns<'_>,
+    with_rollups: bool,
+) -> Result<u64, WriteError> {
+    if !with_rollups {
+        let returned: Vec<ReturnedRow> = bind_columns(sqlx::query_as(INSERT_UNNEST), rows)
+            .fetch_all(pool)
+            .await?;
+        return Ok(returned.len() as u64);
+    }
+    static STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        INSERT_UNNEST_WITH_ROLLUPS.replace("INSERT_UNNEST", INSERT_UNNEST)
+    });
+    let (inserted,): (i64,) = bind_columns(sqlx::query_as(STATEMENT.as_str()), rows)
+        .fetch_one(pool)
+        .await?;
+    Ok(inserted as u64)
 }
 
 /// Sends `rows` with `COPY <table> (columns) FROM STDIN`.

@@ -175,6 +175,11 @@ async fn rows_match_the_events_field_by_field_through_copy(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]
+async fn rows_match_the_events_field_by_field_in_one_statement(pool: PgPool) {
+    rows_match_events(pool, InsertMethod::OneStatement).await;
+}
+
+#[sqlx::test(migrations = "../processor/migrations")]
 async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
     let events = varied_events();
     let first = write_batch(&pool, &events).await.unwrap();
@@ -193,7 +198,11 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
             duplicates: 4
         }
     );
-    for method in [InsertMethod::CopyTempTable, InsertMethod::CopyOptimistic] {
+    for method in [
+        InsertMethod::CopyTempTable,
+        InsertMethod::CopyOptimistic,
+        InsertMethod::OneStatement,
+    ] {
         let again = write_batch_with(&pool, &events, method).await.unwrap();
         assert_eq!(
             again,
@@ -232,6 +241,7 @@ async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
         InsertMethod::Unnest,
         InsertMethod::CopyTempTable,
         InsertMethod::CopyOptimistic,
+        InsertMethod::OneStatement,
     ] {
         sqlx::query("DELETE FROM user_activity_logs")
             .execute(&pool)
@@ -338,6 +348,11 @@ async fn rows_the_database_refuses_through_a_temporary_table_are_isolated(pool: 
 #[sqlx::test(migrations = "../processor/migrations")]
 async fn rows_the_database_refuses_through_copy_are_isolated(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::CopyOptimistic).await;
+}
+
+#[sqlx::test(migrations = "../processor/migrations")]
+async fn rows_the_database_refuses_in_one_statement_are_isolated(pool: PgPool) {
+    bad_rows_are_isolated(pool, InsertMethod::OneStatement).await;
 }
 
 #[sqlx::test(migrations = "../processor/migrations")]

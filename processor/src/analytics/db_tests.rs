@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use activity_tracker::postgres::{rollups, write_batch};
+use activity_tracker::postgres::{InsertMethod, rollups, write_batch, write_batch_with};
 use chrono::{Datelike, NaiveDate, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -15,7 +15,14 @@ use super::*;
 /// Writes `events` in random batches, re-sending random earlier events
 /// (redelivery) and repeating some inside a batch, folding the pending
 /// per-user counts now and then (and leaving some unfolded at the end).
+/// Each batch goes through a random insert method: the rollups are updated
+/// by different code for `COPY` and for one statement, and must agree.
 async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], seed: u64) {
+    const METHODS: [InsertMethod; 3] = [
+        InsertMethod::OneStatement,
+        InsertMethod::CopyOptimistic,
+        InsertMethod::Unnest,
+    ];
     let mut rng = StdRng::seed_from_u64(seed);
     let mut at = 0;
     while at < events.len() {
@@ -24,7 +31,10 @@ async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], se
         for _ in 0..rng.random_range(0..4) {
             batch.push(events[rng.random_range(0..at + size)].clone());
         }
-        write_batch(pool, &batch).await.expect("batch written");
+        let method = METHODS[rng.random_range(0..METHODS.len())];
+        write_batch_with(pool, &batch, method)
+            .await
+            .expect("batch written");
         if rng.random_range(0..6) == 0 {
             rollups::fold_pending(pool)
                 .await
