@@ -214,7 +214,7 @@ pub enum InsertMethod {
 /// The largest batch [`InsertMethod::Auto`] writes as one statement: below
 /// it the round trips of a transaction cost more than `COPY` saves
 /// (`bench/writer_vs_copy.sh`, docs/benchmarks.md).
-pub const ONE_STATEMENT_MAX_ROWS: usize = 64;
+pub const ONE_STATEMENT_MAX_ROWS: usize = 256;
 
 /// Stores `batch` in one transaction; events already stored are skipped.
 ///
