@@ -168,6 +168,9 @@ impl Processor {
     }
 }
 
+/// How long a statement may take before it is logged as a warning.
+const SLOW_STATEMENT: Duration = Duration::from_secs(10);
+
 /// Connects to `url` once to fail fast with a clear error when the
 /// database is unreachable (a pool would retry until its timeout), then
 /// returns a pool of up to 8 connections.
@@ -177,6 +180,14 @@ pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
             url: redact(url),
             reason: e.to_string(),
         })?;
+    // sqlx warns, with the whole statement, about any taking over a second;
+    // a fold of 100k pending counts can while a backlog drains, which is
+    // no news. Ten seconds is.
+    let options = sqlx::ConnectOptions::log_slow_statements(
+        options,
+        log::LevelFilter::Warn,
+        SLOW_STATEMENT,
+    );
     let error = |source| RunError::Database {
         url: redact(url),
         source,
