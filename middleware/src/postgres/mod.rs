@@ -180,10 +180,10 @@ fn is_transient_code(code: &str) -> bool {
 /// How [`write_batch_with`] sends the rows.
 ///
 /// All store the same rows with the same guarantees (idempotent, all or
-/// nothing per batch); they differ only in speed.
-/// [`InsertMethod::CopyOptimistic`] is the default, chosen by measurement
-/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md): the server's bulk insert
-/// path beats `INSERT ... SELECT` of the same rows.
+/// nothing per batch); they differ only in speed. [`InsertMethod::Auto`]
+/// is the default, chosen by measurement (`bench/writer_vs_copy.sh`,
+/// docs/benchmarks.md): one statement for a small batch, the server's bulk
+/// insert path (`COPY`) for a large one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InsertMethod {
@@ -202,7 +202,10 @@ pub enum InsertMethod {
     /// One statement and no explicit transaction: the `UNNEST` insert and
     /// the rollup updates as data-modifying parts of a single `WITH`
     /// query, which the database runs atomically. One round trip instead of
-    /// the six of a transaction, which is what a small batch costs.
+    /// the six of a transaction, which is what a small batch costs; and no
+    /// `COPY`, whose end waits for the server's delayed TCP acknowledgement
+    /// (about 40 ms) when the rows fit in one segment (the client does not
+    /// set `TCP_NODELAY`).
     OneStatement,
     /// [`InsertMethod::OneStatement`] for batches of up to
     /// [`ONE_STATEMENT_MAX_ROWS`] events, [`InsertMethod::CopyOptimistic`]
@@ -211,12 +214,14 @@ pub enum InsertMethod {
     Auto,
 }
 
-/// The largest batch [`InsertMethod::Auto`] writes as one statement: below
-/// it the round trips of a transaction cost more than `COPY` saves
-/// (`bench/writer_vs_copy.sh`, docs/benchmarks.md).
+/// The largest batch [`InsertMethod::Auto`] writes as one statement: up to
+/// it one statement is faster than a `COPY` transaction, from about even at
+/// this size to forty times at a few events (`bench/writer_vs_copy.sh`,
+/// docs/benchmarks.md).
 pub const ONE_STATEMENT_MAX_ROWS: usize = 256;
 
-/// Stores `batch` in one transaction; events already stored are skipped.
+/// Stores `batch` atomically (one transaction or one statement); events
+/// already stored are skipped.
 ///
 /// Normalizes each event first ([`Activity::normalize`]), skips ids repeated
 /// in the batch, and updates the rollups with the rows actually inserted in
