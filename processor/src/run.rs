@@ -183,11 +183,8 @@ pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
     // sqlx warns, with the whole statement, about any taking over a second;
     // a fold of 100k pending counts can while a backlog drains, which is
     // no news. Ten seconds is.
-    let options = sqlx::ConnectOptions::log_slow_statements(
-        options,
-        log::LevelFilter::Warn,
-        SLOW_STATEMENT,
-    );
+    let options =
+        sqlx::ConnectOptions::log_slow_statements(options, log::LevelFilter::Warn, SLOW_STATEMENT);
     let error = |source| RunError::Database {
         url: redact(url),
         source,
