@@ -328,7 +328,12 @@ impl Dispatcher {
             }
 
             // Read more while the writes are under way, enough for the next.
+            // Not while a partial batch lingers: the channel holds what
+            // arrives meanwhile, taken when the linger ends (the top-up at
+            // the loop's start), so a request's `try_send` does not wake
+            // this thread for each event.
             let reading = deadline.is_none()
+                && !lingering
                 && !self.rx.is_closed()
                 && self.buffer.len() < self.config.max_batch;
             let until = deadline.unwrap_or_else(far_future);
