@@ -83,10 +83,10 @@ enum TaskState {
 /// pipeline to Redis, a transaction into PostgreSQL, a spool append) then
 /// never hold a worker thread that a request is waiting for. Measured
 /// with Redis down: as a task, the direct writes into PostgreSQL made the
-/// app's requests about 15 % slower on average; on its own thread, no
+/// app's requests about 18 % slower on average; on its own thread, no
 /// slower than with Redis up (`bench/redis_down_latency.sh`,
-/// docs/benchmarks.md). It also keeps flushing if the app's runtime stops
-/// first. Its summary comes back through the returned receiver.
+/// docs/benchmarks.md). Its summary comes back through the returned
+/// receiver.
 fn start_dispatcher(
     dispatcher: Dispatcher,
     cancel: CancellationToken,
