@@ -28,8 +28,8 @@
 //!
 //! Requests reach the handler untouched; the layer hands cheap facts to a
 //! bounded channel (`try_send`, dropped and counted when full), and a
-//! background task, on a thread of its own, pipelines them into the Redis Stream
-//! `user_activities_stream` (see `docs/wire-format.md`), retrying with
+//! background task, on a thread of its own, pipelines them into the Redis
+//! Stream `user_activities_stream` (see `docs/wire-format.md`), retrying with
 //! backoff while Redis is down. The `activity-processor` sidecar stores
 //! them in PostgreSQL. Optionally, while Redis is down, batches go straight
 //! into PostgreSQL and, when that is down too, into a local spool file

@@ -1,6 +1,6 @@
 //! [`ActivityTracker`]: the handle an app keeps. It owns the channel, the
-//! counters and the dispatcher (on a thread of its own), hands out the layer, and offers the
-//! manual `track_*` API of the original design.
+//! counters and the dispatcher (on a thread of its own), hands out the
+//! layer, and offers the manual `track_*` API of the original design.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,9 +65,9 @@ struct Inner {
     capture: Arc<CaptureContext>,
     /// Stops the dispatcher.
     cancel: CancellationToken,
-    /// The dispatcher's summary to come until the first `shutdown()`, then
-    /// the summary;
-    /// the async mutex serializes concurrent shutdowns.
+    /// Where the dispatcher's summary will arrive, until the first
+    /// `shutdown()` takes it; the async mutex serializes concurrent
+    /// shutdowns.
     task: Mutex<TaskState>,
     /// For `Debug`.
     stream_key: String,
