@@ -295,8 +295,9 @@ async fn a_full_channel_drops_and_counts_and_never_blocks() {
         .unwrap();
     let app = tracked(&tracker).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 1))));
     let n = 50;
-    // All in one poll on this single-threaded runtime: the dispatcher gets
-    // no turn in between, so the channel of one fills at once.
+    // All in one poll, within microseconds: the dispatcher (on its own
+    // thread) takes the first event, then lingers 5 ms without reading the
+    // channel, so the channel of one fills at once.
     let responses = tokio::time::timeout(
         Duration::from_secs(1),
         futures_join_all((0..n).map(|i| {
@@ -429,11 +430,13 @@ async fn shutdown_flushes_what_is_buffered() {
     let tracker = ActivityTracker::builder()
         .redis_url(redis_url())
         .stream_key(&key)
-        .max_batch(100)
+        .max_batch(5000)
+        // Longer than the test: the dispatcher, on its own thread, holds
+        // the partial batch until the shutdown flushes it.
+        .linger(Duration::from_secs(600))
         .build()
         .await
         .unwrap();
-    // Queued without a chance for the dispatcher to run (single thread).
     for i in 0..2000 {
         assert!(
             tracker.track(Activity::new(ActivityType::CaseView).resource("case", i.to_string()))
