@@ -497,9 +497,12 @@ fn into_inserted(rows: Vec<ReturnedRow>) -> Vec<InsertedRow> {
         .collect()
 }
 
-/// Inserts the ten columns bound as arrays, skipping rows already stored,
-/// and returns what the rollups need of the rows it inserted.
-const INSERT_UNNEST: &str = "\
+/// The `INSERT` of the ten columns bound as arrays, skipping rows already
+/// stored, returning what the rollups need of the rows it inserted; a macro
+/// so that [`INSERT_UNNEST_WITH_ROLLUPS`] can embed it with `concat!`.
+macro_rules! insert_unnest {
+    () => {
+        "\
     INSERT INTO user_activity_logs \
         (id, user_id, action, resource_type, resource_id, details, \
          ip_address, user_agent, session_id, created_at) \
@@ -510,15 +513,22 @@ const INSERT_UNNEST: &str = "\
          AS t(id, user_id, action, resource_type, resource_id, details, \
               ip_address, user_agent, session_id, created_at) \
     ON CONFLICT DO NOTHING \
-    RETURNING user_id, action::text, created_at";
+    RETURNING user_id, action::text, created_at"
+    };
+}
+
+/// See [`insert_unnest!`].
+const INSERT_UNNEST: &str = insert_unnest!();
 
 /// [`INSERT_UNNEST`] with [`rollups::apply`]'s updates, as one statement:
 /// the same sums, made by the database from the rows inserted. Each update
 /// waits for the previous one (its filter reads the previous one's
 /// results), so the tables are locked in the order `apply` locks them and
 /// concurrent writers on either path queue instead of deadlocking.
-const INSERT_UNNEST_WITH_ROLLUPS: &str = "\
-    WITH inserted AS (INSERT_UNNEST), \
+const INSERT_UNNEST_WITH_ROLLUPS: &str = concat!(
+    "WITH inserted AS (",
+    insert_unnest!(),
+    "), \
     hourly AS ( \
         INSERT INTO activity_rollup_hourly AS t (bucket, action, n) \
         SELECT date_trunc('hour', created_at, 'UTC'), action, COUNT(*) FROM inserted \
@@ -537,7 +547,8 @@ const INSERT_UNNEST_WITH_ROLLUPS: &str = "\
         SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, action, COUNT(*) FROM inserted \
         WHERE user_id IS NOT NULL AND (SELECT COUNT(*) FROM daily) > 0 \
         GROUP BY 1, 2, 3) \
-    SELECT COUNT(*) FROM inserted";
+    SELECT COUNT(*) FROM inserted"
+);
 
 /// Binds the columns to a statement with [`INSERT_UNNEST`]'s parameters.
 fn bind_columns<'q, O>(
@@ -579,10 +590,7 @@ async fn insert_one_statement(
             .await?;
         return Ok(returned.len() as u64);
     }
-    static STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        INSERT_UNNEST_WITH_ROLLUPS.replace("INSERT_UNNEST", INSERT_UNNEST)
-    });
-    let (inserted,): (i64,) = bind_columns(sqlx::query_as(STATEMENT.as_str()), rows)
+    let (inserted,): (i64,) = bind_columns(sqlx::query_as(INSERT_UNNEST_WITH_ROLLUPS), rows)
         .fetch_one(pool)
         .await?;
     Ok(inserted as u64)
