@@ -83,7 +83,7 @@ enum TaskState {
 /// pipeline to Redis, a transaction into PostgreSQL, a spool append) then
 /// never hold a worker thread that a request is waiting for. Measured
 /// with Redis down: as a task, the direct writes into PostgreSQL made the
-/// app's requests about 18 % slower on average; on its own thread, no
+/// app's requests about a quarter slower on average; on its own thread, no
 /// slower than with Redis up (`bench/redis_down_latency.sh`,
 /// docs/benchmarks.md). Its summary comes back through the returned
 /// receiver.
