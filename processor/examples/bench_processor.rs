@@ -217,6 +217,33 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds (user + system) used so far by the PostgreSQL server on this
+/// machine: every `postgres` process's own time, plus the time of the
+/// backends that have exited, which the postmaster collected as its
+/// children's.
+fn postgres_cpu_secs() -> f64 {
+    let mut ticks = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != "postgres" {
+            continue;
+        }
+        // utime, stime, cutime, cstime: fields 14 to 17.
+        ticks += stat[close + 2..]
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|field| field.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    ticks / 100.0
+}
+
 /// CPU seconds (user + system) used so far by the Redis behind `conn`.
 async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
@@ -266,6 +293,7 @@ async fn throughput(
         Utc::now() - Duration::days(1),
     )
     .await?;
+    let postgres_cpu_before = postgres_cpu_secs();
     let started = Instant::now();
     let status = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &copy_url, "-c"])
@@ -277,6 +305,7 @@ async fn throughput(
         .status()
         .context("running psql")?;
     let copy_secs = started.elapsed().as_secs_f64();
+    let copy_postgres_cpu = postgres_cpu_secs() - postgres_cpu_before;
     let _ = std::fs::remove_file(&csv);
     if !status.success() {
         bail!("psql \\copy failed: {status}");
@@ -328,6 +357,7 @@ async fn throughput(
     )
     .await?;
     let redis_cpu_before = redis_cpu_secs(&mut conn).await?;
+    let postgres_cpu_before = postgres_cpu_secs();
     let started = Instant::now();
     let (processor, _) = start_processor(args, redis_url, &url, &stream)?;
     let pid = processor.0.id();
@@ -357,6 +387,7 @@ async fn throughput(
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
     let processor_cpu = cpu_secs(pid).unwrap_or(f64::NAN);
     let redis_cpu = redis_cpu_secs(&mut conn).await? - redis_cpu_before;
+    let postgres_cpu = postgres_cpu_secs() - postgres_cpu_before;
     stop(processor)?;
     let stored = count(&url).await?;
     // What the processor's fold timer had not folded yet when the stream
@@ -383,14 +414,17 @@ async fn throughput(
         "throughput: {} events; preload (pipelined XADD) {preload_secs:.1} s",
         args.events
     );
-    println!("  baseline psql \\copy (CSV): {copy_secs:.2} s, {copy_rate:.0} rows/s");
+    println!(
+        "  baseline psql \\copy (CSV): {copy_secs:.2} s, {copy_rate:.0} rows/s; \
+         PostgreSQL CPU {copy_postgres_cpu:.1} s"
+    );
     println!(
         "  processor drain (start to XLEN 0, XPENDING 0): {drain_secs:.2} s, {rate:.0} events/s = {:.0}% of COPY (target >= 80%)",
         100.0 * rate / copy_rate
     );
     println!(
-        "  CPU while draining: processor {processor_cpu:.1} s, Redis {redis_cpu:.1} s \
-         (of {:.1} s of two cores)",
+        "  CPU while draining: processor {processor_cpu:.1} s, Redis {redis_cpu:.1} s, \
+         PostgreSQL {postgres_cpu:.1} s (of {:.1} s of two cores)",
         2.0 * drain_secs
     );
     println!("  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s");

@@ -15,10 +15,13 @@
 //! assert!(matches!(err, DecodeError::Json(_)));
 //! ```
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use activity_tracker::{Activity, ActivityType, WIRE_VERSION, limits};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -95,6 +98,104 @@ pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Activi
     })
 }
 
+/// The payload's top-level fields, each as written. Reading into a struct
+/// rather than a `serde_json::Map` skips making a `String` of every key and
+/// of the fields the processor does not know; text is borrowed from the
+/// payload where it has no escapes.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    v: Option<Field<'a>>,
+    #[serde(borrow)]
+    action: Option<Field<'a>>,
+    #[serde(borrow)]
+    created_at: Option<Field<'a>>,
+    #[serde(borrow)]
+    id: Option<Field<'a>>,
+    #[serde(borrow)]
+    details: Option<Field<'a>>,
+    #[serde(borrow)]
+    ip_address: Option<Field<'a>>,
+    #[serde(borrow)]
+    user_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    resource_type: Option<Field<'a>>,
+    #[serde(borrow)]
+    resource_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    user_agent: Option<Field<'a>>,
+    #[serde(borrow)]
+    session_id: Option<Field<'a>>,
+}
+
+/// One top-level value that is not `null`.
+enum Field<'a> {
+    Text(Cow<'a, str>),
+    /// A number, boolean, array or object.
+    Other(Value),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(std::marker::PhantomData<Field<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Owned(text)))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::Bool(b)))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(n)))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(n)))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(n)))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Field::Other)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Other)
+    }
+}
+
+impl Field<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Field::Text(text) => Value::String(text.into_owned()),
+            Field::Other(value) => value,
+        }
+    }
+}
+
 fn decode(
     payload: &[u8],
     default_created_at: Option<DateTime<Utc>>,
@@ -103,28 +204,31 @@ fn decode(
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::Oversize(payload.len()));
     }
-    let value: Value = serde_json::from_slice(payload).map_err(DecodeError::Json)?;
-    let Value::Object(mut object) = value else {
-        return Err(DecodeError::NotAnObject);
-    };
+    // A struct also reads from a JSON array (by position): anything but an
+    // object is told apart first.
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<de::IgnoredAny>(payload) {
+            Ok(_) => DecodeError::NotAnObject,
+            Err(e) => DecodeError::Json(e),
+        });
+    }
+    let fields: Payload<'_> = serde_json::from_slice(payload).map_err(DecodeError::Json)?;
 
-    match object.remove("v") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(WIRE_VERSION)) => {}
-        Some(other) => return Err(DecodeError::UnknownVersion(other.to_string())),
+    match fields.v {
+        None => {}
+        Some(Field::Other(Value::Number(n))) if n.as_u64() == Some(u64::from(WIRE_VERSION)) => {}
+        Some(other) => return Err(DecodeError::UnknownVersion(other.into_value().to_string())),
     }
 
-    let action = match object.remove("action") {
-        None | Some(Value::Null) => return Err(DecodeError::Missing("action")),
-        Some(Value::String(name)) => {
-            ActivityType::custom(&name).map_err(|e| invalid("action", e))?
-        }
+    let action = match fields.action {
+        None => return Err(DecodeError::Missing("action")),
+        Some(Field::Text(name)) => ActivityType::custom(&name).map_err(|e| invalid("action", e))?,
         Some(_) => return Err(invalid("action", "not a string")),
     };
 
-    let created_at = match object.remove("created_at") {
-        None | Some(Value::Null) => default_created_at.ok_or(DecodeError::Missing("created_at"))?,
-        Some(Value::String(text)) => parse_time(&text).ok_or_else(|| {
+    let created_at = match fields.created_at {
+        None => default_created_at.ok_or(DecodeError::Missing("created_at"))?,
+        Some(Field::Text(text)) => parse_time(&text).ok_or_else(|| {
             invalid(
                 "created_at",
                 format!("{text:?} is not an RFC 3339 timestamp"),
@@ -133,35 +237,38 @@ fn decode(
         Some(_) => return Err(invalid("created_at", "not a string")),
     };
 
-    let id = match object.remove("id") {
-        None | Some(Value::Null) => derive_id(),
-        Some(Value::String(text)) => {
+    let id = match fields.id {
+        None => derive_id(),
+        Some(Field::Text(text)) => {
             Uuid::parse_str(&text).map_err(|_| invalid("id", format!("{text:?} is not a UUID")))?
         }
         Some(_) => return Err(invalid("id", "not a string")),
     };
 
-    let mut details = match object.remove("details") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map),
+    let mut details = match fields.details {
+        None => None,
+        Some(Field::Other(Value::Object(map))) => Some(map),
         // Producers of the original design may have sent `json.dumps(details)`.
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+        Some(Field::Text(text)) => match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => Some(map),
-            _ => Some(Map::from_iter([("value".to_owned(), Value::String(text))])),
+            _ => Some(Map::from_iter([(
+                "value".to_owned(),
+                Value::String(text.into_owned()),
+            )])),
         },
-        Some(other) => Some(Map::from_iter([("value".to_owned(), other)])),
+        Some(Field::Other(other)) => Some(Map::from_iter([("value".to_owned(), other)])),
     };
 
-    let ip_address = match object.remove("ip_address") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => match text.trim().parse::<IpAddr>() {
+    let ip_address = match fields.ip_address {
+        None => None,
+        Some(Field::Text(text)) => match text.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                note_invalid_ip(&mut details, Value::String(text));
+                note_invalid_ip(&mut details, Value::String(text.into_owned()));
                 None
             }
         },
-        Some(other) => {
+        Some(Field::Other(other)) => {
             note_invalid_ip(&mut details, other);
             None
         }
@@ -169,11 +276,11 @@ fn decode(
 
     let mut activity = Activity::at(action, created_at);
     activity.id = id;
-    activity.user_id = text_field(&mut object, "user_id")?;
-    activity.resource_type = text_field(&mut object, "resource_type")?;
-    activity.resource_id = text_field(&mut object, "resource_id")?;
-    activity.user_agent = text_field(&mut object, "user_agent")?;
-    activity.session_id = text_field(&mut object, "session_id")?;
+    activity.user_id = text_field(fields.user_id, "user_id")?;
+    activity.resource_type = text_field(fields.resource_type, "resource_type")?;
+    activity.resource_id = text_field(fields.resource_id, "resource_id")?;
+    activity.user_agent = text_field(fields.user_agent, "user_agent")?;
+    activity.session_id = text_field(fields.session_id, "session_id")?;
     activity.details = details;
     activity.ip_address = ip_address;
     activity.normalize();
@@ -204,15 +311,12 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 /// An optional text column: strings as they are, numbers (user ids of
 /// older apps) as their decimal text.
-fn text_field(
-    object: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, DecodeError> {
-    match object.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(invalid(field, "not a string")),
+fn text_field(field: Option<Field<'_>>, name: &'static str) -> Result<Option<String>, DecodeError> {
+    match field {
+        None => Ok(None),
+        Some(Field::Text(text)) => Ok(Some(text.into_owned())),
+        Some(Field::Other(Value::Number(n))) => Ok(Some(n.to_string())),
+        Some(_) => Err(invalid(name, "not a string")),
     }
 }
 
