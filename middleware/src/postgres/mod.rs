@@ -96,6 +96,41 @@ pub struct RejectedRow {
     pub message: String,
 }
 
+/// What the writer stores of one event. An [`Activity`] is one; so is a
+/// reader's decoded entry that keeps `details` as the JSON text it arrived
+/// in, which the writer then sends as it is instead of building a
+/// `serde_json::Map` only to serialize it again.
+pub trait StoredEvent {
+    /// The event. Its `details` are read only through
+    /// [`StoredEvent::details_json`].
+    fn activity(&self) -> &Activity;
+
+    /// The event's `details` as the text of a JSON object; by default
+    /// [`Activity::details`] serialized.
+    fn details_json(&self) -> Option<Cow<'_, str>> {
+        self.activity()
+            .details
+            .as_ref()
+            .map(|details| Cow::Owned(details_json(details)))
+    }
+}
+
+impl StoredEvent for Activity {
+    fn activity(&self) -> &Activity {
+        self
+    }
+}
+
+/// The event as an owned [`Activity`], its `details` taken from
+/// [`StoredEvent::details_json`] where the activity has none.
+fn owned_activity<E: StoredEvent>(event: &E, details: Option<&str>) -> Activity {
+    let mut activity = event.activity().clone();
+    if activity.details.is_none() {
+        activity.details = details.and_then(|json| serde_json::from_str(json).ok());
+    }
+    activity
+}
+
 /// Why a batch write failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -228,14 +263,17 @@ pub const ONE_STATEMENT_MAX_ROWS: usize = 256;
 /// the same transaction. All or nothing: on `Err` nothing of the batch is
 /// stored. A batch with a row the database refuses fails whole; use
 /// [`write_batch_isolating`] to store the others.
-pub async fn write_batch(pool: &PgPool, batch: &[Activity]) -> Result<WriteOutcome, WriteError> {
+pub async fn write_batch<E: StoredEvent>(
+    pool: &PgPool,
+    batch: &[E],
+) -> Result<WriteOutcome, WriteError> {
     write_batch_with(pool, batch, InsertMethod::default()).await
 }
 
 /// [`write_batch`] with an explicit [`InsertMethod`] (for benchmarks).
-pub async fn write_batch_with(
+pub async fn write_batch_with<E: StoredEvent>(
     pool: &PgPool,
-    batch: &[Activity],
+    batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
     write(pool, batch, method, true).await
@@ -244,17 +282,17 @@ pub async fn write_batch_with(
 /// [`write_batch_with`] without updating the rollups, which it leaves
 /// stale: only for measuring what the rollups cost (`bench/`).
 #[doc(hidden)]
-pub async fn write_batch_without_rollups(
+pub async fn write_batch_without_rollups<E: StoredEvent>(
     pool: &PgPool,
-    batch: &[Activity],
+    batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
     write(pool, batch, method, false).await
 }
 
-async fn write(
+async fn write<E: StoredEvent>(
     pool: &PgPool,
-    batch: &[Activity],
+    batch: &[E],
     method: InsertMethod,
     with_rollups: bool,
 ) -> Result<WriteOutcome, WriteError> {
@@ -334,16 +372,16 @@ async fn write_rows(
 /// [`WriteError::is_transient`]); some halves may be committed by then,
 /// which is harmless: retrying the whole batch stores the rest and counts
 /// the others as duplicates.
-pub async fn write_batch_isolating(
+pub async fn write_batch_isolating<E: StoredEvent>(
     pool: &PgPool,
-    batch: &[Activity],
+    batch: &[E],
 ) -> Result<IsolatedOutcome, WriteError> {
     isolating(pool, batch, InsertMethod::default()).await
 }
 
-async fn isolating(
+async fn isolating<E: StoredEvent>(
     pool: &PgPool,
-    batch: &[Activity],
+    batch: &[E],
     method: InsertMethod,
 ) -> Result<IsolatedOutcome, WriteError> {
     let mut outcome = IsolatedOutcome::default();
@@ -359,10 +397,11 @@ async fn isolating(
             Ok(written) => outcome.written.add(written),
             Err(error) if error.is_data_error() => {
                 if range.len() == 1 {
-                    tracing::debug!(id = %batch[range.start].id, %error, "row refused by the database");
+                    let event = &batch[range.start];
+                    tracing::debug!(id = %event.activity().id, %error, "row refused by the database");
                     outcome.rejected.push(RejectedRow {
                         index: range.start,
-                        activity: batch[range.start].clone(),
+                        activity: owned_activity(event, event.details_json().as_deref()),
                         code: error.sqlstate().map(Cow::into_owned),
                         message: match error.sqlx() {
                             sqlx::Error::Database(db) => db.message().to_owned(),
@@ -390,7 +429,7 @@ struct Columns<'a> {
     actions: Vec<Cow<'a, str>>,
     resource_types: Vec<Option<Cow<'a, str>>>,
     resource_ids: Vec<Option<Cow<'a, str>>>,
-    details: Vec<Option<String>>,
+    details: Vec<Option<Cow<'a, str>>>,
     ip_addresses: Vec<Option<IpAddr>>,
     user_agents: Vec<Option<Cow<'a, str>>>,
     session_ids: Vec<Option<Cow<'a, str>>>,
@@ -411,7 +450,7 @@ fn over(text: &Option<String>, max: usize) -> bool {
 }
 
 impl<'a> Columns<'a> {
-    fn from_batch(batch: &'a [Activity]) -> Self {
+    fn from_batch<E: StoredEvent>(batch: &'a [E]) -> Self {
         let n = batch.len();
         let mut seen = HashSet::with_capacity(n);
         let mut columns = Columns {
@@ -426,11 +465,12 @@ impl<'a> Columns<'a> {
             session_ids: Vec::with_capacity(n),
             created_ats: Vec::with_capacity(n),
         };
-        for activity in batch {
+        for event in batch {
+            let activity = event.activity();
             if !seen.insert(activity.id) {
                 continue;
             }
-            let details = activity.details.as_ref().map(details_json);
+            let details = event.details_json();
             let needs_normalizing = over(&activity.user_agent, limits::USER_AGENT_MAX_CHARS)
                 || over(&activity.session_id, limits::SESSION_ID_MAX_CHARS)
                 || over(&activity.resource_type, limits::RESOURCE_TYPE_MAX_CHARS)
@@ -440,7 +480,7 @@ impl<'a> Columns<'a> {
                     .as_ref()
                     .is_some_and(|json| json.len() > limits::DETAILS_MAX_BYTES);
             if needs_normalizing {
-                let mut owned = activity.clone();
+                let mut owned = owned_activity(event, details.as_deref());
                 owned.normalize();
                 columns.push_owned(owned);
             } else {
@@ -450,7 +490,7 @@ impl<'a> Columns<'a> {
         columns
     }
 
-    fn push_borrowed(&mut self, activity: &'a Activity, details: Option<String>) {
+    fn push_borrowed(&mut self, activity: &'a Activity, details: Option<Cow<'a, str>>) {
         let borrow = |text: &'a Option<String>| text.as_deref().map(Cow::Borrowed);
         self.ids.push(activity.id);
         self.user_ids.push(borrow(&activity.user_id));
@@ -472,8 +512,12 @@ impl<'a> Columns<'a> {
         self.resource_types
             .push(activity.resource_type.map(Cow::Owned));
         self.resource_ids.push(activity.resource_id.map(Cow::Owned));
-        self.details
-            .push(activity.details.as_ref().map(details_json));
+        self.details.push(
+            activity
+                .details
+                .as_ref()
+                .map(|d| Cow::Owned(details_json(d))),
+        );
         self.ip_addresses.push(activity.ip_address);
         self.user_agents.push(activity.user_agent.map(Cow::Owned));
         self.session_ids.push(activity.session_id.map(Cow::Owned));

@@ -179,6 +179,52 @@ async fn rows_match_the_events_field_by_field_in_one_statement(pool: PgPool) {
     rows_match_events(pool, InsertMethod::OneStatement).await;
 }
 
+/// An event whose `details` are held as JSON text, as the processor's
+/// reader keeps them.
+struct DetailsAsText {
+    activity: Activity,
+    details: Option<String>,
+}
+
+impl StoredEvent for DetailsAsText {
+    fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    fn details_json(&self) -> Option<Cow<'_, str>> {
+        self.details.as_deref().map(Cow::Borrowed)
+    }
+}
+
+#[sqlx::test(migrations = "../processor/migrations")]
+async fn details_given_as_text_are_stored_like_the_object(pool: PgPool) {
+    let events = varied_events();
+    let as_text: Vec<DetailsAsText> = events
+        .iter()
+        .map(|event| {
+            let mut activity = event.clone();
+            let details = activity.details.take().map(|d| details_json(&d));
+            DetailsAsText { activity, details }
+        })
+        .collect();
+    for method in [
+        InsertMethod::Unnest,
+        InsertMethod::CopyTempTable,
+        InsertMethod::CopyOptimistic,
+        InsertMethod::OneStatement,
+    ] {
+        let outcome = write_batch_with(&pool, &as_text, method).await.unwrap();
+        assert_eq!(outcome.inserted, 4, "{method:?}");
+        // Text within the limits is stored as it is; events with a field
+        // to truncate or details over 16 KiB are normalized, details kept.
+        assert_eq!(stored(&pool).await, normalized(&events), "{method:?}");
+        sqlx::query("DELETE FROM user_activity_logs")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
 #[sqlx::test(migrations = "../processor/migrations")]
 async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
     let events = varied_events();
@@ -264,10 +310,10 @@ async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
 #[sqlx::test(migrations = "../processor/migrations")]
 async fn an_empty_batch_writes_nothing(pool: PgPool) {
     assert_eq!(
-        write_batch(&pool, &[]).await.unwrap(),
+        write_batch::<Activity>(&pool, &[]).await.unwrap(),
         WriteOutcome::default()
     );
-    let outcome = write_batch_isolating(&pool, &[]).await.unwrap();
+    let outcome = write_batch_isolating::<Activity>(&pool, &[]).await.unwrap();
     assert_eq!(outcome.written, WriteOutcome::default());
     assert!(outcome.rejected.is_empty());
 }

@@ -6,10 +6,11 @@
 //! use activity_processor::consumer::decode::{decode_entry, DecodeError};
 //!
 //! let json = br#"{"action":"login","user_id":"u1","created_at":"2025-01-02T03:04:05Z"}"#;
-//! let activity = decode_entry("stream", "1-0", Some(json)).unwrap();
-//! assert_eq!(activity.action.as_str(), "login");
+//! let decoded = decode_entry("stream", "1-0", Some(json)).unwrap();
+//! assert_eq!(decoded.activity().action.as_str(), "login");
 //! // No `id`: one derived from the entry id, the same on every redelivery.
-//! assert_eq!(activity.id, decode_entry("stream", "1-0", Some(json)).unwrap().id);
+//! let again = decode_entry("stream", "1-0", Some(json)).unwrap();
+//! assert_eq!(decoded.activity().id, again.activity().id);
 //!
 //! let err = decode_entry("stream", "2-0", Some(b"not json")).unwrap_err();
 //! assert!(matches!(err, DecodeError::Json(_)));
@@ -18,10 +19,12 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use activity_tracker::postgres::StoredEvent;
 use activity_tracker::{Activity, ActivityType, WIRE_VERSION, limits};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -70,6 +73,48 @@ pub enum DecodeError {
     },
 }
 
+/// A decoded entry, ready for the writer ([`StoredEvent`]).
+///
+/// A `details` object that needs no change is kept as the JSON text it
+/// arrived in and stored as it is: most of what decoding would otherwise
+/// cost is building a `serde_json::Map` of it only to serialize it again.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Its `details` are `None` when `details_json` holds them.
+    activity: Activity,
+    details_json: Option<Box<RawValue>>,
+}
+
+impl Decoded {
+    /// The activity, without its `details` when they were kept as text
+    /// (see [`Decoded::into_activity`]).
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// The whole activity, `details` included.
+    pub fn into_activity(self) -> Activity {
+        let mut activity = self.activity;
+        if let Some(json) = self.details_json {
+            activity.details = serde_json::from_str(json.get()).ok();
+        }
+        activity
+    }
+}
+
+impl StoredEvent for Decoded {
+    fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    fn details_json(&self) -> Option<Cow<'_, str>> {
+        match &self.details_json {
+            Some(json) => Some(Cow::Borrowed(json.get())),
+            None => self.activity.details_json(),
+        }
+    }
+}
+
 /// Reads the `data` field of stream entry `entry_id` of `stream_key`.
 ///
 /// `v` missing is read as version 1 and `id` missing gets a UUID v5 of the
@@ -80,7 +125,7 @@ pub fn decode_entry(
     stream_key: &str,
     entry_id: &str,
     data: Option<&[u8]>,
-) -> Result<Activity, DecodeError> {
+) -> Result<Decoded, DecodeError> {
     let data = data.ok_or(DecodeError::MissingData)?;
     decode(data, None, || {
         let name = format!("{stream_key}\n{entry_id}");
@@ -92,7 +137,7 @@ pub fn decode_entry(
 /// onto the legacy LIST: the table's column names, `id` and `created_at`
 /// optional. A missing `created_at` becomes `arrived_at`; a missing `id`
 /// a UUID v5 of the payload.
-pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Activity, DecodeError> {
+pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Decoded, DecodeError> {
     decode(payload, Some(arrived_at), || {
         Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
     })
@@ -113,7 +158,7 @@ struct Payload<'a> {
     #[serde(borrow)]
     id: Option<Field<'a>>,
     #[serde(borrow)]
-    details: Option<Field<'a>>,
+    details: Option<&'a RawValue>,
     #[serde(borrow)]
     ip_address: Option<Field<'a>>,
     #[serde(borrow)]
@@ -200,7 +245,7 @@ fn decode(
     payload: &[u8],
     default_created_at: Option<DateTime<Utc>>,
     derive_id: impl FnOnce() -> Uuid,
-) -> Result<Activity, DecodeError> {
+) -> Result<Decoded, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::Oversize(payload.len()));
     }
@@ -245,34 +290,36 @@ fn decode(
         Some(_) => return Err(invalid("id", "not a string")),
     };
 
-    let mut details = match fields.details {
-        None => None,
-        Some(Field::Other(Value::Object(map))) => Some(map),
-        // Producers of the original design may have sent `json.dumps(details)`.
-        Some(Field::Text(text)) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => Some(Map::from_iter([(
-                "value".to_owned(),
-                Value::String(text.into_owned()),
-            )])),
-        },
-        Some(Field::Other(other)) => Some(Map::from_iter([("value".to_owned(), other)])),
-    };
-
+    let mut ip_note = None;
     let ip_address = match fields.ip_address {
         None => None,
         Some(Field::Text(text)) => match text.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                note_invalid_ip(&mut details, Value::String(text.into_owned()));
+                ip_note = Some(Value::String(text.into_owned()));
                 None
             }
         },
         Some(Field::Other(other)) => {
-            note_invalid_ip(&mut details, other);
+            ip_note = Some(other);
             None
         }
     };
+
+    // An object within the size limit, with nothing to add, is kept as
+    // its text; anything else is read, changed and serialized again.
+    let raw_details = fields.details.filter(|raw| {
+        ip_note.is_none()
+            && raw.get().len() <= limits::DETAILS_MAX_BYTES
+            && raw.get().starts_with('{')
+    });
+    let mut details = match (raw_details, fields.details) {
+        (None, Some(raw)) => details_map(raw)?,
+        _ => None,
+    };
+    if let Some(original) = ip_note {
+        note_invalid_ip(&mut details, original);
+    }
 
     let mut activity = Activity::at(action, created_at);
     activity.id = id;
@@ -284,7 +331,25 @@ fn decode(
     activity.details = details;
     activity.ip_address = ip_address;
     activity.normalize();
-    Ok(activity)
+    Ok(Decoded {
+        activity,
+        details_json: raw_details.map(RawValue::to_owned),
+    })
+}
+
+/// `details` as an object: an object as it is, a string holding an object
+/// (producers of the original design may have sent `json.dumps(details)`)
+/// read, anything else under the key `value`.
+fn details_map(raw: &RawValue) -> Result<Option<Map<String, Value>>, DecodeError> {
+    let value: Value = serde_json::from_str(raw.get()).map_err(DecodeError::Json)?;
+    Ok(match value {
+        Value::Object(map) => Some(map),
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => Some(Map::from_iter([("value".to_owned(), Value::String(text))])),
+        },
+        other => Some(Map::from_iter([("value".to_owned(), other)])),
+    })
 }
 
 fn invalid(field: &'static str, reason: impl ToString) -> DecodeError {
@@ -338,7 +403,11 @@ mod tests {
     use super::*;
 
     fn entry(json: &str) -> Result<Activity, DecodeError> {
-        decode_entry("s", "1700000000000-0", Some(json.as_bytes()))
+        decode_entry("s", "1700000000000-0", Some(json.as_bytes())).map(Decoded::into_activity)
+    }
+
+    fn legacy(payload: &[u8], arrived: DateTime<Utc>) -> Activity {
+        decode_legacy(payload, arrived).unwrap().into_activity()
     }
 
     #[test]
@@ -361,7 +430,9 @@ mod tests {
         let b = entry(json).unwrap();
         assert_eq!(a.id, b.id, "redelivery gets the same id");
         assert_eq!(a.id.get_version_num(), 5);
-        let other = decode_entry("s", "1700000000000-1", Some(json.as_bytes())).unwrap();
+        let other = decode_entry("s", "1700000000000-1", Some(json.as_bytes()))
+            .unwrap()
+            .into_activity();
         assert_ne!(a.id, other.id);
         assert_eq!(a.created_at.timestamp_subsec_nanos(), 123_456_000);
     }
@@ -439,13 +510,57 @@ mod tests {
     fn legacy_payloads_use_arrival_time_and_payload_hash() {
         let arrived = Utc::now().trunc_subsecs(6);
         let payload = br#"{"user_id":42,"action":"case_view","resource_type":"case","resource_id":"c9","details":"{\"a\":1}","ip_address":"192.168.1.100"}"#;
-        let a = decode_legacy(payload, arrived).unwrap();
+        let a = legacy(payload, arrived);
         assert_eq!(a.created_at, arrived);
         assert_eq!(a.user_id.as_deref(), Some("42"));
         assert_eq!(a.details.as_ref().unwrap()["a"], 1);
-        assert_eq!(a.id, decode_legacy(payload, arrived).unwrap().id);
+        assert_eq!(a.id, legacy(payload, arrived).id);
         let with_time = br#"{"action":"login","created_at":"2024-05-06T07:08:09.5"}"#;
-        let b = decode_legacy(with_time, arrived).unwrap();
+        let b = legacy(with_time, arrived);
         assert_eq!(b.created_at.to_rfc3339(), "2024-05-06T07:08:09.500+00:00");
+    }
+
+    #[test]
+    fn a_details_object_is_kept_as_its_text() {
+        let json = r#"{"action":"login","created_at":"2025-01-01T00:00:00Z","details": {"k": [1, 2], "s": "\u00e9"} }"#;
+        let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+        assert_eq!(decoded.activity().details, None);
+        assert_eq!(
+            decoded.details_json().as_deref(),
+            Some(r#"{"k": [1, 2], "s": "\u00e9"}"#)
+        );
+        let details = decoded.into_activity().details.unwrap();
+        assert_eq!(details["k"], serde_json::json!([1, 2]));
+        assert_eq!(details["s"], "é");
+    }
+
+    #[test]
+    fn details_that_need_changing_are_read() {
+        let cases = [
+            // A bad IP is noted in the details.
+            r#"{"action":"login","created_at":"2025-01-01T00:00:00Z","ip_address":"x","details":{"k":1}}"#,
+            // Not an object.
+            r#"{"action":"login","created_at":"2025-01-01T00:00:00Z","details":[1]}"#,
+            r#"{"action":"login","created_at":"2025-01-01T00:00:00Z","details":"{\"k\":1}"}"#,
+        ];
+        for json in cases {
+            let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+            assert!(decoded.activity().details.is_some(), "{json}");
+            let text = decoded.details_json().unwrap();
+            let written: Map<String, Value> = serde_json::from_str(&text).unwrap();
+            assert_eq!(Some(written), decoded.activity().details, "{json}");
+        }
+        // Larger than the limit: the contract's replacement, within it.
+        let big = format!(
+            r#"{{"action":"x","created_at":"2025-01-01T00:00:00Z","details":{{"b":"{}"}}}}"#,
+            "x".repeat(limits::DETAILS_MAX_BYTES)
+        );
+        let decoded = decode_entry("s", "1-0", Some(big.as_bytes())).unwrap();
+        let text = decoded.details_json().unwrap();
+        assert!(
+            text.len() <= limits::DETAILS_MAX_BYTES,
+            "{} bytes",
+            text.len()
+        );
     }
 }

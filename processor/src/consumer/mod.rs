@@ -33,7 +33,6 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use activity_tracker::Activity;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -81,7 +80,7 @@ pub(crate) struct Item {
     /// oldest entry was read, however long it waited for the sink.
     pub(crate) received: tokio::time::Instant,
     /// The activity, or why it can never be stored.
-    pub(crate) decoded: Result<Activity, decode::DecodeError>,
+    pub(crate) decoded: Result<decode::Decoded, decode::DecodeError>,
 }
 
 /// The consumer's settings, taken from [`Config`].

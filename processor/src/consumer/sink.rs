@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use activity_tracker::Activity;
+use super::decode::Decoded;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -103,7 +103,7 @@ struct Stored {
 /// isolated and reported instead of failing the batch.
 async fn store(
     pool: &PgPool,
-    activities: &[Activity],
+    activities: &[Decoded],
 ) -> Result<Stored, activity_tracker::postgres::WriteError> {
     let outcome = activity_tracker::postgres::write_batch_isolating(pool, activities).await?;
     Ok(Stored {
@@ -214,7 +214,7 @@ impl Sink {
 
     /// Writes with retries; `None` when shutting down with the database
     /// still failing (nothing is acknowledged: the entries stay pending).
-    async fn write(&mut self, activities: &[Activity]) -> Option<Stored> {
+    async fn write(&mut self, activities: &[Decoded]) -> Option<Stored> {
         let mut retry = Retry::new();
         loop {
             let started = std::time::Instant::now();
