@@ -1,12 +1,11 @@
 //! The stream sources: `XREADGROUP` on a dedicated connection, and the
 //! periodic `XAUTOCLAIM` of entries left pending by stopped consumers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId};
+use redis::{FromRedisValue, ParsingError, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -45,10 +44,10 @@ pub(crate) async fn read_loop(
         cmd.arg("STREAMS")
             .arg(&settings.stream_key)
             .arg(pending_after.as_deref().unwrap_or(">"));
-        let reply: Option<StreamReadReply> = match link.query(&cmd).await {
-            Ok(reply) => {
+        let entries = match link.query::<ReadReply>(&cmd).await {
+            Ok(ReadReply(entries)) => {
                 backoff.reset();
-                reply
+                entries
             }
             Err(e) => {
                 tracing::warn!(error = %e, stream = %settings.stream_key, "reading the stream failed; retrying");
@@ -63,9 +62,6 @@ pub(crate) async fn read_loop(
                 continue;
             }
         };
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
         if let Some(after) = &mut pending_after {
             match entries.last() {
                 Some(last) => *after = last.id.clone(),
@@ -126,7 +122,8 @@ pub(crate) async fn claim_loop(
                 stats.record_consumed(claimed);
                 stats.record_reclaimed(claimed);
             }
-            if !send_all(&settings, reply.claimed, &tx, &token).await {
+            let entries = reply.claimed.into_iter().map(Entry::from).collect();
+            if !send_all(&settings, entries, &tx, &token).await {
                 return;
             }
             if reply.next_stream_id == "0-0" || token.is_cancelled() {
@@ -142,7 +139,7 @@ pub(crate) async fn claim_loop(
 /// sink is gone.
 async fn send_all(
     settings: &Settings,
-    entries: Vec<StreamId>,
+    entries: Vec<Entry>,
     tx: &mpsc::Sender<Item>,
     token: &CancellationToken,
 ) -> bool {
@@ -158,16 +155,19 @@ async fn send_all(
     true
 }
 
-fn to_item(settings: &Settings, entry: StreamId, received: tokio::time::Instant) -> Item {
-    let StreamId { id, mut map, .. } = entry;
-    let data = match map.remove("data") {
-        Some(Value::BulkString(bytes)) => Some(bytes),
-        Some(Value::SimpleString(text)) => Some(text.into_bytes()),
-        _ => None,
-    };
+fn to_item(settings: &Settings, entry: Entry, received: tokio::time::Instant) -> Item {
+    let Entry { id, mut fields } = entry;
+    let data = fields
+        .iter()
+        .position(|(name, _)| name == "data")
+        .and_then(|at| match fields.swap_remove(at).1 {
+            Value::BulkString(bytes) => Some(bytes),
+            Value::SimpleString(text) => Some(text.into_bytes()),
+            _ => None,
+        });
     let decoded = decode_entry(&settings.stream_key, &id, data.as_deref());
     // Without a `data` field, the dead letter keeps the fields there were.
-    let payload = data.unwrap_or_else(|| fields_as_json(&map));
+    let payload = data.unwrap_or_else(|| fields_as_json(&fields));
     Item {
         origin: Origin::Stream(id),
         payload,
@@ -176,8 +176,8 @@ fn to_item(settings: &Settings, entry: StreamId, received: tokio::time::Instant)
     }
 }
 
-fn fields_as_json(map: &HashMap<String, Value>) -> Vec<u8> {
-    let object: serde_json::Map<String, serde_json::Value> = map
+fn fields_as_json(fields: &[(String, Value)]) -> Vec<u8> {
+    let object: serde_json::Map<String, serde_json::Value> = fields
         .iter()
         .map(|(field, value)| {
             let text = match value {
@@ -188,4 +188,151 @@ fn fields_as_json(map: &HashMap<String, Value>) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&object).unwrap_or_default()
+}
+
+/// One stream entry as read: its id and its fields (none when the entry
+/// was deleted while pending: Redis then returns its id alone).
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    fields: Vec<(String, Value)>,
+}
+
+impl From<StreamId> for Entry {
+    fn from(entry: StreamId) -> Self {
+        Entry {
+            id: entry.id,
+            fields: entry.map.into_iter().collect(),
+        }
+    }
+}
+
+/// The entries of an `XREADGROUP` reply, moved out of the reply as they
+/// are. (The redis crate's `StreamReadReply` copies the whole reply before
+/// converting it, which cost the processor as much as parsing it.)
+#[derive(Debug)]
+struct ReadReply(Vec<Entry>);
+
+impl FromRedisValue for ReadReply {
+    fn from_redis_value(reply: Value) -> Result<Self, ParsingError> {
+        let streams: Vec<Value> = match reply {
+            // `BLOCK` ran out with nothing new.
+            Value::Nil => Vec::new(),
+            // RESP2: [[key, entries], ...]
+            Value::Array(streams) => streams
+                .into_iter()
+                .map(|stream| match stream {
+                    Value::Array(mut pair) if pair.len() == 2 => Ok(pair.swap_remove(1)),
+                    other => Err(unexpected("stream", &other)),
+                })
+                .collect::<Result<_, _>>()?,
+            // RESP3: {key: entries, ...}
+            Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+            other => return Err(unexpected("reply", &other)),
+        };
+        let mut read = Vec::new();
+        for entries in streams {
+            match entries {
+                Value::Array(entries) => {
+                    read.reserve(entries.len());
+                    for entry in entries {
+                        read.push(Entry::from_value(entry)?);
+                    }
+                }
+                Value::Nil => {}
+                other => return Err(unexpected("entries", &other)),
+            }
+        }
+        Ok(ReadReply(read))
+    }
+}
+
+impl Entry {
+    /// `[id, [field, value, ...]]`; anything after that (the delivery
+    /// counts of `XREADGROUP ... CLAIM`) is not needed here.
+    fn from_value(entry: Value) -> Result<Self, ParsingError> {
+        let Value::Array(parts) = entry else {
+            return Err(unexpected("entry", &entry));
+        };
+        let mut parts = parts.into_iter();
+        let id = match parts.next() {
+            Some(Value::BulkString(bytes)) => String::from_utf8(bytes)?,
+            Some(Value::SimpleString(text)) => text,
+            other => return Err(unexpected("entry id", &other.unwrap_or(Value::Nil))),
+        };
+        let name = |value: Value| match value {
+            Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Value::SimpleString(text) => Ok(text),
+            other => Err(unexpected("field name", &other)),
+        };
+        let fields = match parts.next() {
+            None | Some(Value::Nil) => Vec::new(),
+            Some(Value::Array(flat)) => {
+                let mut fields = Vec::with_capacity(flat.len() / 2);
+                let mut flat = flat.into_iter();
+                while let (Some(field), Some(value)) = (flat.next(), flat.next()) {
+                    fields.push((name(field)?, value));
+                }
+                fields
+            }
+            Some(Value::Map(pairs)) => pairs
+                .into_iter()
+                .map(|(field, value)| Ok((name(field)?, value)))
+                .collect::<Result<_, ParsingError>>()?,
+            Some(other) => return Err(unexpected("entry fields", &other)),
+        };
+        Ok(Entry { id, fields })
+    }
+}
+
+fn unexpected(what: &str, value: &Value) -> ParsingError {
+    let mut shown = format!("{value:?}");
+    activity_tracker::truncate_chars(&mut shown, 200);
+    ParsingError::from(format!("unexpected {what} in a stream reply: {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn entries(reply: Value) -> Vec<(String, Vec<(String, Value)>)> {
+        ReadReply::from_redis_value(reply)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|entry| (entry.id, entry.fields))
+            .collect()
+    }
+
+    #[test]
+    fn read_replies_in_both_protocols() {
+        let stream = || {
+            Value::Array(vec![
+                Value::Array(vec![
+                    bulk("1-0"),
+                    Value::Array(vec![bulk("data"), bulk("{}"), bulk("x"), bulk("y")]),
+                ]),
+                // Deleted while pending: the id alone.
+                Value::Array(vec![bulk("2-0"), Value::Nil]),
+            ])
+        };
+        let expected = vec![
+            (
+                "1-0".to_owned(),
+                vec![("data".to_owned(), bulk("{}")), ("x".to_owned(), bulk("y"))],
+            ),
+            ("2-0".to_owned(), vec![]),
+        ];
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("s"), stream()])]);
+        assert_eq!(entries(resp2), expected);
+        let resp3 = Value::Map(vec![(bulk("s"), stream())]);
+        assert_eq!(entries(resp3), expected);
+        assert!(entries(Value::Nil).is_empty());
+        let error = ReadReply::from_redis_value(Value::Int(1)).unwrap_err();
+        assert!(error.to_string().contains("unexpected reply"), "{error}");
+    }
 }
