@@ -350,17 +350,33 @@ async fn write_rows(
 ) -> Result<u64, WriteError> {
     let mut tx = pool.begin().await?;
     let inserted = match path {
-        Path::Unnest => insert_unnest(&mut tx, rows).await?,
-        Path::CopyTempTable => insert_copy_temp_table(&mut tx, rows).await?,
-        Path::Copy => insert_copy(&mut tx, rows).await?,
+        Path::Unnest => Inserted::Returned(insert_unnest(&mut tx, rows).await?),
+        Path::CopyTempTable => Inserted::Returned(insert_copy_temp_table(&mut tx, rows).await?),
+        Path::Copy => {
+            insert_copy(&mut tx, rows).await?;
+            Inserted::Every
+        }
     };
     if with_rollups {
-        rollups::apply(&mut tx, &inserted)
-            .await
-            .map_err(WriteError::Rollups)?;
+        match &inserted {
+            Inserted::Every => rollups::apply_borrowed(&mut tx, rows.keys()).await,
+            Inserted::Returned(returned) => rollups::apply(&mut tx, returned).await,
+        }
+        .map_err(WriteError::Rollups)?;
     }
     tx.commit().await?;
-    Ok(inserted.len() as u64)
+    Ok(match inserted {
+        Inserted::Every => rows.len() as u64,
+        Inserted::Returned(returned) => returned.len() as u64,
+    })
+}
+
+/// Which rows a statement inserted.
+enum Inserted {
+    /// All of them (`COPY`, which fails rather than skip one).
+    Every,
+    /// Those it returned (the others were stored already).
+    Returned(Vec<InsertedRow>),
 }
 
 /// Stores `batch` like [`write_batch`], isolating the rows the database
@@ -527,6 +543,17 @@ impl<'a> Columns<'a> {
     fn len(&self) -> usize {
         self.ids.len()
     }
+
+    /// What the rollups need of each row.
+    fn keys(&self) -> impl Iterator<Item = rollups::RowKey<'_>> {
+        (0..self.len()).map(|i| {
+            (
+                self.user_ids[i].as_deref(),
+                &*self.actions[i],
+                self.created_ats[i],
+            )
+        })
+    }
 }
 
 type ReturnedRow = (Option<String>, String, DateTime<Utc>);
@@ -656,25 +683,18 @@ async fn copy_into(
     Ok(())
 }
 
+/// Inserts every row with `COPY`: fails on a row already stored.
 async fn insert_copy(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
-) -> Result<Vec<InsertedRow>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     copy_into(
         tx,
         "COPY user_activity_logs (id, user_id, action, resource_type, resource_id, \
          details, ip_address, user_agent, session_id, created_at) FROM STDIN",
         rows,
     )
-    .await?;
-    // Without an error every row was inserted (ids are unique in `rows`).
-    Ok((0..rows.len())
-        .map(|i| InsertedRow {
-            user_id: rows.user_ids[i].as_deref().map(str::to_owned),
-            action: rows.actions[i].clone().into_owned(),
-            created_at: rows.created_ats[i],
-        })
-        .collect())
+    .await
 }
 
 async fn insert_copy_temp_table(
@@ -720,59 +740,103 @@ async fn insert_copy_temp_table(
 
 /// The rows in `COPY`'s text format: tab-separated, `\N` for null,
 /// backslash escapes for backslash, tab, newline and carriage return.
+/// Written straight into one buffer: nothing is allocated per row.
 fn copy_text(rows: &Columns<'_>) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, value: Option<&str>) {
-        match value {
-            None => out.extend_from_slice(b"\\N"),
-            Some(text) => {
-                // Runs without a byte to escape (nearly all text) are
-                // copied whole.
-                let mut rest = text.as_bytes();
-                while let Some(at) = rest
-                    .iter()
-                    .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-                {
-                    out.extend_from_slice(&rest[..at]);
-                    out.extend_from_slice(match rest[at] {
-                        b'\\' => b"\\\\",
-                        b'\t' => b"\\t",
-                        b'\n' => b"\\n",
-                        _ => b"\\r",
-                    });
-                    rest = &rest[at + 1..];
-                }
-                out.extend_from_slice(rest);
-            }
-        }
-    }
-
     let mut out = Vec::with_capacity(rows.len() * 400);
     for i in 0..rows.len() {
         let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id: &str = rows.ids[i].hyphenated().encode_lower(&mut id);
-        let ip = rows.ip_addresses[i].map(|ip| ip.to_string());
-        let created_at = rows.created_ats[i].to_rfc3339_opts(SecondsFormat::Micros, true);
-        let fields = [
-            Some(id),
+        out.extend_from_slice(rows.ids[i].hyphenated().encode_lower(&mut id).as_bytes());
+        for text in [
             rows.user_ids[i].as_deref(),
             Some(&*rows.actions[i]),
             rows.resource_types[i].as_deref(),
             rows.resource_ids[i].as_deref(),
             rows.details[i].as_deref(),
-            ip.as_deref(),
+        ] {
+            out.push(b'\t');
+            push_copy_field(&mut out, text);
+        }
+        out.push(b'\t');
+        match rows.ip_addresses[i] {
+            // An address's text has nothing to escape.
+            Some(ip) => {
+                use std::io::Write as _;
+                write!(out, "{ip}").expect("writing to a Vec cannot fail");
+            }
+            None => out.extend_from_slice(b"\\N"),
+        }
+        for text in [
             rows.user_agents[i].as_deref(),
             rows.session_ids[i].as_deref(),
-            Some(created_at.as_str()),
-        ];
-        for (n, value) in fields.into_iter().enumerate() {
-            if n > 0 {
-                out.push(b'\t');
-            }
-            field(&mut out, value);
+        ] {
+            out.push(b'\t');
+            push_copy_field(&mut out, text);
         }
+        out.push(b'\t');
+        push_timestamp(&mut out, rows.created_ats[i]);
         out.push(b'\n');
     }
     out
+}
+
+/// One text field of `COPY`'s text format.
+fn push_copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(text) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    // Runs without a byte to escape (nearly all text) are copied whole.
+    let mut rest = text.as_bytes();
+    while let Some(at) = next_to_escape(rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(match rest[at] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// The first backslash, tab, newline or carriage return in `bytes`.
+fn next_to_escape(bytes: &[u8]) -> Option<usize> {
+    let first = memchr::memchr3(b'\\', b'\t', b'\n', bytes);
+    memchr::memchr(b'\r', &bytes[..first.unwrap_or(bytes.len())]).or(first)
+}
+
+/// `at` as `YYYY-MM-DD HH:MM:SS.ffffff+00`, digit by digit: chrono's
+/// formatting allocates and interprets a format for every row.
+fn push_timestamp(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let (date, time) = (at.date_naive(), at.time());
+    let Ok(year) = u32::try_from(date.year()) else {
+        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    };
+    // Years past 9999 and leap seconds are left to chrono.
+    if year > 9999 || time.nanosecond() >= 1_000_000_000 {
+        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    }
+    let mut push = |n: u32, width: usize, then: &[u8]| {
+        let start = out.len();
+        out.resize(start + width, b'0');
+        let mut n = n;
+        for digit in out[start..].iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(then);
+    };
+    push(year, 4, b"-");
+    push(date.month(), 2, b"-");
+    push(date.day(), 2, b" ");
+    push(time.hour(), 2, b":");
+    push(time.minute(), 2, b":");
+    push(time.second(), 2, b".");
+    push(time.nanosecond() / 1000, 6, b"+00");
 }
 
 #[cfg(test)]

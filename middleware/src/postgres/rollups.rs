@@ -88,18 +88,21 @@ struct BatchSums<'a> {
     pending: HashMap<(NaiveDate, &'a str, &'a str), i64>,
 }
 
+/// One inserted row as the rollups read it: user, action, time.
+pub(crate) type RowKey<'a> = (Option<&'a str>, &'a str, DateTime<Utc>);
+
 impl<'a> BatchSums<'a> {
-    fn of(rows: &'a [InsertedRow]) -> Self {
+    fn of(rows: impl IntoIterator<Item = RowKey<'a>>) -> Self {
         let mut sums = Self::default();
-        for row in rows {
-            let day = row.created_at.date_naive();
+        for (user, action, created_at) in rows {
+            let day = created_at.date_naive();
             *sums
                 .hourly
-                .entry((hour_of(row.created_at), &row.action))
+                .entry((hour_of(created_at), action))
                 .or_default() += 1;
             *sums.daily.entry(day).or_default() += 1;
-            if let Some(user) = &row.user_id {
-                *sums.pending.entry((day, user, &row.action)).or_default() += 1;
+            if let Some(user) = user {
+                *sums.pending.entry((day, user, action)).or_default() += 1;
             }
         }
         sums
@@ -114,10 +117,24 @@ impl<'a> BatchSums<'a> {
 /// the duplicates skipped by `ON CONFLICT DO NOTHING`), or the rollups count
 /// them twice.
 pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<(), sqlx::Error> {
-    if inserted.is_empty() {
+    let rows = inserted
+        .iter()
+        .map(|row| (row.user_id.as_deref(), row.action.as_str(), row.created_at));
+    apply_rows(tx, BatchSums::of(rows)).await
+}
+
+/// [`apply`] for rows the writer holds borrowed (no [`InsertedRow`] made).
+pub(crate) async fn apply_borrowed<'a>(
+    tx: &mut PgConnection,
+    inserted: impl IntoIterator<Item = RowKey<'a>>,
+) -> Result<(), sqlx::Error> {
+    apply_rows(tx, BatchSums::of(inserted)).await
+}
+
+async fn apply_rows(tx: &mut PgConnection, sums: BatchSums<'_>) -> Result<(), sqlx::Error> {
+    if sums.daily.is_empty() {
         return Ok(());
     }
-    let sums = BatchSums::of(inserted);
 
     // The statements below always run in this table order, each touching
     // its rows sorted by key (ORDER BY in SQL, so every writer uses the
@@ -407,18 +424,14 @@ mod tests {
 
     #[test]
     fn batch_sums_count_per_hour_day_and_user_action() {
-        let row = |u: Option<&str>, a: &str, t: &str| InsertedRow {
-            user_id: u.map(str::to_owned),
-            action: a.into(),
-            created_at: at(t),
-        };
+        let row = |u: Option<&'static str>, a: &'static str, t: &str| (u, a, at(t));
         let rows = [
             row(Some("u1"), "login", "2026-01-02T10:15:00Z"),
             row(Some("u1"), "login", "2026-01-02T10:45:00Z"),
             row(Some("u1"), "login", "2026-01-01T09:00:00Z"),
             row(None, "login", "2026-01-02T10:01:00Z"),
         ];
-        let sums = BatchSums::of(&rows);
+        let sums = BatchSums::of(rows);
         assert_eq!(sums.hourly[&(at("2026-01-02T10:00:00Z"), "login")], 3);
         assert_eq!(sums.daily[&day("2026-01-02")], 3);
         assert_eq!(sums.pending[&(day("2026-01-02"), "u1", "login")], 2);

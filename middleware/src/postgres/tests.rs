@@ -473,8 +473,40 @@ fn copy_text_escapes_and_marks_nulls() {
     assert_eq!(
         text,
         format!(
-            "{}\ta\\tb\\\\c\\nd\\re\tlogin\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t2026-01-02T03:04:05.000000Z\n",
+            "{}\ta\\tb\\\\c\\nd\\re\tlogin\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t2026-01-02 03:04:05.000000+00\n",
             event.id
         )
     );
+}
+
+#[test]
+fn copy_fields_escape_what_the_text_format_requires() {
+    let escaped = |text: &str| {
+        let mut out = Vec::new();
+        push_copy_field(&mut out, Some(text));
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(escaped("plain ü"), "plain ü");
+    assert_eq!(escaped("a\\b\tc\nd\re"), r"a\\b\tc\nd\re");
+    // A carriage return before the other bytes, and at the end.
+    assert_eq!(escaped("x\ry\\z\r"), r"x\ry\\z\r");
+    let mut null = Vec::new();
+    push_copy_field(&mut null, None);
+    assert_eq!(null, br"\N");
+}
+
+#[test]
+fn copy_timestamps_read_back_to_the_microsecond() {
+    for text in [
+        "2026-11-27T04:30:00.123456Z",
+        "0999-01-02T03:04:05Z",
+        "2024-02-29T23:59:59.000001Z",
+    ] {
+        let at: DateTime<Utc> = text.parse().unwrap();
+        let mut out = Vec::new();
+        push_timestamp(&mut out, at);
+        let written = String::from_utf8(out).unwrap();
+        let back = DateTime::parse_from_str(&written, "%Y-%m-%d %H:%M:%S%.f%#z").unwrap();
+        assert_eq!(back, at, "{written}");
+    }
 }
