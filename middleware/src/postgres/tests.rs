@@ -490,6 +490,26 @@ fn copy_fields_escape_what_the_text_format_requires() {
     assert_eq!(escaped("a\\b\tc\nd\re"), r"a\\b\tc\nd\re");
     // A carriage return before the other bytes, and at the end.
     assert_eq!(escaped("x\ry\\z\r"), r"x\ry\\z\r");
+    // Past the first words, and after a control byte that needs nothing.
+    let long = format!(
+        "{}\t{}\u{1}{}\\end",
+        "a".repeat(17),
+        "b".repeat(9),
+        "c".repeat(20)
+    );
+    let expected = format!(
+        "{}\\t{}\u{1}{}\\\\end",
+        "a".repeat(17),
+        "b".repeat(9),
+        "c".repeat(20)
+    );
+    assert_eq!(escaped(&long), expected);
+    for at in 0..20 {
+        let mut text = "x".repeat(20);
+        text.replace_range(at..at + 1, "\r");
+        assert_eq!(next_to_escape(text.as_bytes()), Some(at));
+        assert_eq!(next_to_escape(&text.as_bytes()[at + 1..]), None);
+    }
     let mut null = Vec::new();
     push_copy_field(&mut null, None);
     assert_eq!(null, br"\N");
