@@ -139,60 +139,57 @@ async fn apply_rows(tx: &mut PgConnection, sums: BatchSums<'_>) -> Result<(), sq
         return Ok(());
     }
 
-    // The statements below always run in this table order, each touching
-    // its rows sorted by key (ORDER BY in SQL, so every writer uses the
-    // database's collation): concurrent writers queue, never deadlock.
+    // One statement, so that a writer holds the rows it locks for as short
+    // a time as it can: the per-hour rows, then the per-day rows (the
+    // filter on `hourly` makes the second wait for the first), each sorted
+    // by key (ORDER BY in SQL, so every writer uses the database's
+    // collation): concurrent writers queue in the same order, never
+    // deadlock. The pending counts are plain inserts, which lock nothing.
     let (buckets, actions, counts): (Vec<_>, Vec<_>, Vec<_>) = sums
         .hourly
         .into_iter()
         .map(|((b, a), n)| (b, a, n))
         .collect();
-    sqlx::query(
-        "INSERT INTO activity_rollup_hourly AS t (bucket, action, n)
-         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[]) ORDER BY 1, 2
-         ON CONFLICT (bucket, action) DO UPDATE SET n = t.n + excluded.n",
-    )
-    .bind(buckets)
-    .bind(actions)
-    .bind(counts)
-    .execute(&mut *tx)
-    .await?;
-
     let (days, activities): (Vec<_>, Vec<_>) = sums.daily.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO activity_rollup_daily AS t (day, activities, users)
-         SELECT d, n, 0 FROM UNNEST($1::date[], $2::int8[]) AS u(d, n) ORDER BY 1
-         ON CONFLICT (day) DO UPDATE SET activities = t.activities + excluded.activities",
-    )
-    .bind(days)
-    .bind(activities)
-    .execute(&mut *tx)
-    .await?;
-
-    if sums.pending.is_empty() {
-        return Ok(());
-    }
     let n = sums.pending.len();
-    let (mut days, mut users, mut actions, mut counts) = (
+    let (mut pending_days, mut users, mut pending_actions, mut pending_counts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
     for ((day, user, action), count) in sums.pending {
-        days.push(day);
+        pending_days.push(day);
         users.push(user);
-        actions.push(action);
-        counts.push(count);
+        pending_actions.push(action);
+        pending_counts.push(count);
     }
     sqlx::query(
-        "INSERT INTO activity_rollup_pending (day, user_id, action, n)
-         SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::int8[])",
+        "WITH pending AS (
+             INSERT INTO activity_rollup_pending (day, user_id, action, n)
+             SELECT * FROM UNNEST($6::date[], $7::text[], $8::text[], $9::int8[])
+         ),
+         hourly AS (
+             INSERT INTO activity_rollup_hourly AS t (bucket, action, n)
+             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[]) ORDER BY 1, 2
+             ON CONFLICT (bucket, action) DO UPDATE SET n = t.n + excluded.n
+             RETURNING 1
+         )
+         INSERT INTO activity_rollup_daily AS t (day, activities, users)
+         SELECT d, n, 0 FROM UNNEST($4::date[], $5::int8[]) AS u(d, n)
+         WHERE (SELECT COUNT(*) FROM hourly) > 0
+         ORDER BY 1
+         ON CONFLICT (day) DO UPDATE SET activities = t.activities + excluded.activities",
     )
-    .bind(days)
-    .bind(users)
+    .bind(buckets)
     .bind(actions)
     .bind(counts)
+    .bind(days)
+    .bind(activities)
+    .bind(pending_days)
+    .bind(users)
+    .bind(pending_actions)
+    .bind(pending_counts)
     .execute(&mut *tx)
     .await?;
     Ok(())
