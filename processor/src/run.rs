@@ -288,19 +288,41 @@ async fn maintenance(ctx: Context, token: CancellationToken) {
     }
 }
 
+/// Timer ticks a fold may be put off while the stream has a backlog: with
+/// the default `ROLLUP_FOLD_INTERVAL_MS`, a fold at least every 10 s.
+const MAX_DEFERRED_FOLDS: u32 = 4;
+
+/// Whether this tick folds, given whether the stream has a backlog and how
+/// many ticks in a row have been put off.
+///
+/// While events wait in the stream, the database's time goes to storing
+/// them first: the per-user counts keep piling up as pending rows (queries
+/// fold before reading, so they stay exact) and are folded in fewer,
+/// larger folds, bounded by [`MAX_DEFERRED_FOLDS`].
+fn folds_now(backlogged: bool, deferred: u32) -> bool {
+    !backlogged || deferred >= MAX_DEFERRED_FOLDS
+}
+
 /// Folds the per-user counts that writers leave pending into the per-user
-/// rollups, on a timer (see `activity_tracker::postgres::rollups`). A fold
-/// spans the batches committed since the last one, so it upserts each
-/// active user once instead of once per batch.
+/// rollups, on a timer (see `activity_tracker::postgres::rollups`), less
+/// often while the stream has a backlog ([`folds_now`]). A fold spans the
+/// batches committed since the last one, so it upserts each active user
+/// once instead of once per batch.
 async fn fold_rollups(ctx: Context, token: CancellationToken) {
     let mut ticker =
         tokio::time::interval(Duration::from_millis(ctx.config.rollup_fold_interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deferred = 0;
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        if !folds_now(ctx.stats.backlogged(), deferred) {
+            deferred += 1;
+            continue;
+        }
+        deferred = 0;
         // Another processor folding now does the work: no reason to wait.
         match activity_tracker::postgres::rollups::try_fold_pending(&ctx.pool).await {
             Ok(Some(rows)) => {
@@ -346,5 +368,22 @@ async fn gauges(ctx: Context, token: CancellationToken) {
             }
             Err(_) => conn = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_put_off_only_while_backlogged_and_only_so_long() {
+        assert!(folds_now(false, 0));
+        let mut deferred = 0;
+        let mut ticks_until_fold = 0;
+        while !folds_now(true, deferred) {
+            deferred += 1;
+            ticks_until_fold += 1;
+        }
+        assert_eq!(ticks_until_fold, MAX_DEFERRED_FOLDS);
     }
 }

@@ -49,6 +49,9 @@ pub struct ProcessorStats {
     /// Set while database writes are failing and being retried: `/readyz`
     /// reports not ready.
     db_retrying: AtomicBool,
+    /// Set while the stream reader's reads come back full: the stream has a
+    /// backlog.
+    backlogged: AtomicBool,
     /// Events handled (stored, duplicate or dead-lettered) per second over
     /// the last minute: `(unix second, count)` per slot, indexed by the
     /// second modulo 60. The mutex guards only this ring.
@@ -68,6 +71,7 @@ impl Default for ProcessorStats {
             batches: AtomicU64::new(0),
             last_batch_at_ms: AtomicI64::new(0),
             db_retrying: AtomicBool::new(false),
+            backlogged: AtomicBool::new(false),
             window: Mutex::new([(0, 0); RATE_WINDOW_SECS]),
         }
     }
@@ -158,6 +162,17 @@ impl ProcessorStats {
     /// Whether database writes are failing and being retried.
     pub fn db_retrying(&self) -> bool {
         self.db_retrying.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the stream reader's last read came back full
+    /// (`BATCH_SIZE` entries): more were waiting.
+    pub fn set_backlogged(&self, backlogged: bool) {
+        self.backlogged.store(backlogged, Ordering::Relaxed);
+    }
+
+    /// Whether the stream has a backlog (the last read came back full).
+    pub fn backlogged(&self) -> bool {
+        self.backlogged.load(Ordering::Relaxed)
     }
 
     fn record_processed(&self, n: u64) {

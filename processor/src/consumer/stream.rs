@@ -69,6 +69,7 @@ pub(crate) async fn read_loop(
             }
         }
         stats.record_consumed(entries.len() as u64);
+        stats.set_backlogged(entries.len() >= settings.batch_size);
         if !send_all(&settings, entries, &tx, &token).await {
             break;
         }
