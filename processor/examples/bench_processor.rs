@@ -428,6 +428,12 @@ async fn throughput(
         2.0 * drain_secs
     );
     println!("  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s");
+    let with_fold = args.events as f64 / (drain_secs + fold_secs);
+    println!(
+        "  drain and that fold: {:.2} s, {with_fold:.0} events/s = {:.0}% of COPY",
+        drain_secs + fold_secs,
+        100.0 * with_fold / copy_rate
+    );
     println!(
         "  processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",
         peak as f64 / 1024.0

@@ -114,7 +114,7 @@ pub struct Config {
 
     /// Batches written to the database at once, each in its own
     /// transaction: while one commits, the next is being written.
-    #[arg(long, env = "DB_WRITERS", default_value_t = 2)]
+    #[arg(long, env = "DB_WRITERS", default_value_t = 3)]
     pub db_writers: usize,
 
     /// Entries left pending this long (milliseconds) by a consumer that died
@@ -125,6 +125,7 @@ pub struct Config {
     /// How often (milliseconds) the per-user counts that writers leave
     /// pending are folded into the per-user rollups. Queries fold what is
     /// left before reading, so this bounds their work, not their accuracy.
+    /// While the stream has a backlog, only every fifth interval folds.
     #[arg(long, env = "ROLLUP_FOLD_INTERVAL_MS", default_value_t = 2000)]
     pub rollup_fold_interval_ms: u64,
 
