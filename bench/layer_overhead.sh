@@ -91,10 +91,11 @@ run() {
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$addr/hello" >"$WORK/wrk.out"
         times >"$WORK/times.out"
     )
-    local cpu_us
-    cpu_us=$(awk -v tb="$ticks_before" -v ta="$(app_ticks)" -v tck="$(getconf CLK_TCK)" \
-        -v rb="$redis_before" -v ra="$(redis_cpu)" -v wrk="$(wrk_cpu)" \
-        'BEGIN { print (ta - tb) / tck * 1e6 + (ra - rb) * 1e6 + wrk * 1e6 }')
+    local app_us redis_us wrk_us
+    app_us=$(awk -v tb="$ticks_before" -v ta="$(app_ticks)" -v tck="$(getconf CLK_TCK)" \
+        'BEGIN { print (ta - tb) / tck * 1e6 }')
+    redis_us=$(awk -v rb="$redis_before" -v ra="$(redis_cpu)" 'BEGIN { print (ra - rb) * 1e6 }')
+    wrk_us=$(awk -v wrk="$(wrk_cpu)" 'BEGIN { print wrk * 1e6 }')
     kill -TERM "$APP_PID"
     wait "$APP_PID"
     APP_PID=
@@ -109,7 +110,11 @@ run() {
     fi
     local requests
     requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
-    echo "$rps $p99 $(awk -v c="$cpu_us" -v n="$requests" 'BEGIN { print c / n }') $served $(sed -n 's/^served=[0-9]* //p' "$out")"
+    # CPU per request: all three, then app, Redis and wrk apart.
+    local per_request
+    per_request=$(awk -v a="$app_us" -v r="$redis_us" -v w="$wrk_us" -v n="$requests" \
+        'BEGIN { printf "%f %f %f %f", (a + r + w) / n, a / n, r / n, w / n }')
+    echo "$rps $p99 $per_request $served $(sed -n 's/^served=[0-9]* //p' "$out")"
 }
 
 echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -119,13 +124,13 @@ total_bare=0 total_layer=0 total_capture=0 cpus_capture=() ratios_layer=() ratio
 for round in $(seq "$ROUNDS"); do
     # Not in a subshell, so the EXIT trap knows the app's pid.
     run bare "bench_layer_bare_$$_$round" >"$WORK/result"
-    read -r bare_rps bare_p99 bare_cpu _ _ <"$WORK/result"
+    read -r bare_rps bare_p99 bare_cpu bare_app bare_redis bare_wrk _ _ <"$WORK/result"
     # The layer and dispatcher with a sink that writes nothing: capturing alone.
     run capture "bench_layer_capture_$$_$round" >"$WORK/result"
-    read -r capture_rps capture_p99 capture_cpu _ _ <"$WORK/result"
+    read -r capture_rps capture_p99 capture_cpu capture_app capture_redis capture_wrk _ _ <"$WORK/result"
     key="bench_layer_$$_$round"
     run layer "$key" >"$WORK/result"
-    read -r layer_rps layer_p99 layer_cpu served counters <"$WORK/result"
+    read -r layer_rps layer_p99 layer_cpu layer_app layer_redis layer_wrk served counters <"$WORK/result"
     entries=$(redis-cli -u "$REDIS_URL" XLEN "$key")
     redis-cli -u "$REDIS_URL" DEL "$key" >/dev/null
     check=ok
@@ -137,6 +142,9 @@ for round in $(seq "$ROUNDS"); do
     printf '         capture only (no Redis write): %.0f req/s p99 %.0fus cpu %.1fus/req | ratio %.3f\n' \
         "$capture_rps" "$capture_p99" "$capture_cpu" \
         "$(awk -v a="$capture_rps" -v b="$bare_rps" 'BEGIN { print a / b }')"
+    printf '         cpu per request app / Redis / wrk: bare %.2f / %.2f / %.2fus, capture only %.2f / %.2f / %.2fus, layer %.2f / %.2f / %.2fus\n' \
+        "$bare_app" "$bare_redis" "$bare_wrk" "$capture_app" "$capture_redis" "$capture_wrk" \
+        "$layer_app" "$layer_redis" "$layer_wrk"
     total_capture=$(awk -v a="$total_capture" -v b="$capture_rps" 'BEGIN { print a + b }')
     cpus_capture+=("$capture_cpu")
     ratios_layer+=("$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')")
