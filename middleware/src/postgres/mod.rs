@@ -12,6 +12,10 @@
 //! if it holds an event already stored it is rolled back and written again
 //! with the `INSERT` (see [`InsertMethod`]).
 //!
+//! The writers take any [`StoredEvent`]: an [`Activity`], or an event that brings
+//! its `details` as JSON text already (the processor keeps them as they
+//! arrived on the wire), which is then stored without being parsed.
+//!
 //! [`write_batch_isolating`] is what a consumer calls: when the database
 //! rejects the batch because of the data of some rows (a string too long for
 //! its column, a `\u0000` in text or JSON), it splits the batch until those
