@@ -146,31 +146,79 @@ pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Decode
 /// The payload's top-level fields, each as written. Reading into a struct
 /// rather than a `serde_json::Map` skips making a `String` of every key and
 /// of the fields the processor does not know; text is borrowed from the
-/// payload where it has no escapes.
-#[derive(Deserialize)]
+/// payload where it has no escapes. A field given twice takes its last
+/// value, as a JSON object read into a map does.
+#[derive(Default)]
 struct Payload<'a> {
-    #[serde(borrow)]
     v: Option<Field<'a>>,
-    #[serde(borrow)]
     action: Option<Field<'a>>,
-    #[serde(borrow)]
     created_at: Option<Field<'a>>,
-    #[serde(borrow)]
     id: Option<Field<'a>>,
-    #[serde(borrow)]
     details: Option<&'a RawValue>,
-    #[serde(borrow)]
     ip_address: Option<Field<'a>>,
-    #[serde(borrow)]
     user_id: Option<Field<'a>>,
-    #[serde(borrow)]
     resource_type: Option<Field<'a>>,
-    #[serde(borrow)]
     resource_id: Option<Field<'a>>,
-    #[serde(borrow)]
     user_agent: Option<Field<'a>>,
-    #[serde(borrow)]
     session_id: Option<Field<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(PayloadVisitor(std::marker::PhantomData))
+    }
+}
+
+struct PayloadVisitor<'a>(std::marker::PhantomData<Payload<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for PayloadVisitor<'a> {
+    type Value = Payload<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut payload = Payload::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::V => payload.v = map.next_value()?,
+                Key::Action => payload.action = map.next_value()?,
+                Key::CreatedAt => payload.created_at = map.next_value()?,
+                Key::Id => payload.id = map.next_value()?,
+                Key::Details => payload.details = map.next_value()?,
+                Key::IpAddress => payload.ip_address = map.next_value()?,
+                Key::UserId => payload.user_id = map.next_value()?,
+                Key::ResourceType => payload.resource_type = map.next_value()?,
+                Key::ResourceId => payload.resource_id = map.next_value()?,
+                Key::UserAgent => payload.user_agent = map.next_value()?,
+                Key::SessionId => payload.session_id = map.next_value()?,
+                Key::Unknown => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(payload)
+    }
+}
+
+/// A top-level key, told apart without allocating.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Key {
+    V,
+    Action,
+    CreatedAt,
+    Id,
+    Details,
+    IpAddress,
+    UserId,
+    ResourceType,
+    ResourceId,
+    UserAgent,
+    SessionId,
+    #[serde(other)]
+    Unknown,
 }
 
 /// One top-level value that is not `null`.
@@ -562,5 +610,13 @@ mod tests {
             "{} bytes",
             text.len()
         );
+    }
+
+    #[test]
+    fn a_repeated_field_takes_its_last_value() {
+        let json = r#"{"action":"login","user_id":"a","created_at":"2025-01-01T00:00:00Z","action":"logout","user_id":null,"extra":{"x":[1]}}"#;
+        let a = entry(json).unwrap();
+        assert_eq!(a.action.as_str(), "logout");
+        assert_eq!(a.user_id, None);
     }
 }
