@@ -425,6 +425,33 @@ async fn manual_helpers_land_in_the_stream() {
 }
 
 #[tokio::test]
+async fn the_stream_is_capped_at_about_its_max_len_oldest_first() {
+    let key = unique_key("cap");
+    let tracker = ActivityTracker::builder()
+        .redis_url(redis_url())
+        .stream_key(&key)
+        .stream_max_len(1000)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..5000 {
+        assert!(
+            tracker.track(Activity::new(ActivityType::CaseView).resource("case", i.to_string()))
+        );
+    }
+    let summary = tracker.shutdown().await;
+    assert_eq!((summary.sent, summary.unsent), (5000, 0));
+    let mut conn = redis_conn(&redis_url()).await;
+    // `MAXLEN ~` trims whole nodes of the stream (100 entries by default):
+    // never below the cap, a little above it at most.
+    let len = xlen(&mut conn, &key).await;
+    assert!((1000..1500).contains(&len), "XLEN {len}");
+    let kept = read_stream(&mut conn, &key).await;
+    assert_eq!(kept.last().unwrap().resource_id.as_deref(), Some("4999"));
+    let _: () = conn.del(&key).await.unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_flushes_what_is_buffered() {
     let key = unique_key("flush");
     let tracker = ActivityTracker::builder()

@@ -199,9 +199,10 @@ impl ActivityTrackerBuilder {
         self
     }
 
-    /// Approximate cap on the stream's length, `XADD ... MAXLEN ~ <cap>`
-    /// (default 1,000,000): what the processor has not read by then is
-    /// trimmed, so size it for the longest processor outage to survive.
+    /// Approximate cap on the stream's length, `XTRIM ... MAXLEN ~ <cap>`
+    /// after each batch (default 1,000,000): what the processor has not
+    /// read by then is trimmed, so size it for the longest processor
+    /// outage to survive.
     pub fn stream_max_len(mut self, max_len: usize) -> Self {
         self.stream_max_len = max_len;
         self
