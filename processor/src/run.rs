@@ -93,7 +93,9 @@ impl Processor {
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
         let listen = config.listen_addr()?;
-        let pool = connect_database(&config.database_url).await?;
+        // Besides the writers: folds, retention and admin queries.
+        let writers = u32::try_from(config.db_writers).unwrap_or(u32::MAX);
+        let pool = connect_pool(&config.database_url, writers.saturating_add(5)).await?;
         let redis =
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
                 url: redact(&config.redis_url),
@@ -175,6 +177,11 @@ const SLOW_STATEMENT: Duration = Duration::from_secs(10);
 /// database is unreachable (a pool would retry until its timeout), then
 /// returns a pool of up to 8 connections.
 pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
+    connect_pool(url, 8).await
+}
+
+/// [`connect_database`] with a pool of up to `max_connections`.
+async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, RunError> {
     let options =
         sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| ConfigError::DatabaseUrl {
             url: redact(url),
@@ -197,7 +204,7 @@ pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
     .map_err(|_| error(sqlx::Error::PoolTimedOut))?
     .map_err(error)?;
     let pool = PgPoolOptions::new()
-        .max_connections(8)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
     // The checked connection is not kept: the pool opens its own.
