@@ -44,12 +44,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-
-use foldhash::fast::RandomState;
 use std::net::IpAddr;
 use std::ops::Range;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use foldhash::fast::RandomState;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 

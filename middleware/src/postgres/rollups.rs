@@ -50,9 +50,8 @@
 
 use std::collections::HashMap;
 
-use foldhash::fast::RandomState;
-
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use foldhash::fast::RandomState;
 use sqlx::{PgConnection, PgPool};
 
 /// The key of the transaction-level advisory lock that folds, retention and
@@ -123,7 +122,7 @@ pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<()
     let rows = inserted
         .iter()
         .map(|row| (row.user_id.as_deref(), row.action.as_str(), row.created_at));
-    apply_rows(tx, BatchSums::of(rows)).await
+    apply_borrowed(tx, rows).await
 }
 
 /// [`apply`] for rows the writer holds borrowed (no [`InsertedRow`] made).
@@ -131,10 +130,7 @@ pub(crate) async fn apply_borrowed<'a>(
     tx: &mut PgConnection,
     inserted: impl IntoIterator<Item = RowKey<'a>>,
 ) -> Result<(), sqlx::Error> {
-    apply_rows(tx, BatchSums::of(inserted)).await
-}
-
-async fn apply_rows(tx: &mut PgConnection, sums: BatchSums<'_>) -> Result<(), sqlx::Error> {
+    let sums = BatchSums::of(inserted);
     if sums.daily.is_empty() {
         return Ok(());
     }
