@@ -206,15 +206,24 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The command name and the CPU times (utime, stime, cutime, cstime, in
+/// seconds) of `/proc/<pid>/stat` at `path`.
+fn stat_times(path: &std::path::Path) -> Option<(String, [f64; 4])> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name is in parentheses; the fields after it, from the
+    // last ')', start with field 3 (the state): utime is field 14.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let mut times = stat[close + 2..].split_whitespace().skip(11);
+    let mut next = || Some(times.next()?.parse::<f64>().ok()? / 100.0);
+    // Clock ticks are 100 per second on Linux.
+    let times = [next()?, next()?, next()?, next()?];
+    Some((stat[open + 1..close].to_owned(), times))
+}
+
 /// CPU seconds (user + system) used so far by `pid`.
 fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which ends with the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // Clock ticks are 100 per second on Linux.
-    Some(ticks / 100.0)
+    let (_, [user, system, _, _]) = stat_times(format!("/proc/{pid}/stat").as_ref())?;
+    Some(user + system)
 }
 
 /// CPU seconds (user + system) used so far by the PostgreSQL server on this
@@ -222,26 +231,14 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 /// backends that have exited, which the postmaster collected as its
 /// children's.
 fn postgres_cpu_secs() -> f64 {
-    let mut ticks = 0.0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != "postgres" {
-            continue;
-        }
-        // utime, stime, cutime, cstime: fields 14 to 17.
-        ticks += stat[close + 2..]
-            .split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|field| field.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    ticks / 100.0
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| stat_times(&entry.path().join("stat")))
+        .filter(|(command, _)| command == "postgres")
+        .map(|(_, times)| times.iter().sum::<f64>())
+        .sum()
 }
 
 /// CPU seconds (user + system) used so far by the Redis behind `conn`.

@@ -126,12 +126,14 @@ impl StoredEvent for Activity {
     }
 }
 
-/// The event as an owned [`Activity`], its `details` taken from
+/// The event as an owned [`Activity`], its `details` read back from
 /// [`StoredEvent::details_json`] where the activity has none.
-fn owned_activity<E: StoredEvent>(event: &E, details: Option<&str>) -> Activity {
+fn owned_activity<E: StoredEvent>(event: &E) -> Activity {
     let mut activity = event.activity().clone();
     if activity.details.is_none() {
-        activity.details = details.and_then(|json| serde_json::from_str(json).ok());
+        activity.details = event
+            .details_json()
+            .and_then(|json| serde_json::from_str(&json).ok());
     }
     activity
 }
@@ -422,7 +424,7 @@ async fn isolating<E: StoredEvent>(
                     tracing::debug!(id = %event.activity().id, %error, "row refused by the database");
                     outcome.rejected.push(RejectedRow {
                         index: range.start,
-                        activity: owned_activity(event, event.details_json().as_deref()),
+                        activity: owned_activity(event),
                         code: error.sqlstate().map(Cow::into_owned),
                         message: match error.sqlx() {
                             sqlx::Error::Database(db) => db.message().to_owned(),
@@ -502,7 +504,7 @@ impl<'a> Columns<'a> {
                     .as_ref()
                     .is_some_and(|json| json.len() > limits::DETAILS_MAX_BYTES);
             if needs_normalizing {
-                let mut owned = owned_activity(event, details.as_deref());
+                let mut owned = owned_activity(event);
                 owned.normalize();
                 columns.push_owned(owned);
             } else {
