@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# What storing one event costs Redis itself (docs/benchmarks.md, "Capture
+# layer overhead"), by the command shape the tracker could send, against a
+# private redis-server on a free port: pipelines of BATCH layer-like events
+# (~450 bytes of JSON), sent by a minimal client (Python's standard
+# library, so that the client's cost does not slow Redis down), and
+# Redis's own CPU time (`INFO cpu`) per event for each shape:
+#
+#   xadd-maxlen   XADD <key> MAXLEN ~ <cap> * data <json>, per event
+#   xadd+xtrim    XADD <key> * data <json> per event, one XTRIM <key>
+#                 MAXLEN ~ <cap> per batch (what the tracker sends)
+#   lua-batch     one EVALSHA per batch running the XADDs in a script
+#
+# The shapes alternate ROUNDS times, so drift on the machine hits each alike.
+#
+# Usage: bench/xadd_redis_cpu.sh     (ROUNDS=2 BATCHES=400 BATCH=1024)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-2}
+BATCHES=${BATCHES:-400}
+BATCH=${BATCH:-1024}
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WORK=$(mktemp -d)
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+    >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+cleanup() {
+    kill -TERM "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 1 50); do
+    redis-cli -p "$PORT" PING >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+PORT=$PORT ROUNDS=$ROUNDS BATCHES=$BATCHES BATCH=$BATCH python3 - <<'EOF'
+import json, os, socket, sys, time
+
+port, rounds = int(os.environ["PORT"]), int(os.environ["ROUNDS"])
+batches, batch = int(os.environ["BATCHES"]), int(os.environ["BATCH"])
+cap = "1000000"
+event = json.dumps({
+    "v": 1, "id": "0193a0c4-6f1e-7b8a-9c2d-3e4f5a6b7c8d", "action": "case_view",
+    "user_id": "user-123", "resource_type": "case", "resource_id": "case-4567",
+    "details": {"method": "GET", "route": "/api/v1/cases/{id}", "status": 200, "latency_ms": 3},
+    "ip_address": "10.1.2.3",
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "session_id": "sess-123", "created_at": "2026-11-27T05:00:00.123456Z",
+}, separators=(",", ":")).encode()
+
+def command(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        arg = arg if isinstance(arg, bytes) else arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+conn = socket.create_connection(("127.0.0.1", port))
+replies = conn.makefile("rb")
+
+def read_reply():
+    line = replies.readline()
+    if line[:1] == b"-":
+        sys.exit("redis: " + line.decode().strip())
+    if line[:1] == b"$" and int(line[1:]) >= 0:
+        return replies.read(int(line[1:]) + 2)[:-2]
+    return line[1:].strip()
+
+def redis_cpu():
+    conn.sendall(command("INFO", "cpu"))
+    info = read_reply().decode()
+    return sum(float(line.split(":")[1]) for line in info.split("\r\n")
+               if line.startswith(("used_cpu_sys:", "used_cpu_user:")))
+
+conn.sendall(command("SCRIPT", "LOAD",
+    "for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i]) end"
+    " return #ARGV - 1"))
+sha = read_reply()
+shapes = {
+    "xadd-maxlen": (b"".join(command("XADD", "s:maxlen", "MAXLEN", "~", cap, "*", "data", event)
+                             for _ in range(batch)), batch),
+    "xadd+xtrim": (b"".join(command("XADD", "s:xtrim", "*", "data", event) for _ in range(batch))
+                   + command("XTRIM", "s:xtrim", "MAXLEN", "~", cap), batch + 1),
+    "lua-batch": (command("EVALSHA", sha, "1", "s:lua", cap, *([event] * batch)), 1),
+}
+print(f"Redis CPU per event: {rounds} rounds of {batches} pipelines of {batch} events "
+      f"({len(event)} bytes of JSON), private redis-server :{port}")
+for round_ in range(1, rounds + 1):
+    for name, (payload, count) in shapes.items():
+        cpu, started = redis_cpu(), time.time()
+        for _ in range(batches):
+            conn.sendall(payload)
+            for _ in range(count):
+                read_reply()
+        cpu, secs = redis_cpu() - cpu, time.time() - started
+        events = batches * batch
+        print(f"round {round_} {name:12} {cpu * 1e6 / events:5.2f} us of Redis CPU per event, "
+              f"{events / secs:8.0f} events/s")
+EOF
