@@ -12,7 +12,10 @@
 # layer/bare (target <= 1.10), and checks that the stream holds exactly one
 # entry per request the layered app served. A third mode per round runs the
 # layer and the dispatcher with a sink that writes nothing, to tell the cost
-# of capturing from the cost of writing to Redis.
+# of capturing from the cost of writing to Redis. Each round also prints the
+# dispatcher thread's share of the app's CPU, and the ceiling Redis alone sets:
+# bare CPU / (bare CPU + Redis's CPU per event), the ratio a layer costing the
+# app nothing at all would still be held to with Redis on the same cores.
 #
 # Usage: bench/layer_overhead.sh            (ROUNDS=3 DURATION=10 by default)
 #        ROUNDS=5 DURATION=20 bench/layer_overhead.sh
@@ -59,6 +62,18 @@ to_us() {
 
 # CPU time (clock ticks) used so far by the app.
 app_ticks() { awk '{ print $14 + $15 }' "/proc/$APP_PID/stat"; }
+# CPU nanoseconds used so far by the tracker's dispatcher thread (0 when the
+# app runs without one), from the scheduler's per-thread statistics.
+dispatcher_ns() {
+    local comm
+    for comm in /proc/"$APP_PID"/task/*/comm; do
+        if [[ "$(cat "$comm" 2>/dev/null)" == activity-dispat* ]]; then
+            awk '{ print $1 }' "${comm%/comm}/schedstat"
+            return
+        fi
+    done
+    echo 0
+}
 # CPU seconds used so far by Redis.
 redis_cpu() { redis-cli -u "$REDIS_URL" INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { print s }'; }
 # CPU seconds of the last wrk, from the `times` of its subshell.
@@ -83,15 +98,17 @@ run() {
     done
     [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/app.err" >&2; exit 1; }
     wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
-    local ticks_before redis_before
+    local ticks_before redis_before dispatcher_before
     ticks_before=$(app_ticks)
+    dispatcher_before=$(dispatcher_ns)
     redis_before=$(redis_cpu)
     # `times` in the subshell reports wrk's own CPU time.
     (
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$addr/hello" >"$WORK/wrk.out"
         times >"$WORK/times.out"
     )
-    local app_us redis_us wrk_us
+    local app_us redis_us wrk_us dispatcher_us
+    dispatcher_us=$(awk -v b="$dispatcher_before" -v a="$(dispatcher_ns)" 'BEGIN { print (a - b) / 1000 }')
     app_us=$(awk -v tb="$ticks_before" -v ta="$(app_ticks)" -v tck="$(getconf CLK_TCK)" \
         'BEGIN { print (ta - tb) / tck * 1e6 }')
     redis_us=$(awk -v rb="$redis_before" -v ra="$(redis_cpu)" 'BEGIN { print (ra - rb) * 1e6 }')
@@ -110,27 +127,28 @@ run() {
     fi
     local requests
     requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
-    # CPU per request: all three, then app, Redis and wrk apart.
+    # CPU per request: all three, then app, Redis and wrk apart, then the
+    # part of the app's that its dispatcher thread spent.
     local per_request
-    per_request=$(awk -v a="$app_us" -v r="$redis_us" -v w="$wrk_us" -v n="$requests" \
-        'BEGIN { printf "%f %f %f %f", (a + r + w) / n, a / n, r / n, w / n }')
+    per_request=$(awk -v a="$app_us" -v r="$redis_us" -v w="$wrk_us" -v d="$dispatcher_us" -v n="$requests" \
+        'BEGIN { printf "%f %f %f %f %f", (a + r + w) / n, a / n, r / n, w / n, d / n }')
     echo "$rps $p99 $per_request $served $(sed -n 's/^served=[0-9]* //p' "$out")"
 }
 
 echo "layer overhead: wrk -t1 -c$CONNECTIONS, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # Other work on the machine skews everything; say how much there was.
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-total_bare=0 total_layer=0 total_capture=0 cpus_capture=() ratios_layer=() ratios_capture=() p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() failed=0
+total_bare=0 total_layer=0 total_capture=0 cpus_capture=() ratios_layer=() ratios_capture=() p99s_bare=() p99s_layer=() cpus_bare=() cpus_layer=() ceilings=() failed=0
 for round in $(seq "$ROUNDS"); do
     # Not in a subshell, so the EXIT trap knows the app's pid.
     run bare "bench_layer_bare_$$_$round" >"$WORK/result"
-    read -r bare_rps bare_p99 bare_cpu bare_app bare_redis bare_wrk _ _ <"$WORK/result"
+    read -r bare_rps bare_p99 bare_cpu bare_app bare_redis bare_wrk _ _ _ <"$WORK/result"
     # The layer and dispatcher with a sink that writes nothing: capturing alone.
     run capture "bench_layer_capture_$$_$round" >"$WORK/result"
-    read -r capture_rps capture_p99 capture_cpu capture_app capture_redis capture_wrk _ _ <"$WORK/result"
+    read -r capture_rps capture_p99 capture_cpu capture_app capture_redis capture_wrk capture_dispatcher _ _ <"$WORK/result"
     key="bench_layer_$$_$round"
     run layer "$key" >"$WORK/result"
-    read -r layer_rps layer_p99 layer_cpu layer_app layer_redis layer_wrk served counters <"$WORK/result"
+    read -r layer_rps layer_p99 layer_cpu layer_app layer_redis layer_wrk layer_dispatcher served counters <"$WORK/result"
     entries=$(redis-cli -u "$REDIS_URL" XLEN "$key")
     redis-cli -u "$REDIS_URL" DEL "$key" >/dev/null
     check=ok
@@ -145,6 +163,13 @@ for round in $(seq "$ROUNDS"); do
     printf '         cpu per request app / Redis / wrk: bare %.2f / %.2f / %.2fus, capture only %.2f / %.2f / %.2fus, layer %.2f / %.2f / %.2fus\n' \
         "$bare_app" "$bare_redis" "$bare_wrk" "$capture_app" "$capture_redis" "$capture_wrk" \
         "$layer_app" "$layer_redis" "$layer_wrk"
+    # The best ratio any layer could reach while Redis stores each event on
+    # these cores: the bare request's CPU plus Redis's alone, nothing for
+    # the app's side of the layer.
+    ceiling=$(awk -v b="$bare_cpu" -v r="$layer_redis" 'BEGIN { print b / (b + r) }')
+    printf '         dispatcher thread per request: capture only %.2fus, layer %.2fus | Redis alone leaves at most %.3f of bare\n' \
+        "$capture_dispatcher" "$layer_dispatcher" "$ceiling"
+    ceilings+=("$ceiling")
     total_capture=$(awk -v a="$total_capture" -v b="$capture_rps" 'BEGIN { print a + b }')
     cpus_capture+=("$capture_cpu")
     ratios_layer+=("$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')")
@@ -164,6 +189,7 @@ bare_cpu=$(median "${cpus_bare[@]}")
 layer_cpu=$(median "${cpus_layer[@]}")
 capture_cpu=$(median "${cpus_capture[@]}")
 echo "median of the rounds' throughput ratios: layer/bare $(median "${ratios_layer[@]}"), capture/bare $(median "${ratios_capture[@]}")"
+echo "ceiling set by Redis's own CPU per event (bare cpu / (bare cpu + Redis cpu), median of rounds): $(median "${ceilings[@]}")"
 awk -v bare="$total_bare" -v layer="$total_layer" -v rounds="$ROUNDS" \
     -v bp99="$bare_p99" -v lp99="$layer_p99" -v bcpu="$bare_cpu" -v lcpu="$layer_cpu" \
     -v capture="$total_capture" -v ccpu="$capture_cpu" 'BEGIN {
