@@ -20,21 +20,8 @@ ROUNDS=${ROUNDS:-2}
 BATCHES=${BATCHES:-400}
 BATCH=${BATCH:-1024}
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-WORK=$(mktemp -d)
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-    >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-cleanup() {
-    kill -TERM "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 50); do
-    redis-cli -p "$PORT" PING >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# A private Redis: sets PORT, WORK and REDIS_PID, stopped on exit.
+source bench/lib/private_redis.sh
 
 PORT=$PORT ROUNDS=$ROUNDS BATCHES=$BATCHES BATCH=$BATCH python3 - <<'EOF'
 import json, os, socket, sys, time
