@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         .stream_key(&stream_key)
         .trusted_proxies(&trusted);
     if let Some(url) = env_opt("DATABASE_URL") {
-        builder = builder.database_url(url);
+        builder = builder.fallback_sink(activity_store::PostgresSink::connect_lazy(&url)?);
     }
     if let Some(path) = env_opt("SPOOL_PATH") {
         builder = builder.spool_path(path);

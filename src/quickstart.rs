@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use activity_processor::admin::{PREFIX, Secret};
 use activity_processor::config::redact;
-use activity_processor::{Config, Processor, RunError, analytics, schema};
+use activity_processor::{Config, Processor, RunError};
+use activity_store::{PostgresSink, queries, schema};
 use activity_tracker::{ActivityTracker, BuildError};
 use chrono::Utc;
 use http_body_util::{BodyExt, Full};
@@ -161,7 +162,7 @@ pub enum QuickstartError {
     Database(#[from] sqlx::Error),
     /// An analytics query failed (Redis-down mode reads figures directly).
     #[error("{0}")]
-    Analytics(#[from] analytics::AnalyticsError),
+    Analytics(#[from] queries::QueryError),
     /// The events did not all reach the table in time.
     #[error("only {stored} of {expected} events were stored within {STORE_TIMEOUT:?}")]
     NotStored {
@@ -377,7 +378,7 @@ pub async fn run(
         writeln!(
             out,
             "  Redis       {}: NOT REACHABLE. The layer falls back to writing straight into \
-             PostgreSQL (the tracker's database_url); the processor and its admin API need \
+             PostgreSQL (the tracker's fallback sink); the processor and its admin API need \
              Redis, so they are not started and the figures below are read from the database.",
             redact(&options.redis_url)
         )?;
@@ -386,7 +387,7 @@ pub async fn run(
     let tracker = demo_app::tracker_builder()
         .redis_url(&options.redis_url)
         .stream_key(&options.stream_key)
-        .database_url(&options.database_url)
+        .fallback_sink(PostgresSink::connect_lazy(&options.database_url)?)
         .fallback_probe_interval(Duration::from_millis(500))
         .build()
         .await?;
@@ -631,9 +632,9 @@ async fn drive_and_report(
         ),
         None => (
             None,
-            to_json(analytics::get_statistics(pool, 1).await?),
-            to_json(analytics::get_top_users(pool, 1, 5).await?),
-            to_json(analytics::get_user_path(pool, "alice", 1, 200).await?),
+            to_json(queries::get_statistics(pool, 1).await?),
+            to_json(queries::get_top_users(pool, 1, 5).await?),
+            to_json(queries::get_user_path(pool, "alice", 1, 200).await?),
         ),
     };
     let source = |path: &str| match admin_addr {

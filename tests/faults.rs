@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use activity_processor::{Config, Processor};
+use activity_store::PostgresSink;
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, ActivityType};
 use activity_tracking::harness::{PrivatePostgres, PrivateRedis, wait_until};
 use axum::Router;
@@ -90,7 +91,7 @@ fn tracker_builder(
         .route(Method::GET, "/cases/{id}", ActivityType::CaseView)
         .resource("case", "id");
     if let Some(url) = &fallback.database_url {
-        builder = builder.database_url(url);
+        builder = builder.fallback_sink(PostgresSink::connect_lazy(url).expect("a valid url"));
     }
     if let Some(path) = &fallback.spool_path {
         builder = builder.spool_path(path);

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use activity_store::PostgresSink;
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, CountersSnapshot};
 use activity_tracking::harness::{PrivatePostgres, PrivateRedis, wait_until};
 use redis::AsyncCommands;
@@ -125,10 +126,10 @@ async fn delete_key(url: &str, key: &str) {
     }
 }
 
-#[sqlx::test(migrations = "processor/migrations")]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn redis_unreachable_events_go_straight_into_the_table(pool: PgPool) {
     let tracker = builder(NO_REDIS, &unique_key("direct"))
-        .database_pool(pool.clone())
+        .fallback_sink(PostgresSink::new(pool.clone()))
         .build()
         .await
         .expect("build");
@@ -149,13 +150,13 @@ async fn redis_unreachable_events_go_straight_into_the_table(pool: PgPool) {
     assert_eq!((summary.unsent, summary.stored_direct), (0, 500));
 }
 
-#[sqlx::test(migrations = "processor/migrations")]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn the_tracker_switches_back_to_the_stream_when_redis_answers(pool: PgPool) {
     let mut redis = PrivateRedis::start().expect("private redis");
     redis.kill().expect("kill redis");
     let key = unique_key("switch-back");
     let tracker = builder(&redis.url(), &key)
-        .database_pool(pool.clone())
+        .fallback_sink(PostgresSink::new(pool.clone()))
         .build()
         .await
         .expect("build");
@@ -180,7 +181,7 @@ async fn both_down_the_spool_fills_to_its_limit_then_is_replayed_into_the_stream
     let spool = spool_path("spool");
     let limit = 30_000;
     let tracker = builder(&redis.url(), &key)
-        .database_url(NO_POSTGRES)
+        .fallback_sink(PostgresSink::connect_lazy(NO_POSTGRES).expect("a valid url"))
         .spool_path(&spool)
         .spool_max_bytes(limit)
         .max_batch(20)
@@ -270,12 +271,12 @@ async fn a_spool_left_behind_is_replayed_at_start_up_and_its_torn_tail_skipped()
     remove_spool(&spool);
 }
 
-#[sqlx::test(migrations = "processor/migrations")]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn a_spool_left_behind_is_replayed_into_the_table_while_redis_is_down(pool: PgPool) {
     let spool = spool_path("to-table");
     let ids = leave_a_spool(&spool, 120).await;
     let tracker = builder(NO_REDIS, &unique_key("to-table"))
-        .database_pool(pool.clone())
+        .fallback_sink(PostgresSink::new(pool.clone()))
         .spool_path(&spool)
         .build()
         .await
@@ -296,14 +297,14 @@ async fn a_spool_left_behind_is_replayed_into_the_table_while_redis_is_down(pool
 async fn with_redis_still_down_the_spool_is_replayed_into_the_table_once_postgres_is_back() {
     let mut postgres = PrivatePostgres::start().expect("private postgres");
     let pool = PgPool::connect(&postgres.url()).await.expect("connect");
-    activity_processor::schema::migrate(&pool)
+    activity_store::schema::migrate(&pool)
         .await
         .expect("migrations");
     pool.close().await;
     postgres.stop().expect("stop postgres");
     let spool = spool_path("postgres-back");
     let tracker = builder(NO_REDIS, &unique_key("postgres-back"))
-        .database_url(postgres.url())
+        .fallback_sink(PostgresSink::connect_lazy(&postgres.url()).expect("a valid url"))
         .spool_path(&spool)
         .build()
         .await

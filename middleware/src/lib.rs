@@ -31,19 +31,19 @@
 //! background task, on a thread of its own, pipelines them into the Redis
 //! Stream `user_activities_stream` (see `docs/wire-format.md`), retrying with
 //! backoff while Redis is down. The `activity-processor` sidecar stores
-//! them in PostgreSQL. Optionally, while Redis is down, batches go straight
-//! into PostgreSQL and, when that is down too, into a local spool file
-//! replayed on recovery
-//! (`database_url` with the `postgres` feature, [`ActivityTrackerBuilder::spool_path`]).
+//! them in PostgreSQL. Optionally, while Redis is down, batches go to a
+//! fallback [`Sink`] (`activity-store`'s `PostgresSink` writes them straight
+//! into PostgreSQL) and, when that is down too, into a local spool file
+//! replayed on recovery ([`ActivityTrackerBuilder::fallback_sink`],
+//! [`ActivityTrackerBuilder::spool_path`]).
 //!
-//! The crate has three parts:
-//! - the event model and its wire format ([`Activity`], [`ActivityType`]),
-//!   always available;
+//! The crate has two parts:
+//! - the event model, its wire format and the [`Sink`] seam ([`Activity`],
+//!   [`ActivityType`], [`Sink`]), always available, with no web framework,
+//!   Redis or database client behind them;
 //! - with the `tracker` feature (default): the tower layer that captures
 //!   mapped requests, the background dispatcher that pipelines them into a
-//!   Redis Stream, and the manual `track_*` API;
-//! - with the `postgres` feature: the idempotent batch writer into
-//!   `user_activity_logs`, shared by the processor and the layer's fallback.
+//!   Redis Stream, and the manual `track_*` API.
 //!
 //! ```
 //! use activity_tracker::{Activity, ActivityType};
@@ -53,11 +53,13 @@
 //! ```
 
 mod activity;
+mod sink;
 
 pub use activity::{
     Activity, ActivityType, CustomAction, InvalidAction, WIRE_VERSION, WireError, limits,
     truncate_chars,
 };
+pub use sink::{Sink, SinkError, SinkFuture};
 
 #[cfg(feature = "tracker")]
 mod capture;
@@ -77,7 +79,7 @@ pub use capture::{ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfig
 #[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
 #[cfg(feature = "tracker")]
-pub use dispatcher::{RedisStreamSink, ShutdownSummary, Sink, SinkError};
+pub use dispatcher::{RedisStreamSink, ShutdownSummary};
 #[cfg(feature = "tracker")]
 pub use layer::{ActivityLayer, ActivityService};
 #[cfg(feature = "tracker")]
@@ -85,6 +87,3 @@ pub use tracker::{
     ActivityTracker, ActivityTrackerBuilder, BuildError, CaseAction, DEFAULT_STREAM_KEY,
     DocumentAction, PaymentAction, WithdrawalAction,
 };
-
-#[cfg(feature = "postgres")]
-pub mod postgres;

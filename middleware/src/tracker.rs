@@ -129,10 +129,6 @@ pub enum BuildError {
         #[source]
         source: redis::RedisError,
     },
-    /// The database URL (for the Redis-down fallback) could not be parsed.
-    #[cfg(feature = "postgres")]
-    #[error("invalid database url: {0}")]
-    InvalidDatabaseUrl(#[source] sqlx::Error),
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
@@ -162,8 +158,6 @@ pub struct ActivityTrackerBuilder {
     capture: CaptureConfig,
     sink: Option<Arc<dyn Sink>>,
     fallback: FallbackConfig,
-    #[cfg(feature = "postgres")]
-    database_url: Option<String>,
 }
 
 impl Default for ActivityTrackerBuilder {
@@ -180,8 +174,6 @@ impl Default for ActivityTrackerBuilder {
             capture: CaptureConfig::default(),
             sink: None,
             fallback: FallbackConfig::default(),
-            #[cfg(feature = "postgres")]
-            database_url: None,
         }
     }
 }
@@ -283,27 +275,23 @@ impl ActivityTrackerBuilder {
         self
     }
 
-    /// Enables the Redis-down fallback to PostgreSQL: while the stream
-    /// cannot be written, batches go straight into `user_activity_logs`
-    /// (which the processor's migrations must have created) through the
-    /// processor's own idempotent writer, so rollups stay the same. Redis is
-    /// probed (`PING`) every [`fallback_probe_interval`](Self::fallback_probe_interval)
-    /// and used again as soon as it answers. Each switch is logged once and
-    /// counted (`fallback_switches`). The database is not contacted by
-    /// `build()`; at most 2 connections are opened, lazily.
+    /// Enables the Redis-down fallback: while the stream cannot be
+    /// written, batches go to `sink` instead. With `activity-store`'s
+    /// `PostgresSink` they go straight into `user_activity_logs` through
+    /// the processor's own idempotent writer, so rollups stay the same:
     ///
-    /// Needs the `postgres` feature.
-    #[cfg(feature = "postgres")]
-    pub fn database_url(mut self, url: impl Into<String>) -> Self {
-        self.database_url = Some(url.into());
-        self
-    }
-
-    /// Like [`database_url`](Self::database_url), with a pool the app
-    /// already has.
-    #[cfg(feature = "postgres")]
-    pub fn database_pool(mut self, pool: sqlx::PgPool) -> Self {
-        self.fallback.database = Some(pool);
+    /// ```ignore
+    /// let builder = ActivityTracker::builder()
+    ///     .fallback_sink(activity_store::PostgresSink::connect_lazy(&database_url)?);
+    /// ```
+    ///
+    /// Redis is probed (`PING`) every
+    /// [`fallback_probe_interval`](Self::fallback_probe_interval) and used
+    /// again as soon as it answers; the fallback sink, once it failed, is
+    /// probed the same way ([`Sink::probe`]). Each switch is logged once and
+    /// counted (`fallback_switches`).
+    pub fn fallback_sink(mut self, sink: impl Sink) -> Self {
+        self.fallback.fallback_sink = Some(Arc::new(sink));
         self
     }
 
@@ -331,8 +319,6 @@ impl ActivityTrackerBuilder {
     ///     .redis_url("redis://127.0.0.1:6379")
     ///     .spool_path("/var/lib/myapp/activities.spool")
     ///     .spool_max_bytes(16 * 1024 * 1024);
-    /// # #[cfg(feature = "postgres")]
-    /// let builder = builder.database_url("postgres://postgres@127.0.0.1:5432/postgres");
     /// let tracker = builder.build().await?;
     /// println!("{} events spooled", tracker.counters().spooled);
     /// # Ok(()) }
@@ -431,20 +417,6 @@ impl ActivityTrackerBuilder {
         }
         self.capture.validate()?;
         let fallback = self.fallback;
-        #[cfg(feature = "postgres")]
-        let fallback = match &self.database_url {
-            Some(url) => FallbackConfig {
-                database: Some(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(2)
-                        .acquire_timeout(self.connect_timeout)
-                        .connect_lazy(url)
-                        .map_err(BuildError::InvalidDatabaseUrl)?,
-                ),
-                ..fallback
-            },
-            None => fallback,
-        };
         let sink: Arc<dyn Sink> = match self.sink {
             Some(sink) => sink,
             None => Arc::new(

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use activity_processor::admin::{AdminAuth, AdminState, router};
 use activity_processor::stats::ProcessorStats;
-use activity_processor::{analytics, schema};
-use activity_tracker::postgres::{InsertMethod, write_batch, write_batch_without_rollups};
+use activity_store::schema;
+use activity_store::writer::{InsertMethod, write_batch, write_batch_without_rollups};
 use activity_tracker::{Activity, ActivityType};
 use anyhow::Context as _;
 use axum::body::Body;
@@ -253,7 +253,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
 
-    let outcome = analytics::rebuild_rollups(&pool, None).await?;
+    let outcome = activity_store::rollups::rebuild_rollups(&pool, None).await?;
     println!(
         "rebuild-rollups (all {} rows): {:.1} s",
         outcome.rows,
@@ -278,7 +278,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<()> {
     }
     let t = Instant::now();
     let since = Utc::now().date_naive() - TimeDelta::days(1);
-    analytics::rebuild_rollups(&pool, Some(since)).await?;
+    activity_store::rollups::rebuild_rollups(&pool, Some(since)).await?;
     println!(
         "rebuild-rollups --since {since} (2 days): {:.1} s",
         t.elapsed().as_secs_f64()

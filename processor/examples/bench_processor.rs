@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
-use activity_tracker::postgres::rollups;
+use activity_store::rollups;
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};

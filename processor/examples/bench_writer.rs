@@ -19,9 +19,8 @@ use bench_support::{count, drop_database, scratch, write_csv};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use activity_tracker::postgres::{
-    InsertMethod, rollups, write_batch_with, write_batch_without_rollups,
-};
+use activity_store::rollups;
+use activity_store::writer::{InsertMethod, write_batch_with, write_batch_without_rollups};
 use activity_tracker::{Activity, ActivityType};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};

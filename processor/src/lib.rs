@@ -20,10 +20,8 @@
 //! ```
 
 pub mod admin;
-pub mod analytics;
 pub mod config;
 pub mod consumer;
-pub mod schema;
 pub mod server;
 pub mod stats;
 

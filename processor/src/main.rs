@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use activity_processor::config::{Cli, Command, DatabaseArgs, RebuildArgs};
-use activity_processor::schema;
+use activity_store::schema;
 use clap::Parser;
 use clap::error::ErrorKind;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,7 @@ async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     schema::migrate(&pool).await.map_err(|e| e.to_string())?;
-    let outcome = activity_processor::analytics::rebuild_rollups(&pool, args.since)
+    let outcome = activity_store::rollups::rebuild_rollups(&pool, args.since)
         .await
         .map_err(|e| e.to_string())?;
     println!(

@@ -16,9 +16,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
-use crate::schema::{self, SchemaError};
 use crate::server;
 use crate::stats::ProcessorStats;
+use activity_store::schema::{self, SchemaError};
 
 /// Monthly partitions made ahead of the current month.
 const PARTITION_MONTHS_AHEAD: u32 = 2;
@@ -311,7 +311,7 @@ fn folds_now(backlogged: bool, deferred: u32) -> bool {
 }
 
 /// Folds the per-user counts that writers leave pending into the per-user
-/// rollups, on a timer (see `activity_tracker::postgres::rollups`), less
+/// rollups, on a timer (see `activity_store::rollups`), less
 /// often while the stream has a backlog ([`folds_now`]). A fold spans the
 /// batches committed since the last one, so it upserts each active user
 /// once instead of once per batch.
@@ -331,7 +331,7 @@ async fn fold_rollups(ctx: Context, token: CancellationToken) {
         }
         deferred = 0;
         // Another processor folding now does the work: no reason to wait.
-        match activity_tracker::postgres::rollups::try_fold_pending(&ctx.pool).await {
+        match activity_store::rollups::try_fold_pending(&ctx.pool).await {
             Ok(Some(rows)) => {
                 metrics::counter!("activity_processor_rollup_rows_folded_total").increment(rows)
             }

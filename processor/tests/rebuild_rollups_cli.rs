@@ -20,7 +20,7 @@ fn database_url(pool: &PgPool) -> String {
     format!("{server}/{name}")
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn rebuild_rollups_brings_a_backfill_into_the_figures(pool: PgPool) {
     sqlx::query(
         "INSERT INTO user_activity_logs (id, user_id, action, created_at)
@@ -30,7 +30,7 @@ async fn rebuild_rollups_brings_a_backfill_into_the_figures(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let before = activity_processor::analytics::get_statistics(&pool, 7)
+    let before = activity_store::queries::get_statistics(&pool, 7)
         .await
         .unwrap();
     assert_eq!(
@@ -50,7 +50,7 @@ async fn rebuild_rollups_brings_a_backfill_into_the_figures(pool: PgPool) {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("48 rows"));
 
-    let after = activity_processor::analytics::get_statistics(&pool, 7)
+    let after = activity_store::queries::get_statistics(&pool, 7)
         .await
         .unwrap();
     assert_eq!((after.total_activities, after.active_users), (48, 3));
@@ -67,7 +67,7 @@ async fn rebuild_rollups_brings_a_backfill_into_the_figures(pool: PgPool) {
         .output()
         .unwrap();
     assert!(output.status.success());
-    let again = activity_processor::analytics::get_statistics(&pool, 7)
+    let again = activity_store::queries::get_statistics(&pool, 7)
         .await
         .unwrap();
     assert_eq!(again, after);

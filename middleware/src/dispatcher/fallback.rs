@@ -5,10 +5,11 @@
 //! pass-through. When a write fails (connection refused, timeouts, no pooled
 //! connection in time, an `OOM` / `READONLY` / `LOADING` reply...), the
 //! primary is marked down (logged once, counted in `fallback_switches`) and
-//! batches go straight to `user_activity_logs` through the same idempotent
-//! [`write_batch`](crate::postgres::write_batch) the processor uses; if
-//! that fails too, the database is marked down the same way and batches are
-//! appended to the spool. A background probe (`PING`, `SELECT 1`) runs
+//! batches go to the fallback sink (`activity-store`'s `PostgresSink`
+//! writes them straight into `user_activity_logs` with the idempotent
+//! writer the processor uses); if that fails too, it is marked down the
+//! same way and batches are appended to the spool. A background probe
+//! ([`Sink::probe`]: `PING`, `SELECT 1`) runs
 //! every `probe_interval` and marks a destination up again once it answers
 //! (logged once, counted). A destination that answers the probe but fails
 //! the next write again (Redis out of memory or read-only still answers
@@ -43,9 +44,9 @@ pub(crate) const MAX_PROBE_DELAY: Duration = Duration::from_secs(30);
 /// Where the fallback chain may go besides the primary sink.
 #[derive(Debug, Clone)]
 pub(crate) struct FallbackConfig {
-    /// Direct writes into `user_activity_logs`.
-    #[cfg(feature = "postgres")]
-    pub(crate) database: Option<sqlx::PgPool>,
+    /// Where batches go while the primary is down, before the spool (the
+    /// database, directly).
+    pub(crate) fallback_sink: Option<Arc<dyn Sink>>,
     /// The spool file.
     pub(crate) spool_path: Option<PathBuf>,
     /// The spool's byte limit.
@@ -58,8 +59,7 @@ pub(crate) struct FallbackConfig {
 impl Default for FallbackConfig {
     fn default() -> Self {
         FallbackConfig {
-            #[cfg(feature = "postgres")]
-            database: None,
+            fallback_sink: None,
             spool_path: None,
             spool_max_bytes: super::spool::DEFAULT_SPOOL_MAX_BYTES,
             probe_interval: Duration::from_secs(1),
@@ -70,11 +70,7 @@ impl Default for FallbackConfig {
 impl FallbackConfig {
     /// Whether any fallback is configured.
     pub(crate) fn is_enabled(&self) -> bool {
-        #[cfg(feature = "postgres")]
-        if self.database.is_some() {
-            return true;
-        }
-        self.spool_path.is_some()
+        self.fallback_sink.is_some() || self.spool_path.is_some()
     }
 }
 
@@ -83,8 +79,7 @@ impl FallbackConfig {
 pub(crate) enum Route {
     /// The primary sink (the stream).
     Stream,
-    /// `user_activity_logs`, directly.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// The fallback sink (the database, directly).
     Database,
     /// The spool file, to be replayed.
     Spool,
@@ -107,18 +102,16 @@ struct SpoolSlot {
 pub(crate) struct Chain {
     /// The stream, or the app's own sink.
     primary: Arc<dyn Sink>,
-    /// Direct writes, when configured.
-    #[cfg(feature = "postgres")]
-    database: Option<sqlx::PgPool>,
+    /// The fallback sink, when configured.
+    fallback_sink: Option<Arc<dyn Sink>>,
     /// The spool, when configured; the async mutex serializes appends and
     /// the replay.
     spool: Option<Mutex<SpoolSlot>>,
     /// Set when a write to the primary failed, cleared by the probe: while
     /// set, batches skip the primary. Only used when a fallback exists.
     primary_down: AtomicBool,
-    /// The same for the database.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    database_down: AtomicBool,
+    /// The same for the fallback sink.
+    fallback_down: AtomicBool,
     /// Shared with the tracker.
     counters: Arc<Counters>,
     /// How often the probe runs when nothing flaps.
@@ -147,8 +140,7 @@ impl Chain {
     ) -> Self {
         Chain {
             primary,
-            #[cfg(feature = "postgres")]
-            database: config.database,
+            fallback_sink: config.fallback_sink,
             spool: config.spool_path.map(|path| {
                 Mutex::new(SpoolSlot {
                     path,
@@ -157,7 +149,7 @@ impl Chain {
                 })
             }),
             primary_down: AtomicBool::new(false),
-            database_down: AtomicBool::new(false),
+            fallback_down: AtomicBool::new(false),
             counters,
             probe_interval: config.probe_interval.max(Duration::from_millis(10)),
             probe_state: std::sync::Mutex::new(ProbeState {
@@ -174,14 +166,7 @@ impl Chain {
 
     /// Whether there is anything besides the primary.
     pub(crate) fn has_fallback(&self) -> bool {
-        self.has_database() || self.spool.is_some()
-    }
-
-    fn has_database(&self) -> bool {
-        #[cfg(feature = "postgres")]
-        return self.database.is_some();
-        #[cfg(not(feature = "postgres"))]
-        false
+        self.fallback_sink.is_some() || self.spool.is_some()
     }
 
     /// Stores `batch` in the first destination that takes it.
@@ -199,14 +184,12 @@ impl Chain {
                 }
             }
         }
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = &self.database {
-            if !self.database_down.load(Ordering::Acquire) {
-                match crate::postgres::write_batch(pool, batch).await {
-                    Ok(_) => return Ok(Route::Database),
+        if let Some(sink) = &self.fallback_sink {
+            if !self.fallback_down.load(Ordering::Acquire) {
+                match sink.send(batch).await {
+                    Ok(()) => return Ok(Route::Database),
                     Err(error) => {
-                        let error = SinkError::Other(Box::new(error));
-                        self.mark_database(false, Some(&error));
+                        self.mark_fallback_sink(false, Some(&error));
                         last_error = Some(error);
                     }
                 }
@@ -298,17 +281,16 @@ impl Chain {
         }
     }
 
-    /// Marks the database up or down; logs and counts a change.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    fn mark_database(&self, up: bool, error: Option<&SinkError>) {
-        if self.database_down.swap(!up, Ordering::AcqRel) == up {
+    /// Marks the fallback sink up or down; logs and counts a change.
+    fn mark_fallback_sink(&self, up: bool, error: Option<&SinkError>) {
+        if self.fallback_down.swap(!up, Ordering::AcqRel) == up {
             self.pace(up);
             Counters::add(&self.counters.fallback_switches, 1);
             if up {
-                tracing::info!("activity database answers again");
+                tracing::info!("the activity fallback sink answers again");
             } else {
                 let error = error.map(ToString::to_string).unwrap_or_default();
-                tracing::warn!(%error, "writing activities to the database failed");
+                tracing::warn!(%error, "writing activities to the fallback sink failed");
             }
         }
     }
@@ -346,12 +328,9 @@ impl Chain {
         if self.primary_down.load(Ordering::Acquire) && self.primary.probe().await.is_ok() {
             self.mark_primary(true, None);
         }
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = &self.database {
-            if self.database_down.load(Ordering::Acquire)
-                && sqlx::query("SELECT 1").execute(pool).await.is_ok()
-            {
-                self.mark_database(true, None);
+        if let Some(sink) = &self.fallback_sink {
+            if self.fallback_down.load(Ordering::Acquire) && sink.probe().await.is_ok() {
+                self.mark_fallback_sink(true, None);
             }
         }
     }
@@ -413,14 +392,11 @@ impl Chain {
                 Err(error) => self.mark_primary(false, Some(&error)),
             }
         }
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = &self.database {
-            if !self.database_down.load(Ordering::Acquire) {
-                match crate::postgres::write_batch(pool, batch).await {
-                    Ok(_) => return Some(Route::Database),
-                    Err(error) => {
-                        self.mark_database(false, Some(&SinkError::Other(Box::new(error))))
-                    }
+        if let Some(sink) = &self.fallback_sink {
+            if !self.fallback_down.load(Ordering::Acquire) {
+                match sink.send(batch).await {
+                    Ok(()) => return Some(Route::Database),
+                    Err(error) => self.mark_fallback_sink(false, Some(&error)),
                 }
             }
         }

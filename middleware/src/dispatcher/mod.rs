@@ -42,7 +42,6 @@
 mod backoff;
 pub(crate) mod fallback;
 mod redis;
-mod sink;
 pub(crate) mod spool;
 
 use std::collections::VecDeque;
@@ -57,7 +56,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use self::redis::RedisStreamSink;
-pub use self::sink::{Sink, SinkError};
+pub(crate) use crate::sink::{Sink, SinkError};
 
 use self::backoff::Backoff;
 use self::fallback::{Chain, FallbackConfig, Route};

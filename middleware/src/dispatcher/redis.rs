@@ -113,11 +113,13 @@ impl RedisStreamSink {
         }
         let pipe = self.pipeline(batch);
         let mut conn = self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => SinkError::Redis(e),
+            bb8::RunError::User(e) => SinkError::unavailable(e),
             bb8::RunError::TimedOut => SinkError::PoolTimedOut,
         })?;
         conn.set_response_timeout(self.response_timeout);
-        pipe.query_async::<()>(&mut *conn).await?;
+        pipe.query_async::<()>(&mut *conn)
+            .await
+            .map_err(SinkError::unavailable)?;
         Ok(())
     }
 }
@@ -130,10 +132,13 @@ impl Sink for RedisStreamSink {
     fn probe(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         async move {
             let mut conn = self.pool.get().await.map_err(|e| match e {
-                bb8::RunError::User(e) => SinkError::Redis(e),
+                bb8::RunError::User(e) => SinkError::unavailable(e),
                 bb8::RunError::TimedOut => SinkError::PoolTimedOut,
             })?;
-            redis::cmd("PING").query_async::<()>(&mut *conn).await?;
+            redis::cmd("PING")
+                .query_async::<()>(&mut *conn)
+                .await
+                .map_err(SinkError::unavailable)?;
             Ok(())
         }
         .boxed()

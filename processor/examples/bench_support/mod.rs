@@ -9,7 +9,7 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use activity_processor::schema;
+use activity_store::schema;
 use activity_tracker::Activity;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::analytics::AnalyticsError;
+use activity_store::queries::QueryError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
@@ -56,13 +56,13 @@ impl ApiError {
     }
 }
 
-impl From<AnalyticsError> for ApiError {
-    fn from(e: AnalyticsError) -> Self {
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
         match e {
-            AnalyticsError::InvalidParameter { parameter, message } => {
+            QueryError::InvalidParameter { parameter, message } => {
                 Self::bad_parameter(parameter, message)
             }
-            AnalyticsError::Database(e) => {
+            e => {
                 tracing::error!(error = %e, "admin query failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::{AdminState, ApiDoc, ApiError, ErrorBody};
-use crate::analytics::{
+use activity_store::queries::{
     self, ActionUsageReport, RecentPage, Statistics, TopUsers, UserActivityStats, UserPath,
 };
 
@@ -32,7 +32,7 @@ fn params(params: Params) -> Result<HashMap<String, String>, ApiError> {
 }
 
 /// An integer parameter, `default` when absent. Bounds are checked by the
-/// analytics functions, which name the parameter too.
+/// store's query functions, which name the parameter too.
 fn number(p: &HashMap<String, String>, name: &'static str, default: u32) -> Result<u32, ApiError> {
     match p.get(name) {
         None => Ok(default),
@@ -157,7 +157,7 @@ async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures>
 pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<QueueStatus> {
     let (stream, totals) = tokio::join!(
         stream_figures(&state),
-        analytics::get_activity_totals(&state.pool)
+        queries::get_activity_totals(&state.pool)
     );
     let totals = totals?;
     let stats = state.stats.snapshot();
@@ -207,7 +207,7 @@ pub(super) async fn statistics(
 ) -> ApiResult<Statistics> {
     let p = params(p)?;
     let days = number(&p, "days", 7)?;
-    Ok(Json(analytics::get_statistics(&state.pool, days).await?))
+    Ok(Json(queries::get_statistics(&state.pool, days).await?))
 }
 
 /// One user's activity over the last `days` UTC days, with a page of recent activities.
@@ -237,11 +237,11 @@ pub(super) async fn user(
     let p = params(p)?;
     let days = number(&p, "days", 30)?;
     let page = RecentPage {
-        limit: Some(number(&p, "limit", analytics::DEFAULT_RECENT_LIMIT)?),
+        limit: Some(number(&p, "limit", queries::DEFAULT_RECENT_LIMIT)?),
         cursor: p.get("cursor").cloned(),
     };
     Ok(Json(
-        analytics::get_user_activity_stats_page(&state.pool, &user_id, days, page).await?,
+        queries::get_user_activity_stats_page(&state.pool, &user_id, days, page).await?,
     ))
 }
 
@@ -272,7 +272,7 @@ pub(super) async fn user_path(
     let days = number(&p, "days", 1)?;
     let limit = number(&p, "limit", 200)?;
     Ok(Json(
-        analytics::get_user_path(&state.pool, &user_id, days, limit).await?,
+        queries::get_user_path(&state.pool, &user_id, days, limit).await?,
     ))
 }
 
@@ -298,7 +298,7 @@ pub(super) async fn top_users(State(state): State<AdminState>, p: Params) -> Api
     let days = number(&p, "days", 30)?;
     let limit = number(&p, "limit", 10)?;
     Ok(Json(
-        analytics::get_top_users(&state.pool, days, limit).await?,
+        queries::get_top_users(&state.pool, days, limit).await?,
     ))
 }
 
@@ -322,7 +322,7 @@ pub(super) async fn actions(
 ) -> ApiResult<ActionUsageReport> {
     let p = params(p)?;
     let days = number(&p, "days", 7)?;
-    Ok(Json(analytics::get_action_usage(&state.pool, days).await?))
+    Ok(Json(queries::get_action_usage(&state.pool, days).await?))
 }
 
 /// The OpenAPI document (no authentication).

@@ -46,7 +46,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/admin/openapi.json";
 /// What the admin handlers share; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AdminState {
-    /// Connections to `DATABASE_URL` (analytics queries).
+    /// Connections to `DATABASE_URL` (the read queries).
     pool: PgPool,
     /// `REDIS_URL`, for the stream figures of `queue-status` (one
     /// multiplexed connection per request: no state to go stale).

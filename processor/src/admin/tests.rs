@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use activity_tracker::postgres::write_batch;
+use activity_store::writer::write_batch;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -14,7 +14,8 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 
 use super::*;
-use crate::analytics::{self, testing::random_activities};
+use activity_store::queries;
+use activity_store::testing::random_activities;
 
 const TOKEN: &str = "static-admin-token-0123456789";
 const SECRET: &str = "jwt-secret-for-tests";
@@ -88,7 +89,7 @@ fn assert_error(body: &Value, code: &str) {
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn authentication_cases(pool: PgPool) {
     let app = app(pool);
     let uri = "/api/v1/admin/user-activities/statistics";
@@ -209,7 +210,7 @@ async fn authentication_cases(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn without_tokens_or_secret_every_request_is_refused(pool: PgPool) {
     let app = router(state_with(
         pool,
@@ -233,7 +234,7 @@ async fn without_tokens_or_secret_every_request_is_refused(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn bad_parameters_are_400_naming_the_parameter(pool: PgPool) {
     let app = app(pool);
     let long = "u".repeat(256);
@@ -275,7 +276,7 @@ async fn bad_parameters_are_400_naming_the_parameter(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn a_user_id_full_of_sql_is_just_a_user_without_rows(pool: PgPool) {
     write_batch(&pool, &random_activities(20, 50, 3, 5))
         .await
@@ -306,7 +307,7 @@ async fn a_user_id_full_of_sql_is_just_a_user_without_rows(pool: PgPool) {
     assert_eq!(rows, 50);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn endpoints_answer_what_the_library_computes(pool: PgPool) {
     write_batch(&pool, &random_activities(21, 400, 20, 6))
         .await
@@ -317,24 +318,24 @@ async fn endpoints_answer_what_the_library_computes(pool: PgPool) {
     let cases: Vec<(String, Value)> = vec![
         (
             format!("{p}/statistics"),
-            json(&analytics::get_statistics(&pool, 7).await.unwrap()),
+            json(&queries::get_statistics(&pool, 7).await.unwrap()),
         ),
         (
             format!("{p}/statistics?days=30"),
-            json(&analytics::get_statistics(&pool, 30).await.unwrap()),
+            json(&queries::get_statistics(&pool, 30).await.unwrap()),
         ),
         (
             format!("{p}/top-users?days=30&limit=3"),
-            json(&analytics::get_top_users(&pool, 30, 3).await.unwrap()),
+            json(&queries::get_top_users(&pool, 30, 3).await.unwrap()),
         ),
         (
             format!("{p}/actions"),
-            json(&analytics::get_action_usage(&pool, 7).await.unwrap()),
+            json(&queries::get_action_usage(&pool, 7).await.unwrap()),
         ),
         (
             format!("{p}/user/user-2?days=30"),
             json(
-                &analytics::get_user_activity_stats(&pool, "user-2", 30)
+                &queries::get_user_activity_stats(&pool, "user-2", 30)
                     .await
                     .unwrap(),
             ),
@@ -342,7 +343,7 @@ async fn endpoints_answer_what_the_library_computes(pool: PgPool) {
         (
             format!("{p}/user/user-2/path?days=1&limit=200"),
             json(
-                &analytics::get_user_path(&pool, "user-2", 1, 200)
+                &queries::get_user_path(&pool, "user-2", 1, 200)
                     .await
                     .unwrap(),
             ),
@@ -371,7 +372,7 @@ async fn endpoints_answer_what_the_library_computes(pool: PgPool) {
     assert_eq!(s["hourly"].as_array().unwrap().len(), 24);
     let (total,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM user_activity_logs WHERE created_at >= $1")
-            .bind(analytics::testing::window_start(7).1)
+            .bind(activity_store::testing::window_start(7).1)
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -400,7 +401,7 @@ mod erased {
     }
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn queue_status_reports_the_stream_the_group_and_the_table(pool: PgPool) {
     write_batch(&pool, &random_activities(22, 120, 2, 6))
         .await
@@ -503,7 +504,7 @@ async fn queue_status_reports_the_stream_the_group_and_the_table(pool: PgPool) {
         .unwrap();
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn redis_down_still_answers_with_the_database_figures(pool: PgPool) {
     let state = AdminState::new(
         pool,
@@ -520,7 +521,7 @@ async fn redis_down_still_answers_with_the_database_figures(pool: PgPool) {
     assert_eq!(body["total_activities"], 0);
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn openapi_lists_every_route_with_the_bearer_scheme(pool: PgPool) {
     let app = app(pool);
     // Served without credentials.
@@ -568,7 +569,7 @@ async fn openapi_lists_every_route_with_the_bearer_scheme(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn other_methods_get_a_json_405(pool: PgPool) {
     let app = app(pool);
     let response = app

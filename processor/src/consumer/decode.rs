@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use activity_tracker::postgres::StoredEvent;
+use activity_store::writer::StoredEvent;
 use activity_tracker::{Activity, ActivityType, WIRE_VERSION, limits};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use serde::Deserialize;

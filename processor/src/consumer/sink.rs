@@ -104,8 +104,8 @@ struct Stored {
 async fn store(
     pool: &PgPool,
     activities: &[Decoded],
-) -> Result<Stored, activity_tracker::postgres::WriteError> {
-    let outcome = activity_tracker::postgres::write_batch_isolating(pool, activities).await?;
+) -> Result<Stored, activity_store::writer::WriteError> {
+    let outcome = activity_store::writer::write_batch_isolating(pool, activities).await?;
     Ok(Stored {
         inserted: outcome.written.inserted,
         duplicates: outcome.written.duplicates,

@@ -1,7 +1,7 @@
 //! The schema against a real PostgreSQL: migrations, monthly partitions,
 //! rows moved out of the default partition, retention.
 
-use activity_processor::schema;
+use activity_store::schema;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgPool;
 

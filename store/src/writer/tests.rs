@@ -1,5 +1,5 @@
 //! The writer against a real PostgreSQL, one fresh database per test, with
-//! the processor's migrations.
+//! the store's migrations.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 use super::*;
-use crate::{ActivityType, limits};
+use activity_tracker::{ActivityType, limits};
 
 type StoredRow = (
     Uuid,
@@ -159,22 +159,22 @@ async fn rows_match_events(pool: PgPool, method: InsertMethod) {
     assert_eq!(status, 200);
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_match_the_events_field_by_field(pool: PgPool) {
     rows_match_events(pool, InsertMethod::Unnest).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_match_the_events_field_by_field_through_a_temporary_table(pool: PgPool) {
     rows_match_events(pool, InsertMethod::CopyTempTable).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_match_the_events_field_by_field_through_copy(pool: PgPool) {
     rows_match_events(pool, InsertMethod::CopyOptimistic).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_match_the_events_field_by_field_in_one_statement(pool: PgPool) {
     rows_match_events(pool, InsertMethod::OneStatement).await;
 }
@@ -196,7 +196,7 @@ impl StoredEvent for DetailsAsText {
     }
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn details_given_as_text_are_stored_like_the_object(pool: PgPool) {
     let events = varied_events();
     let as_text: Vec<DetailsAsText> = events
@@ -225,7 +225,7 @@ async fn details_given_as_text_are_stored_like_the_object(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
     let events = varied_events();
     let first = write_batch(&pool, &events).await.unwrap();
@@ -279,7 +279,7 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
     assert_eq!(count(&pool).await, 6);
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
     let event = Activity::new(ActivityType::CaseView).user_id("user-1");
     let other = Activity::new(ActivityType::CaseView).user_id("user-2");
@@ -307,7 +307,7 @@ async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn an_empty_batch_writes_nothing(pool: PgPool) {
     assert_eq!(
         write_batch::<Activity>(&pool, &[]).await.unwrap(),
@@ -381,27 +381,27 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert_eq!(again.rejected.len(), 3);
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_the_database_refuses_are_isolated_and_the_others_stored(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::Unnest).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_the_database_refuses_through_a_temporary_table_are_isolated(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::CopyTempTable).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_the_database_refuses_through_copy_are_isolated(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::CopyOptimistic).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn rows_the_database_refuses_in_one_statement_are_isolated(pool: PgPool) {
     bad_rows_are_isolated(pool, InsertMethod::OneStatement).await;
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn a_constraint_violation_is_a_data_error(pool: PgPool) {
     // A constraint an operator added (class 23): isolated like bad data.
     sqlx::query(
@@ -424,7 +424,7 @@ async fn a_constraint_violation_is_a_data_error(pool: PgPool) {
     assert!(outcome.rejected[0].message.contains("no_blocked_user"));
 }
 
-#[sqlx::test(migrations = "../processor/migrations")]
+#[sqlx::test]
 async fn a_missing_table_is_neither_transient_nor_data(pool: PgPool) {
     sqlx::query("DROP TABLE user_activity_logs CASCADE")
         .execute(&pool)

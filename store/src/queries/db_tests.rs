@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use activity_tracker::postgres::{InsertMethod, rollups, write_batch, write_batch_with};
+use crate::rollups::{self, rebuild_rollups};
+use crate::writer::{InsertMethod, write_batch, write_batch_with};
 use chrono::{Datelike, NaiveDate, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 
-use super::testing::{assert_rollups_match_raw, random_activities, window_start};
 use super::*;
+use crate::testing::{assert_rollups_match_raw, random_activities, window_start};
 
 /// Writes `events` in random batches, re-sending random earlier events
 /// (redelivery) and repeating some inside a batch, folding the pending

@@ -6,8 +6,8 @@
 //! `migrate` subcommand calls [`migrate`] and [`ensure_partitions`].
 //!
 //! ```no_run
-//! # async fn example(pool: sqlx::PgPool) -> Result<(), activity_processor::schema::SchemaError> {
-//! use activity_processor::schema;
+//! # async fn example(pool: sqlx::PgPool) -> Result<(), activity_store::schema::SchemaError> {
+//! use activity_store::schema;
 //! use chrono::Utc;
 //!
 //! schema::migrate(&pool).await?;
@@ -39,8 +39,9 @@ pub const DEFAULT_PARTITION: &str = "user_activity_logs_default";
 /// The bytes spell "uactpart".
 const PARTITION_LOCK_KEY: i64 = 0x7561_6374_7061_7274;
 
-/// The embedded migrations of `processor/migrations`.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// The embedded migrations of `store/migrations`, for [`migrate`] and for
+/// `#[sqlx::test(migrator = "activity_store::MIGRATOR")]`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Why a schema operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +222,7 @@ pub async fn drop_expired_partitions(
         .await?;
     }
     if let Some(forget_before) = expired.iter().map(|(_, end)| *end).max() {
-        activity_tracker::postgres::rollups::forget_before(&mut tx, forget_before).await?;
+        crate::rollups::forget_before(&mut tx, forget_before).await?;
     }
     tx.commit().await?;
 

@@ -2,7 +2,7 @@
 //! a few thousand rows instead of scanning months of activity, exact at
 //! every commit.
 //!
-//! The tables are created by the processor's migrations `0002_rollups.sql`
+//! The tables are created by the store's migrations `0002_rollups.sql`
 //! and `0004_rollup_pending.sql`, which explain each one. The work is split
 //! in two, so that the writer's transaction stays cheap:
 //!
@@ -32,7 +32,7 @@
 //!
 //! ```no_run
 //! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
-//! use activity_tracker::postgres::rollups::{self, InsertedRow};
+//! use activity_store::rollups::{self, InsertedRow};
 //!
 //! let mut tx = pool.begin().await?;
 //! // ... insert the raw rows, keep the ones that were new ...
@@ -48,11 +48,15 @@
 //! # Ok(()) }
 //! ```
 
+mod rebuild;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use foldhash::fast::RandomState;
 use sqlx::{PgConnection, PgPool};
+
+pub use rebuild::{RebuildOutcome, rebuild_rollups};
 
 /// The key of the transaction-level advisory lock that folds, retention and
 /// rebuilds take so that they run one at a time.

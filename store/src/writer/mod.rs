@@ -2,7 +2,7 @@
 //! processor and the layer's Redis-down fallback.
 //!
 //! [`write_batch`] stores a batch in one transaction: it normalizes each
-//! event ([`Activity::normalize`]: the contract's truncations), drops ids
+//! event ([`normalize`](crate::normalize): the contract's truncations), drops ids
 //! repeated within the batch, inserts idempotently on the primary key
 //! `(id, created_at)`, updates the rollups with the rows actually inserted,
 //! and commits. Writing the same events again (a redelivery) stores nothing
@@ -25,8 +25,8 @@
 //! later can succeed (it is idempotent, so retrying is always safe).
 //!
 //! ```no_run
-//! # async fn example(pool: sqlx::PgPool) -> Result<(), activity_tracker::postgres::WriteError> {
-//! use activity_tracker::postgres::write_batch_isolating;
+//! # async fn example(pool: sqlx::PgPool) -> Result<(), activity_store::writer::WriteError> {
+//! use activity_store::writer::write_batch_isolating;
 //! use activity_tracker::{Activity, ActivityType};
 //!
 //! let batch = vec![
@@ -52,10 +52,10 @@ use foldhash::fast::RandomState;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-pub mod rollups;
+use activity_tracker::Activity;
 
-use crate::{Activity, limits};
-use rollups::InsertedRow;
+use crate::normalize;
+use crate::rollups::{self, InsertedRow};
 
 /// What a batch write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -265,7 +265,7 @@ pub const ONE_STATEMENT_MAX_ROWS: usize = 256;
 /// Stores `batch` atomically (one transaction or one statement); events
 /// already stored are skipped.
 ///
-/// Normalizes each event first ([`Activity::normalize`]), skips ids repeated
+/// Normalizes each event first ([`normalize`](crate::normalize)), skips ids repeated
 /// in the batch, and updates the rollups with the rows actually inserted in
 /// the same transaction. All or nothing: on `Err` nothing of the batch is
 /// stored. A batch with a row the database refuses fails whole; use
@@ -464,14 +464,6 @@ fn details_json(details: &serde_json::Map<String, serde_json::Value>) -> String 
         .expect("a JSON object always serializes: string keys, no non-finite floats in Value")
 }
 
-/// Whether `text` is longer than `max` characters.
-fn over(text: &Option<String>, max: usize) -> bool {
-    // The byte length bounds the character count: most texts are ruled out
-    // without counting.
-    text.as_deref()
-        .is_some_and(|text| text.len() > max && text.chars().count() > max)
-}
-
 impl<'a> Columns<'a> {
     fn from_batch<E: StoredEvent>(batch: &'a [E]) -> Self {
         let n = batch.len();
@@ -495,17 +487,9 @@ impl<'a> Columns<'a> {
                 continue;
             }
             let details = event.details_json();
-            let needs_normalizing = over(&activity.user_agent, limits::USER_AGENT_MAX_CHARS)
-                || over(&activity.session_id, limits::SESSION_ID_MAX_CHARS)
-                || over(&activity.resource_type, limits::RESOURCE_TYPE_MAX_CHARS)
-                || over(&activity.resource_id, limits::RESOURCE_ID_MAX_CHARS)
-                || over(&activity.user_id, limits::USER_ID_MAX_CHARS)
-                || details
-                    .as_ref()
-                    .is_some_and(|json| json.len() > limits::DETAILS_MAX_BYTES);
-            if needs_normalizing {
+            if normalize::needs_normalizing(activity, details.as_deref()) {
                 let mut owned = owned_activity(event);
-                owned.normalize();
+                normalize::normalize(&mut owned);
                 columns.push_owned(owned);
             } else {
                 columns.push_borrowed(activity, details);

@@ -1,6 +1,7 @@
 //! Test support: random activity, and the figures computed independently
 //! from the raw rows (plain `GROUP BY`s) to compare the rollups and the
-//! queries against.
+//! queries against. Behind the `testing` feature, for the tests of this
+//! crate and of the crates built on it.
 
 use activity_tracker::{Activity, ActivityType};
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
@@ -8,7 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 
-pub(crate) const ACTIONS: [&str; 6] = [
+/// The actions [`random_activities`] draws from.
+pub const ACTIONS: [&str; 6] = [
     "login",
     "case_view",
     "case_create",
@@ -19,7 +21,7 @@ pub(crate) const ACTIONS: [&str; 6] = [
 
 /// `n` activities spread over the last `days` days (a few in the next hour,
 /// as clocks drift), by `users` users plus anonymous ones.
-pub(crate) fn random_activities(seed: u64, n: usize, days: i64, users: usize) -> Vec<Activity> {
+pub fn random_activities(seed: u64, n: usize, days: i64, users: usize) -> Vec<Activity> {
     let mut rng = StdRng::seed_from_u64(seed);
     let now = Utc::now();
     (0..n)
@@ -39,15 +41,15 @@ pub(crate) fn random_activities(seed: u64, n: usize, days: i64, users: usize) ->
 }
 
 /// First instant of a window of `days` UTC days ending today.
-pub(crate) fn window_start(days: u32) -> (NaiveDate, DateTime<Utc>) {
+pub fn window_start(days: u32) -> (NaiveDate, DateTime<Utc>) {
     let day = Utc::now().date_naive() - TimeDelta::days(i64::from(days) - 1);
     (day, day.and_time(NaiveTime::MIN).and_utc())
 }
 
 /// Each rollup table as computed from the raw rows and as stored (after
 /// folding the pending per-user counts), sorted; the pairs must be equal.
-pub(crate) async fn rollups_vs_raw(pool: &PgPool) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
-    activity_tracker::postgres::rollups::fold_pending(pool)
+pub async fn rollups_vs_raw(pool: &PgPool) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    crate::rollups::fold_pending(pool)
         .await
         .expect("pending counts folded");
     let pairs: [(&str, &str, &str); 7] = [
@@ -119,7 +121,7 @@ pub(crate) async fn rollups_vs_raw(pool: &PgPool) -> Vec<(&'static str, Vec<Stri
 }
 
 /// Panics with the first table that differs.
-pub(crate) async fn assert_rollups_match_raw(pool: &PgPool) {
+pub async fn assert_rollups_match_raw(pool: &PgPool) {
     for (name, raw, rollup) in rollups_vs_raw(pool).await {
         assert_eq!(raw, rollup, "rollup {name} differs from the raw rows");
     }

@@ -5,33 +5,28 @@
 //! Every window is "the last `days` UTC days": from midnight UTC of the day
 //! `days - 1` days before today, with no upper bound (so `days = 1` is
 //! today). Figures over many users come from the rollups (see
-//! `processor/migrations/0002_rollups.sql`), kept exact by the writer;
+//! `store/migrations/0002_rollups.sql`), kept exact by the writer;
 //! figures of one user come from the raw table through its
 //! `(user_id, created_at)` index. Rows without a user id count as
 //! activities but never as a user.
 //!
 //! ```no_run
-//! # async fn demo(pool: sqlx::PgPool) -> Result<(), activity_processor::analytics::AnalyticsError> {
-//! use activity_processor::analytics;
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), activity_store::queries::QueryError> {
+//! use activity_store::queries;
 //!
-//! let stats = analytics::get_user_activity_stats(&pool, "user-123", 30).await?;
+//! let stats = queries::get_user_activity_stats(&pool, "user-123", 30).await?;
 //! println!("{} activities: {:?}", stats.total_activities, stats.activity_breakdown);
-//! let top = analytics::get_top_users(&pool, 30, 10).await?;
+//! let top = queries::get_top_users(&pool, 30, 10).await?;
 //! assert!(top.users.len() <= 10);
 //! # Ok(()) }
 //! ```
-
-mod rebuild;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use utoipa::ToSchema;
 use uuid::Uuid;
-
-pub use rebuild::{RebuildOutcome, rebuild_rollups};
 
 /// Largest `days` accepted.
 pub const MAX_DAYS: u32 = 366;
@@ -51,7 +46,7 @@ pub const TOP_ACTIONS: usize = 10;
 /// Why a query could not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AnalyticsError {
+pub enum QueryError {
     /// A parameter is out of its bounds or malformed.
     #[error("invalid parameter `{parameter}`: {message}")]
     InvalidParameter {
@@ -65,23 +60,23 @@ pub enum AnalyticsError {
     Database(#[from] sqlx::Error),
 }
 
-fn invalid(parameter: &'static str, message: impl Into<String>) -> AnalyticsError {
-    AnalyticsError::InvalidParameter {
+fn invalid(parameter: &'static str, message: impl Into<String>) -> QueryError {
+    QueryError::InvalidParameter {
         parameter,
         message: message.into(),
     }
 }
 
-/// Folds the pending per-user counts (see
-/// [`activity_tracker::postgres::rollups`]) so that the per-user rollups
-/// hold every batch committed so far: called before reading them.
-async fn fold_pending(pool: &PgPool) -> Result<(), AnalyticsError> {
-    activity_tracker::postgres::rollups::fold_pending(pool).await?;
+/// Folds the pending per-user counts (see [`crate::rollups`]) so that the
+/// per-user rollups hold every batch committed so far: called before
+/// reading them.
+async fn fold_pending(pool: &PgPool) -> Result<(), QueryError> {
+    crate::rollups::fold_pending(pool).await?;
     Ok(())
 }
 
 /// Checks `days` (1..=366).
-pub fn check_days(days: u32) -> Result<(), AnalyticsError> {
+pub fn check_days(days: u32) -> Result<(), QueryError> {
     if (1..=MAX_DAYS).contains(&days) {
         Ok(())
     } else {
@@ -93,7 +88,7 @@ pub fn check_days(days: u32) -> Result<(), AnalyticsError> {
 }
 
 /// Checks a `limit` against `1..=max`.
-pub fn check_limit(limit: u32, max: u32) -> Result<(), AnalyticsError> {
+pub fn check_limit(limit: u32, max: u32) -> Result<(), QueryError> {
     if (1..=max).contains(&limit) {
         Ok(())
     } else {
@@ -105,7 +100,7 @@ pub fn check_limit(limit: u32, max: u32) -> Result<(), AnalyticsError> {
 }
 
 /// Checks a user id (1..=255 characters).
-pub fn check_user_id(user_id: &str) -> Result<(), AnalyticsError> {
+pub fn check_user_id(user_id: &str) -> Result<(), QueryError> {
     let chars = user_id.chars().count();
     if chars == 0 || chars > MAX_USER_ID_CHARS {
         Err(invalid(
@@ -126,7 +121,7 @@ struct Window {
 }
 
 impl Window {
-    fn last_days(days: u32) -> Result<Self, AnalyticsError> {
+    fn last_days(days: u32) -> Result<Self, QueryError> {
         check_days(days)?;
         let today = Utc::now().date_naive();
         let start_day = today - TimeDelta::days(i64::from(days) - 1);
@@ -143,7 +138,8 @@ impl Window {
 }
 
 /// One action's usage over a window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionUsage {
     /// The action name.
     pub action: String,
@@ -154,7 +150,8 @@ pub struct ActionUsage {
 }
 
 /// One UTC day of [`Statistics::daily`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyFigure {
     /// The UTC day.
     pub date: NaiveDate,
@@ -165,7 +162,8 @@ pub struct DailyFigure {
 }
 
 /// `GET statistics`: activity over the last `days` days.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statistics {
     /// The window, in days.
     pub days: u32,
@@ -191,7 +189,7 @@ pub struct Statistics {
 async fn action_figures(
     pool: &PgPool,
     w: &Window,
-) -> Result<(Vec<ActionUsage>, [i64; 24], i64), AnalyticsError> {
+) -> Result<(Vec<ActionUsage>, [i64; 24], i64), QueryError> {
     fold_pending(pool).await?;
     let rows: Vec<(String, i32, bool, i64)> = sqlx::query_as(
         "SELECT action::text,
@@ -243,7 +241,7 @@ async fn action_figures(
 }
 
 /// Statistics over the last `days` days (`GET statistics`).
-pub async fn get_statistics(pool: &PgPool, days: u32) -> Result<Statistics, AnalyticsError> {
+pub async fn get_statistics(pool: &PgPool, days: u32) -> Result<Statistics, QueryError> {
     let w = Window::last_days(days)?;
     let (actions, hourly, today_activities) = action_figures(pool, &w).await?;
     let daily_rows: Vec<(NaiveDate, i64, i64)> =
@@ -288,7 +286,8 @@ pub async fn get_statistics(pool: &PgPool, days: u32) -> Result<Statistics, Anal
 }
 
 /// `GET actions`: feature usage over the last `days` days.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionUsageReport {
     /// The window, in days.
     pub days: u32,
@@ -298,17 +297,15 @@ pub struct ActionUsageReport {
 
 /// Usage count and distinct users per action over the last `days` days
 /// (`GET actions`, the original design's feature-usage query).
-pub async fn get_action_usage(
-    pool: &PgPool,
-    days: u32,
-) -> Result<ActionUsageReport, AnalyticsError> {
+pub async fn get_action_usage(pool: &PgPool, days: u32) -> Result<ActionUsageReport, QueryError> {
     let w = Window::last_days(days)?;
     let (actions, _, _) = action_figures(pool, &w).await?;
     Ok(ActionUsageReport { days, actions })
 }
 
 /// One entry of [`TopUsers::users`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUser {
     /// The user id.
     pub user_id: String,
@@ -319,7 +316,8 @@ pub struct TopUser {
 }
 
 /// `GET top-users`: the most active users.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUsers {
     /// The window, in days.
     pub days: u32,
@@ -347,7 +345,7 @@ async fn top_user_counts(
     w: &Window,
     limit: u32,
     first_depth: i64,
-) -> Result<Vec<(String, i64)>, AnalyticsError> {
+) -> Result<Vec<(String, i64)>, QueryError> {
     let mut depth = first_depth.max(i64::from(limit));
     while depth <= TOP_USERS_MAX_DEPTH {
         // Per day: its top `depth` users, and whether its list went on.
@@ -424,11 +422,7 @@ async fn top_user_counts(
 
 /// The `limit` most active users over the last `days` days (`GET
 /// top-users`, the original design's "most active users" query).
-pub async fn get_top_users(
-    pool: &PgPool,
-    days: u32,
-    limit: u32,
-) -> Result<TopUsers, AnalyticsError> {
+pub async fn get_top_users(pool: &PgPool, days: u32, limit: u32) -> Result<TopUsers, QueryError> {
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_TOP_USERS)?;
     fold_pending(pool).await?;
@@ -457,7 +451,8 @@ pub async fn get_top_users(
 }
 
 /// One stored activity, as [`UserActivityStats::recent`] lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivityRecord {
     /// The activity id (UUID v7).
     pub id: Uuid,
@@ -468,7 +463,7 @@ pub struct ActivityRecord {
     /// Id of the resource acted on.
     pub resource_id: Option<String>,
     /// Free-form details (JSON object).
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: Option<serde_json::Value>,
     /// Client IP address.
     pub ip_address: Option<String>,
@@ -481,7 +476,8 @@ pub struct ActivityRecord {
 }
 
 /// One IP address of a user, with how often it was used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IpCount {
     /// The address.
     pub ip_address: String,
@@ -490,7 +486,8 @@ pub struct IpCount {
 }
 
 /// `GET user/{user_id}`: one user's activity over the last `days` days.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserActivityStats {
     /// The user id.
     pub user_id: String,
@@ -527,7 +524,7 @@ fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{:016x}{}", at.timestamp_micros(), id.simple())
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AnalyticsError> {
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
     let bad = || invalid("cursor", "cursor is not a next_cursor returned by this API");
     if cursor.len() != 48 || !cursor.is_ascii() {
         return Err(bad());
@@ -557,7 +554,7 @@ pub async fn get_user_activity_stats(
     pool: &PgPool,
     user_id: &str,
     days: u32,
-) -> Result<UserActivityStats, AnalyticsError> {
+) -> Result<UserActivityStats, QueryError> {
     get_user_activity_stats_page(pool, user_id, days, RecentPage::default()).await
 }
 
@@ -567,7 +564,7 @@ pub async fn get_user_activity_stats_page(
     user_id: &str,
     days: u32,
     page: RecentPage,
-) -> Result<UserActivityStats, AnalyticsError> {
+) -> Result<UserActivityStats, QueryError> {
     check_user_id(user_id)?;
     let w = Window::last_days(days)?;
     let limit = page.limit.unwrap_or(DEFAULT_RECENT_LIMIT);
@@ -646,7 +643,8 @@ pub async fn get_user_activity_stats_page(
 }
 
 /// One step of [`UserPath::steps`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PathStep {
     /// The action name.
     pub action: String,
@@ -661,7 +659,8 @@ pub struct PathStep {
 }
 
 /// `GET user/{user_id}/path`: a user's sequence of actions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPath {
     /// The user id.
     pub user_id: String,
@@ -685,7 +684,7 @@ pub async fn get_user_path(
     user_id: &str,
     days: u32,
     limit: u32,
-) -> Result<UserPath, AnalyticsError> {
+) -> Result<UserPath, QueryError> {
     check_user_id(user_id)?;
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_PATH_LIMIT)?;
@@ -725,7 +724,8 @@ pub async fn get_user_path(
 }
 
 /// The database figures of `GET queue-status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivityTotals {
     /// Activities today (UTC).
     pub today_activities: i64,
@@ -736,7 +736,7 @@ pub struct ActivityTotals {
 }
 
 /// Today's and all-time activity counts, from the rollups.
-pub async fn get_activity_totals(pool: &PgPool) -> Result<ActivityTotals, AnalyticsError> {
+pub async fn get_activity_totals(pool: &PgPool) -> Result<ActivityTotals, QueryError> {
     fold_pending(pool).await?;
     let (today_activities, total_activities, active_users_today): (i64, i64, i64) = sqlx::query_as(
         "SELECT COALESCE(SUM(activities) FILTER (WHERE day = $1), 0)::int8,
@@ -772,7 +772,7 @@ mod tests {
         ] {
             assert!(matches!(
                 decode_cursor(bad),
-                Err(AnalyticsError::InvalidParameter {
+                Err(QueryError::InvalidParameter {
                     parameter: "cursor",
                     ..
                 })
@@ -786,7 +786,7 @@ mod tests {
         for d in [0, 367] {
             assert!(matches!(
                 check_days(d),
-                Err(AnalyticsError::InvalidParameter {
+                Err(QueryError::InvalidParameter {
                     parameter: "days",
                     ..
                 })
@@ -805,9 +805,6 @@ mod tests {
         assert_eq!(w.days().last(), Some(w.today));
     }
 }
-
-#[cfg(test)]
-pub(crate) mod testing;
 
 #[cfg(test)]
 mod db_tests;

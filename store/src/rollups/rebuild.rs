@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use activity_tracker::postgres::rollups;
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
-use super::AnalyticsError;
+use crate::rollups;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +30,7 @@ pub struct RebuildOutcome {
 pub async fn rebuild_rollups(
     pool: &PgPool,
     since: Option<NaiveDate>,
-) -> Result<RebuildOutcome, AnalyticsError> {
+) -> Result<RebuildOutcome, sqlx::Error> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     // No fold runs meanwhile (the lock folds take, before any table lock,
