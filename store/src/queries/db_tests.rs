@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::rollups::{self, rebuild_rollups};
-use crate::writer::{InsertMethod, write_batch, write_batch_with};
+use crate::writer::{InsertMethod, ONE_STATEMENT_MAX_ROWS, write_batch, write_batch_with};
 use chrono::{Datelike, NaiveDate, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -16,18 +16,26 @@ use crate::testing::{assert_rollups_match_raw, random_activities, window_start};
 /// Writes `events` in random batches, re-sending random earlier events
 /// (redelivery) and repeating some inside a batch, folding the pending
 /// per-user counts now and then (and leaving some unfolded at the end).
-/// Each batch goes through a random insert method: the rollups are updated
-/// by different code for `COPY` and for one statement, and must agree.
+/// Each batch goes through a random insert method, every one of them (and
+/// now and then a batch large enough for [`InsertMethod::Auto`] to take
+/// `COPY`): each sends its rows another way, and the rollups must agree.
 async fn write_randomly(pool: &PgPool, events: &[activity_tracker::Activity], seed: u64) {
-    const METHODS: [InsertMethod; 3] = [
+    const METHODS: [InsertMethod; 5] = [
         InsertMethod::OneStatement,
         InsertMethod::CopyOptimistic,
         InsertMethod::Unnest,
+        InsertMethod::CopyTempTable,
+        InsertMethod::Auto,
     ];
     let mut rng = StdRng::seed_from_u64(seed);
     let mut at = 0;
     while at < events.len() {
-        let size = rng.random_range(1..40).min(events.len() - at);
+        let size = if rng.random_range(0..8) == 0 {
+            rng.random_range(ONE_STATEMENT_MAX_ROWS + 1..ONE_STATEMENT_MAX_ROWS + 40)
+        } else {
+            rng.random_range(1..40)
+        };
+        let size = size.min(events.len() - at);
         let mut batch = events[at..at + size].to_vec();
         for _ in 0..rng.random_range(0..4) {
             batch.push(events[rng.random_range(0..at + size)].clone());

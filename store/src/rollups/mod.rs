@@ -6,10 +6,11 @@
 //! and `0004_rollup_pending.sql`, which explain each one. The work is split
 //! in two, so that the writer's transaction stays cheap:
 //!
-//! - [`apply`], inside the writer's transaction, with the rows it actually
+//! - the writer's statement ([`sums`]' `add_to_rollups!`, the one
+//!   definition of each sum over raw rows), with the rows it actually
 //!   inserted (duplicates excluded): adds them to the per-hour and per-day
 //!   activity counts, and appends their per-(day, user, action) counts to
-//!   `activity_rollup_pending`, a table without indexes.
+//!   `activity_rollup_pending`, a table without indexes;
 //! - [`fold_pending`] moves the pending counts into the per-user tables
 //!   (activities per user and day, distinct users per day, last day each
 //!   user and each user/action pair was seen, and their histograms). The
@@ -21,7 +22,8 @@
 //! So the rollups (folded tables plus the pending counts) are exact after
 //! every commit, and the per-user tables alone are exact after a fold.
 //! Retention calls [`forget_before`] in the transaction that drops the old
-//! partitions.
+//! partitions; [`rebuild_rollups`] recomputes them from the raw rows with
+//! the same statement and the same fold.
 //!
 //! Several writers may run at once (several processors, the layer's
 //! fallback): every upsert touches its rows in key order and the tables
@@ -31,29 +33,21 @@
 //! learns from the upserts it makes which users are new to a day.
 //!
 //! ```no_run
-//! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
-//! use activity_store::rollups::{self, InsertedRow};
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! use activity_store::{rollups, writer};
+//! use activity_tracker::{Activity, ActivityType};
 //!
-//! let mut tx = pool.begin().await?;
-//! // ... insert the raw rows, keep the ones that were new ...
-//! let inserted = vec![InsertedRow {
-//!     user_id: Some("user-1".into()),
-//!     action: "login".into(),
-//!     created_at: chrono::Utc::now(),
-//! }];
-//! rollups::apply(&mut tx, &inserted).await?;
-//! tx.commit().await?;
+//! // The writer adds what it stores to the rollups in its transaction.
+//! writer::write_batch(&pool, &[Activity::new(ActivityType::Login).user_id("user-1")]).await?;
 //! // Later, or before reading the per-user tables:
 //! rollups::fold_pending(&pool).await?;
 //! # Ok(()) }
 //! ```
 
 mod rebuild;
+pub(crate) mod sums;
 
-use std::collections::HashMap;
-
-use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
-use foldhash::fast::RandomState;
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 pub use rebuild::{RebuildOutcome, rebuild_rollups};
@@ -65,135 +59,6 @@ pub const FOLD_LOCK_KEY: i64 = 0x6163_7469_7669_7479; // "activity"
 /// Pending rows folded per transaction: bounds the time a fold holds its
 /// locks and the database's memory for it.
 const FOLD_CHUNK: i64 = 100_000;
-
-/// One row the writer actually inserted (duplicates excluded), as the
-/// rollups need it.
-#[derive(Debug, Clone)]
-pub struct InsertedRow {
-    /// The app's user id, if any.
-    pub user_id: Option<String>,
-    /// The action name.
-    pub action: String,
-    /// When it happened.
-    pub created_at: DateTime<Utc>,
-}
-
-/// The UTC hour holding `at`.
-fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    // Truncating a UTC instant to a whole hour cannot overflow.
-    at.duration_trunc(TimeDelta::hours(1))
-        .expect("truncating to an hour cannot overflow")
-}
-
-/// Sums of one batch, as the writer stores them (hashed with foldhash,
-/// much cheaper than SipHash for these short keys).
-#[derive(Debug, Default)]
-struct BatchSums<'a> {
-    hourly: HashMap<(DateTime<Utc>, &'a str), i64, RandomState>,
-    daily: HashMap<NaiveDate, i64, RandomState>,
-    pending: HashMap<(NaiveDate, &'a str, &'a str), i64, RandomState>,
-}
-
-/// One inserted row as the rollups read it: user, action, time.
-pub(crate) type RowKey<'a> = (Option<&'a str>, &'a str, DateTime<Utc>);
-
-impl<'a> BatchSums<'a> {
-    fn of(rows: impl IntoIterator<Item = RowKey<'a>>) -> Self {
-        let mut sums = Self::default();
-        for (user, action, created_at) in rows {
-            let day = created_at.date_naive();
-            *sums
-                .hourly
-                .entry((hour_of(created_at), action))
-                .or_default() += 1;
-            *sums.daily.entry(day).or_default() += 1;
-            if let Some(user) = user {
-                *sums.pending.entry((day, user, action)).or_default() += 1;
-            }
-        }
-        sums
-    }
-}
-
-/// Adds the rows just inserted to the rollups, inside the writer's
-/// transaction: the activity counts directly, the per-user counts to the
-/// pending table for [`fold_pending`].
-///
-/// `inserted` must hold only rows that this transaction newly stored (not
-/// the duplicates skipped by `ON CONFLICT DO NOTHING`), or the rollups count
-/// them twice.
-pub async fn apply(tx: &mut PgConnection, inserted: &[InsertedRow]) -> Result<(), sqlx::Error> {
-    let rows = inserted
-        .iter()
-        .map(|row| (row.user_id.as_deref(), row.action.as_str(), row.created_at));
-    apply_borrowed(tx, rows).await
-}
-
-/// [`apply`] for rows the writer holds borrowed (no [`InsertedRow`] made).
-pub(crate) async fn apply_borrowed<'a>(
-    tx: &mut PgConnection,
-    inserted: impl IntoIterator<Item = RowKey<'a>>,
-) -> Result<(), sqlx::Error> {
-    let sums = BatchSums::of(inserted);
-    if sums.daily.is_empty() {
-        return Ok(());
-    }
-
-    // One statement, so that a writer holds the rows it locks for as short
-    // a time as it can: the per-hour rows, then the per-day rows (the
-    // filter on `hourly` makes the second wait for the first), each sorted
-    // by key (ORDER BY in SQL, so every writer uses the database's
-    // collation): concurrent writers queue in the same order, never
-    // deadlock. The pending counts are plain inserts, which lock nothing.
-    let (buckets, actions, counts): (Vec<_>, Vec<_>, Vec<_>) = sums
-        .hourly
-        .into_iter()
-        .map(|((b, a), n)| (b, a, n))
-        .collect();
-    let (days, activities): (Vec<_>, Vec<_>) = sums.daily.into_iter().unzip();
-    let n = sums.pending.len();
-    let (mut pending_days, mut users, mut pending_actions, mut pending_counts) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for ((day, user, action), count) in sums.pending {
-        pending_days.push(day);
-        users.push(user);
-        pending_actions.push(action);
-        pending_counts.push(count);
-    }
-    sqlx::query(
-        "WITH pending AS (
-             INSERT INTO activity_rollup_pending (day, user_id, action, n)
-             SELECT * FROM UNNEST($6::date[], $7::text[], $8::text[], $9::int8[])
-         ),
-         hourly AS (
-             INSERT INTO activity_rollup_hourly AS t (bucket, action, n)
-             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[]) ORDER BY 1, 2
-             ON CONFLICT (bucket, action) DO UPDATE SET n = t.n + excluded.n
-             RETURNING 1
-         )
-         INSERT INTO activity_rollup_daily AS t (day, activities, users)
-         SELECT d, n, 0 FROM UNNEST($4::date[], $5::int8[]) AS u(d, n)
-         WHERE (SELECT COUNT(*) FROM hourly) > 0
-         ORDER BY 1
-         ON CONFLICT (day) DO UPDATE SET activities = t.activities + excluded.activities",
-    )
-    .bind(buckets)
-    .bind(actions)
-    .bind(counts)
-    .bind(days)
-    .bind(activities)
-    .bind(pending_days)
-    .bind(users)
-    .bind(pending_actions)
-    .bind(pending_counts)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
 
 /// Folds every pending count committed before the call into the per-user
 /// tables; returns how many pending rows it folded.
@@ -412,7 +277,11 @@ pub async fn forget_before(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use activity_tracker::{Activity, ActivityType};
+    use chrono::{DateTime, NaiveDate, Utc};
+    use sqlx::PgPool;
+
+    use crate::writer::{InsertMethod, write_batch_with};
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -422,24 +291,66 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn batch_sums_count_per_hour_day_and_user_action() {
-        let row = |u: Option<&'static str>, a: &'static str, t: &str| (u, a, at(t));
-        let rows = [
-            row(Some("u1"), "login", "2026-01-02T10:15:00Z"),
-            row(Some("u1"), "login", "2026-01-02T10:45:00Z"),
-            row(Some("u1"), "login", "2026-01-01T09:00:00Z"),
-            row(None, "login", "2026-01-02T10:01:00Z"),
-        ];
-        let sums = BatchSums::of(rows);
-        assert_eq!(sums.hourly[&(at("2026-01-02T10:00:00Z"), "login")], 3);
-        assert_eq!(sums.daily[&day("2026-01-02")], 3);
-        assert_eq!(sums.pending[&(day("2026-01-02"), "u1", "login")], 2);
-        assert_eq!(sums.pending[&(day("2026-01-01"), "u1", "login")], 1);
-        assert_eq!(
-            sums.pending.len(),
-            2,
-            "anonymous rows have no per-user count"
-        );
+    #[sqlx::test]
+    async fn a_batch_counts_per_hour_day_and_user_action_whatever_the_method(pool: PgPool) {
+        let row = |user: Option<&str>, time: &str| {
+            let activity = Activity::at(ActivityType::Login, at(time));
+            match user {
+                Some(user) => activity.user_id(user),
+                None => activity,
+            }
+        };
+        for method in [
+            InsertMethod::OneStatement,
+            InsertMethod::Unnest,
+            InsertMethod::CopyTempTable,
+            InsertMethod::CopyOptimistic,
+            InsertMethod::Auto,
+        ] {
+            sqlx::query(
+                "TRUNCATE user_activity_logs, activity_rollup_hourly, activity_rollup_daily, \
+                 activity_rollup_pending",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            let rows = [
+                row(Some("u1"), "2026-01-02T10:15:00Z"),
+                row(Some("u1"), "2026-01-02T10:45:00Z"),
+                row(Some("u1"), "2026-01-01T09:00:00Z"),
+                row(None, "2026-01-02T10:01:00Z"),
+            ];
+            write_batch_with(&pool, &rows, method).await.unwrap();
+            let hourly: i64 = sqlx::query_scalar(
+                "SELECT n FROM activity_rollup_hourly WHERE bucket = $1 AND action = 'login'",
+            )
+            .bind(at("2026-01-02T10:00:00Z"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(hourly, 3, "{method:?}");
+            let daily: i64 =
+                sqlx::query_scalar("SELECT activities FROM activity_rollup_daily WHERE day = $1")
+                    .bind(day("2026-01-02"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(daily, 3, "{method:?}");
+            let pending: Vec<(NaiveDate, String, i64)> = sqlx::query_as(
+                "SELECT day, user_id, n FROM activity_rollup_pending \
+                 WHERE action = 'login' ORDER BY day DESC",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                pending,
+                [
+                    (day("2026-01-02"), "u1".to_owned(), 2),
+                    (day("2026-01-01"), "u1".to_owned(), 1)
+                ],
+                "{method:?}: anonymous rows have no per-user count"
+            );
+        }
     }
 }

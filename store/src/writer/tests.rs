@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use super::*;
 use activity_tracker::{ActivityType, limits};
+use chrono::DateTime;
+use columns::details_json;
 
 type StoredRow = (
     Uuid,
@@ -447,86 +449,4 @@ async fn an_unreachable_database_is_transient() {
     let error = write_batch_isolating(&pool, &batch).await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
     assert!(!error.is_data_error());
-}
-
-#[test]
-fn transient_codes() {
-    for code in [
-        "08006", "08001", "40001", "40P01", "53300", "53100", "57P01", "57P03", "55P03",
-    ] {
-        assert!(is_transient_code(code), "{code}");
-    }
-    for code in ["22001", "22021", "23505", "42P01", "42501", "XX000"] {
-        assert!(!is_transient_code(code), "{code}");
-    }
-}
-
-#[test]
-fn copy_text_escapes_and_marks_nulls() {
-    let event = Activity::at(
-        ActivityType::Login,
-        Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-    )
-    .user_id("a\tb\\c\nd\re");
-    let columns = Columns::from_batch(std::slice::from_ref(&event));
-    let text = String::from_utf8(copy_text(&columns)).unwrap();
-    assert_eq!(
-        text,
-        format!(
-            "{}\ta\\tb\\\\c\\nd\\re\tlogin\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t2026-01-02 03:04:05.000000+00\n",
-            event.id
-        )
-    );
-}
-
-#[test]
-fn copy_fields_escape_what_the_text_format_requires() {
-    let escaped = |text: &str| {
-        let mut out = Vec::new();
-        push_copy_field(&mut out, Some(text));
-        String::from_utf8(out).unwrap()
-    };
-    assert_eq!(escaped("plain ü"), "plain ü");
-    assert_eq!(escaped("a\\b\tc\nd\re"), r"a\\b\tc\nd\re");
-    // A carriage return before the other bytes, and at the end.
-    assert_eq!(escaped("x\ry\\z\r"), r"x\ry\\z\r");
-    // Past the first words, and after a control byte that needs nothing.
-    let long = format!(
-        "{}\t{}\u{1}{}\\end",
-        "a".repeat(17),
-        "b".repeat(9),
-        "c".repeat(20)
-    );
-    let expected = format!(
-        "{}\\t{}\u{1}{}\\\\end",
-        "a".repeat(17),
-        "b".repeat(9),
-        "c".repeat(20)
-    );
-    assert_eq!(escaped(&long), expected);
-    for at in 0..20 {
-        let mut text = "x".repeat(20);
-        text.replace_range(at..at + 1, "\r");
-        assert_eq!(next_to_escape(text.as_bytes()), Some(at));
-        assert_eq!(next_to_escape(&text.as_bytes()[at + 1..]), None);
-    }
-    let mut null = Vec::new();
-    push_copy_field(&mut null, None);
-    assert_eq!(null, br"\N");
-}
-
-#[test]
-fn copy_timestamps_read_back_to_the_microsecond() {
-    for text in [
-        "2026-11-27T04:30:00.123456Z",
-        "0999-01-02T03:04:05Z",
-        "2024-02-29T23:59:59.000001Z",
-    ] {
-        let at: DateTime<Utc> = text.parse().unwrap();
-        let mut out = Vec::new();
-        push_timestamp(&mut out, at);
-        let written = String::from_utf8(out).unwrap();
-        let back = DateTime::parse_from_str(&written, "%Y-%m-%d %H:%M:%S%.f%#z").unwrap();
-        assert_eq!(back, at, "{written}");
-    }
 }
