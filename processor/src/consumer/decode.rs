@@ -378,7 +378,10 @@ fn decode(
     activity.session_id = text_field(fields.session_id, "session_id")?;
     activity.details = details;
     activity.ip_address = ip_address;
-    activity.normalize();
+    // The store's rules, so that what is dead-lettered or counted is what
+    // the writer would store (it applies them again, at no cost, to what
+    // needs nothing).
+    activity_store::normalize::normalize(&mut activity);
     Ok(Decoded {
         activity,
         details_json: raw_details.map(RawValue::to_owned),
