@@ -30,7 +30,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use activity_processor::admin::{PREFIX, Secret};
-use activity_processor::config::redact;
 use activity_processor::{Config, Processor, RunError};
 use activity_store::{PostgresSink, queries, schema};
 use activity_tracker::{ActivityTracker, BuildError};
@@ -45,6 +44,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo_app;
+
+mod servers;
 
 /// How long the stored events are waited for before giving up.
 const STORE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -348,41 +349,8 @@ pub async fn run(
 ) -> Result<Summary, QuickstartError> {
     writeln!(out, "activity-tracking quick start")?;
 
-    // PostgreSQL first: without it nothing can be stored.
-    let url = redact(&options.database_url);
-    let pool = match activity_processor::connect_database(&options.database_url).await {
-        Ok(pool) => pool,
-        Err(_) => {
-            return Err(QuickstartError::PostgresDown {
-                url,
-                hint: postgres_hint(),
-            });
-        }
-    };
-    schema::migrate(&pool).await?;
-    schema::ensure_partitions(&pool, Utc::now(), 2).await?;
-    writeln!(
-        out,
-        "  PostgreSQL  {url}: migrations applied (table user_activity_logs)"
-    )?;
-
-    let redis_up = redis_answers(&options.redis_url).await;
-    if redis_up {
-        writeln!(
-            out,
-            "  Redis       {}: events go to the stream {}",
-            redact(&options.redis_url),
-            options.stream_key
-        )?;
-    } else {
-        writeln!(
-            out,
-            "  Redis       {}: NOT REACHABLE. The layer falls back to writing straight into \
-             PostgreSQL (the tracker's fallback sink); the processor and its admin API need \
-             Redis, so they are not started and the figures below are read from the database.",
-            redact(&options.redis_url)
-        )?;
-    }
+    let pool = servers::open_database(&options, out).await?;
+    let redis_up = servers::check_redis(&options, out).await?;
 
     let tracker = demo_app::tracker_builder()
         .redis_url(&options.redis_url)
@@ -395,7 +363,7 @@ pub async fn run(
     let token = CancellationToken::new();
     let mut processor = None;
     if redis_up {
-        let admin_listen = free_if_taken(
+        let admin_listen = servers::free_if_taken(
             out,
             "ADMIN_LISTEN",
             &options.admin_listen,
@@ -424,7 +392,7 @@ pub async fn run(
     }
     let admin_addr = processor.as_ref().map(Processor::local_addr);
 
-    let app_listen = free_if_taken(
+    let app_listen = servers::free_if_taken(
         out,
         "APP_LISTEN",
         &options.app_listen,
@@ -795,65 +763,4 @@ fn field(value: &Value, name: &str) -> String {
 
 fn to_json(value: impl serde::Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// Whether Redis answers `PING` within 2 s.
-async fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), ping).await,
-        Ok(Ok(_))
-    )
-}
-
-/// `addr`, or `127.0.0.1:0` (a free port, said on `out`) when `addr` is
-/// taken and `any_port` allows it.
-fn free_if_taken(
-    out: &mut (dyn Write + Send),
-    name: &'static str,
-    addr: &str,
-    any_port: bool,
-) -> Result<String, QuickstartError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(listener) => {
-            drop(listener);
-            Ok(addr.to_owned())
-        }
-        Err(source) if any_port && source.kind() == std::io::ErrorKind::AddrInUse => {
-            writeln!(
-                out,
-                "  note: {name} {addr} is in use (another app or processor?); using a free port \
-                 instead (set {name} to choose one)"
-            )?;
-            Ok("127.0.0.1:0".to_owned())
-        }
-        Err(source) => Err(QuickstartError::Listen {
-            name,
-            addr: addr.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// How to start PostgreSQL on this machine: the Debian cluster command
-/// when there is a cluster, a generic hint otherwise.
-fn postgres_hint() -> String {
-    let cluster = std::fs::read_dir("/etc/postgresql").ok().and_then(|dir| {
-        dir.filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .max()
-    });
-    match cluster {
-        Some(version) => {
-            format!("start it with `pg_ctlcluster {version} main start` (or set DATABASE_URL)")
-        }
-        None => "start PostgreSQL (e.g. `sudo systemctl start postgresql`) or set DATABASE_URL"
-            .to_owned(),
-    }
 }
