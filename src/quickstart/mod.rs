@@ -34,18 +34,18 @@ use activity_processor::{Config, Processor, RunError};
 use activity_store::{PostgresSink, queries, schema};
 use activity_tracker::{ActivityTracker, BuildError};
 use chrono::Utc;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo_app;
 
+mod client;
 mod servers;
+
+use client::Http;
 
 /// How long the stored events are waited for before giving up.
 const STORE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -273,70 +273,6 @@ fn scenario() -> Vec<Step> {
         Step::new("carol", "POST", "/api/v1/auth/logout"),
         Step::new("alice", "POST", "/api/v1/auth/logout"),
     ]
-}
-
-/// A small HTTP/1 client for the app and the admin API.
-#[derive(Debug, Clone)]
-struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Http {
-    fn new() -> Self {
-        Http {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    /// Sends one request; answers the status and the JSON body (null if
-    /// the body is not JSON).
-    async fn send(
-        &self,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<(http::StatusCode, Value), QuickstartError> {
-        let what = format!("{} {}", request.method(), request.uri());
-        let failed = |reason: String| QuickstartError::Http {
-            what: what.clone(),
-            reason,
-        };
-        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
-            .await
-            .map_err(|_| failed("no answer within 10 s".to_owned()))?
-            .map_err(|e| failed(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .to_bytes();
-        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-    }
-
-    /// `GET` an admin endpoint with the token; a non-2xx answer is an error.
-    async fn admin(
-        &self,
-        admin: SocketAddr,
-        token: &str,
-        path_and_query: &str,
-    ) -> Result<Value, QuickstartError> {
-        let uri = format!("http://{admin}{PREFIX}/{path_and_query}");
-        let request = http::Request::get(&uri)
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::default())
-            .map_err(|e| QuickstartError::Http {
-                what: uri.clone(),
-                reason: e.to_string(),
-            })?;
-        let (status, body) = self.send(request).await?;
-        if !status.is_success() {
-            return Err(QuickstartError::Http {
-                what: format!("GET {uri}"),
-                reason: format!("{status}: {body}"),
-            });
-        }
-        Ok(body)
-    }
 }
 
 /// Runs the quick start (see the module docs), printing to `out`, and
