@@ -34,15 +34,14 @@ use activity_processor::{Config, Processor, RunError};
 use activity_store::{PostgresSink, queries, schema};
 use activity_tracker::{ActivityTracker, BuildError};
 use chrono::Utc;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo_app;
 
 mod client;
+mod scenario;
 mod servers;
 
 use client::Http;
@@ -203,78 +202,6 @@ pub struct Summary {
     pub user_path: Value,
 }
 
-/// One request of the scenario.
-struct Step {
-    /// The browser (user name, also its session) it comes from.
-    who: &'static str,
-    method: &'static str,
-    path: String,
-    body: Option<Value>,
-    /// Logged in as `who` (`Authorization: Bearer user:<who>`).
-    authenticated: bool,
-    forwarded_for: Option<&'static str>,
-}
-
-impl Step {
-    fn new(who: &'static str, method: &'static str, path: impl Into<String>) -> Self {
-        Step {
-            who,
-            method,
-            path: path.into(),
-            body: None,
-            authenticated: true,
-            forwarded_for: None,
-        }
-    }
-
-    fn body(mut self, body: Value) -> Self {
-        self.body = Some(body);
-        self
-    }
-
-    fn login(who: &'static str, password: &str) -> Self {
-        let mut step = Step::new(who, "POST", "/api/v1/auth/login")
-            .body(json!({"username": who, "password": password}));
-        step.authenticated = false;
-        step
-    }
-}
-
-/// The scenario: four users log in, create and view cases, pay, ask for
-/// withdrawals; one login fails; one request carries a forged
-/// `X-Forwarded-For`. Case ids are filled in from the app's answers
-/// (`{alice}` is the case alice created).
-fn scenario() -> Vec<Step> {
-    let p = demo_app::PASSWORD;
-    vec![
-        Step::login("alice", p),
-        Step::login("bob", p),
-        Step::login("mallory", "guess"),
-        Step::new("alice", "POST", "/api/v1/cases").body(json!({"amount": 50000})),
-        Step::new("alice", "GET", "/api/v1/cases/{alice}"),
-        Step::login("carol", p),
-        Step::new("bob", "POST", "/api/v1/cases").body(json!({"amount": 12000})),
-        Step::new("bob", "GET", "/api/v1/cases/{alice}"),
-        Step::new("alice", "PUT", "/api/v1/cases/{alice}").body(json!({"amount": 52000})),
-        Step::new("carol", "GET", "/api/v1/cases/{bob}"),
-        Step::new("alice", "POST", "/api/v1/payments").body(json!({"amount": 2000})),
-        Step::new("bob", "POST", "/api/v1/payments").body(json!({"amount": 25000})),
-        Step::new("carol", "POST", "/api/v1/payments").body(json!({"amount": 800})),
-        Step::login("dave", p),
-        Step::new("dave", "POST", "/api/v1/cases").body(json!({"amount": 3000})),
-        Step {
-            forwarded_for: Some("203.0.113.66"),
-            ..Step::new("dave", "GET", "/api/v1/cases/{dave}")
-        },
-        Step::new("alice", "POST", "/api/v1/withdrawals").body(json!({"amount": 1500})),
-        Step::new("dave", "POST", "/api/v1/withdrawals").body(json!({"amount": 400})),
-        Step::new("bob", "POST", "/api/v1/payments").body(json!({"amount": 9000})),
-        Step::new("alice", "GET", "/api/v1/cases/{bob}"),
-        Step::new("carol", "POST", "/api/v1/auth/logout"),
-        Step::new("alice", "POST", "/api/v1/auth/logout"),
-    ]
-}
-
 /// Runs the quick start (see the module docs), printing to `out`, and
 /// serves until `until` completes (not at all with [`Options::once`]);
 /// then stops the app, flushes the tracker and stops the processor.
@@ -406,73 +333,14 @@ async fn drive_and_report(
     let http = Http::new();
     let started_at = Utc::now() - chrono::Duration::minutes(1);
     let session_prefix = format!("qs-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let steps = scenario();
-    let total = steps.len();
-    let mut cases: Vec<(&str, String)> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let mut path = step.path.clone();
-        for (who, id) in &cases {
-            path = path.replace(&format!("{{{who}}}"), id);
-        }
-        let mut request = http::Request::builder()
-            .method(step.method)
-            .uri(format!("http://{app_addr}{path}"))
-            .header("cookie", format!("session_id={session_prefix}{}", step.who))
-            .header("user-agent", format!("quickstart-browser ({})", step.who));
-        if step.authenticated {
-            request = request.header("authorization", format!("Bearer user:{}", step.who));
-        }
-        if let Some(forged) = step.forwarded_for {
-            request = request.header("x-forwarded-for", forged);
-        }
-        let body = match &step.body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                Full::new(Bytes::from(body.to_string()))
-            }
-            None => Full::default(),
-        };
-        let request = request.body(body).map_err(|e| QuickstartError::Http {
-            what: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let (status, answer) = http.send(request).await?;
-        if step.method == "POST"
-            && step.path == "/api/v1/cases"
-            && let Some(id) = answer.get("id").and_then(Value::as_str)
-        {
-            cases.push((step.who, id.to_owned()));
-        }
-        let note = if step.forwarded_for.is_some() {
-            "  <- forged X-Forwarded-For: 203.0.113.66, not believed (no trusted proxy)"
-        } else if status == http::StatusCode::UNAUTHORIZED {
-            "  <- failed login, recorded anonymously"
-        } else {
-            ""
-        };
-        let line = format!(
-            "scenario [{:<22}] {:>2}/{total}  {:<7} {} {} {}{note}",
-            "#".repeat((i + 1) * 22 / total),
-            i + 1,
-            step.who,
-            step.method,
-            path,
-            status.as_u16(),
-        );
-        if options.progress_in_place {
-            write!(out, "\r\x1b[2K{line}")?;
-            if !note.is_empty() {
-                writeln!(out)?;
-            }
-        } else if !note.is_empty() || i + 1 == total {
-            writeln!(out, "{line}")?;
-        }
-        out.flush()?;
-    }
-    if options.progress_in_place {
-        writeln!(out)?;
-    }
-    let expected = total as i64;
+    let expected = scenario::drive(
+        &http,
+        out,
+        app_addr,
+        &session_prefix,
+        options.progress_in_place,
+    )
+    .await?;
 
     // Everything stored: count this run's rows (its session ids).
     let deadline = Instant::now() + STORE_TIMEOUT;
