@@ -27,9 +27,9 @@
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use activity_processor::admin::{PREFIX, Secret};
+use activity_processor::admin::Secret;
 use activity_processor::{Config, Processor, RunError};
 use activity_store::{PostgresSink, queries, schema};
 use activity_tracker::{ActivityTracker, BuildError};
@@ -41,10 +41,12 @@ use tokio_util::sync::CancellationToken;
 use crate::demo_app;
 
 mod client;
+mod report;
 mod scenario;
 mod servers;
 
 use client::Http;
+use report::Figures;
 
 /// How long the stored events are waited for before giving up.
 const STORE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -342,206 +344,34 @@ async fn drive_and_report(
     )
     .await?;
 
-    // Everything stored: count this run's rows (its session ids).
-    let deadline = Instant::now() + STORE_TIMEOUT;
-    let stored = loop {
-        let stored: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM user_activity_logs WHERE created_at >= $1 AND session_id LIKE $2",
-        )
-        .bind(started_at)
-        .bind(format!("{session_prefix}%"))
-        .fetch_one(pool)
-        .await?;
-        if stored >= expected {
-            write!(
-                out,
-                "{}stored   {stored}/{expected} events in user_activity_logs",
-                if options.progress_in_place {
-                    "\r\x1b[2K"
-                } else {
-                    ""
-                }
-            )?;
-            break stored;
-        }
-        if options.progress_in_place {
-            write!(
-                out,
-                "\r\x1b[2Kstored   {stored}/{expected} events in user_activity_logs"
-            )?;
-            out.flush()?;
-        }
-        if Instant::now() >= deadline {
-            writeln!(out)?;
-            return Err(QuickstartError::NotStored { stored, expected });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let counters = tracker.counters();
-    if redis_up {
-        writeln!(
-            out,
-            " (via the stream: {} sent by the layer, stored by the processor)",
-            counters.sent
-        )?;
-    } else {
-        writeln!(
-            out,
-            " (Redis down: {} written straight to PostgreSQL by the layer's fallback)",
-            counters.stored_direct
-        )?;
-    }
-    writeln!(out)?;
+    let stored = report::wait_until_stored(
+        out,
+        pool,
+        started_at,
+        &session_prefix,
+        expected,
+        options.progress_in_place,
+    )
+    .await?;
+    report::print_route(out, tracker, redis_up)?;
 
     let token = &options.admin_token;
-    let (queue_status, statistics, top_users, user_path) = match admin_addr {
-        Some(admin) => (
-            Some(http.admin(admin, token, "queue-status").await?),
-            http.admin(admin, token, "statistics?days=1").await?,
-            http.admin(admin, token, "top-users?days=1&limit=5").await?,
-            http.admin(admin, token, "user/alice/path?days=1&limit=200")
-                .await?,
-        ),
-        None => (
-            None,
-            to_json(queries::get_statistics(pool, 1).await?),
-            to_json(queries::get_top_users(pool, 1, 5).await?),
-            to_json(queries::get_user_path(pool, "alice", 1, 200).await?),
-        ),
-    };
-    let source = |path: &str| match admin_addr {
-        Some(_) => format!("GET {PREFIX}/{path}"),
-        None => "read from the database: no admin API without Redis".to_owned(),
-    };
-
-    if let Some(queue) = &queue_status {
-        writeln!(out, "Queue status ({})", source("queue-status"))?;
-        writeln!(
-            out,
-            "  stream {}: {} waiting, {} pending, {} dead-lettered; {} processed, database writes {} ok",
-            field(queue, "stream_key"),
-            field(queue, "queue_length"),
-            field(queue, "pending"),
-            field(queue, "dead_letter_length"),
-            field(queue, "processed_total"),
-            queue
-                .get("db_write_success_rate")
-                .and_then(Value::as_f64)
-                .map_or("-".to_owned(), |rate| format!("{:.0}%", rate * 100.0)),
-        )?;
-        writeln!(out)?;
-    }
-
-    writeln!(out, "Today's statistics ({})", source("statistics?days=1"))?;
-    writeln!(
-        out,
-        "  {} activities today, {} active users",
-        field(&statistics, "today_activities"),
-        field(&statistics, "active_users")
-    )?;
-    writeln!(out, "  {:<20} {:>6}", "action", "count")?;
-    if let Some(breakdown) = statistics
-        .get("activity_breakdown")
-        .and_then(Value::as_object)
-    {
-        let mut rows: Vec<(&String, i64)> = breakdown
-            .iter()
-            .map(|(action, count)| (action, count.as_i64().unwrap_or(0)))
-            .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        for (action, count) in rows {
-            writeln!(out, "  {action:<20} {count:>6}")?;
-        }
-    }
-    writeln!(out)?;
-
-    writeln!(out, "Top users ({})", source("top-users?days=1&limit=5"))?;
-    writeln!(
-        out,
-        "  {:<12} {:>10} {:>13}",
-        "user", "activities", "action types"
-    )?;
-    for user in top_users
-        .get("users")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        writeln!(
-            out,
-            "  {:<12} {:>10} {:>13}",
-            field(user, "user_id"),
-            field(user, "activity_count"),
-            field(user, "action_types")
-        )?;
-    }
-    writeln!(out)?;
-
-    writeln!(
-        out,
-        "alice's path today ({})",
-        source("user/alice/path?days=1")
-    )?;
-    let steps: Vec<&Value> = user_path
-        .get("steps")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
-    const SHOWN: usize = 12;
-    if steps.len() > SHOWN {
-        writeln!(out, "  ... {} earlier steps", steps.len() - SHOWN)?;
-    }
-    for step in steps.iter().skip(steps.len().saturating_sub(SHOWN)) {
-        let resource = match (step.get("resource_type"), step.get("resource_id")) {
-            (Some(Value::String(kind)), Some(Value::String(id))) => format!(" {kind}/{id}"),
-            _ => String::new(),
-        };
-        let at = step
-            .get("created_at")
-            .and_then(Value::as_str)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or_else(String::new, |t| t.format("%H:%M:%S%.3f").to_string());
-        writeln!(out, "  {at}  {}{resource}", field(step, "action"))?;
-    }
-    writeln!(out)?;
-
+    let figures = Figures::fetch(&http, pool, admin_addr, token).await?;
+    report::print_figures(out, &figures, admin_addr)?;
     if let Some(admin) = admin_addr {
-        writeln!(out, "Ask the admin API yourself:")?;
-        for path in [
-            "queue-status",
-            "statistics?days=7",
-            "top-users?days=1&limit=10",
-            "actions?days=7",
-            "user/alice?days=30",
-            "user/alice/path?days=1",
-        ] {
-            writeln!(
-                out,
-                "  curl -s -H 'authorization: Bearer {token}' 'http://{admin}{PREFIX}/{path}'"
-            )?;
-        }
-        writeln!(
-            out,
-            "  curl -s http://{admin}/metrics | grep activity_processor_stored_total"
-        )?;
-        writeln!(out, "and the app (each request is recorded):")?;
-        writeln!(
-            out,
-            "  curl -s -X POST http://{app_addr}/api/v1/cases -H 'authorization: Bearer user:erin' \
-             -H 'content-type: application/json' -d '{{\"amount\":700}}'"
-        )?;
-        writeln!(out)?;
+        report::print_curl_lines(out, admin, app_addr, token)?;
     }
     if !options.once {
-        writeln!(
-            out,
-            "Serving the app on http://{app_addr}{}; Ctrl-C stops.",
-            admin_addr.map_or_else(String::new, |a| format!(" and the admin API on http://{a}"))
-        )?;
+        report::print_serving(out, app_addr, admin_addr)?;
     }
     out.flush()?;
 
+    let Figures {
+        queue_status,
+        statistics,
+        top_users,
+        user_path,
+    } = figures;
     Ok(Summary {
         redis_up,
         events: stored,
@@ -554,17 +384,4 @@ async fn drive_and_report(
         top_users,
         user_path,
     })
-}
-
-/// A field of a JSON object for display (`-` when null or missing).
-fn field(value: &Value, name: &str) -> String {
-    match value.get(name) {
-        None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn to_json(value: impl serde::Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
