@@ -29,23 +29,20 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use activity_processor::admin::Secret;
-use activity_processor::{Config, Processor, RunError};
-use activity_store::{PostgresSink, queries, schema};
-use activity_tracker::{ActivityTracker, BuildError};
+use activity_processor::RunError;
+use activity_store::{queries, schema};
+use activity_tracker::BuildError;
 use chrono::Utc;
 use serde_json::Value;
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-
-use crate::demo_app;
 
 mod client;
+mod pipeline;
 mod report;
 mod scenario;
 mod servers;
 
 use client::Http;
+use pipeline::Pipeline;
 use report::Figures;
 
 /// How long the stored events are waited for before giving up.
@@ -213,175 +210,61 @@ pub async fn run(
     until: impl Future<Output = ()>,
 ) -> Result<Summary, QuickstartError> {
     writeln!(out, "activity-tracking quick start")?;
-
     let pool = servers::open_database(&options, out).await?;
     let redis_up = servers::check_redis(&options, out).await?;
+    let pipeline = Pipeline::start(&options, out, pool, redis_up).await?;
+    pipeline.print_addresses(out, &options.admin_token)?;
 
-    let tracker = demo_app::tracker_builder()
-        .redis_url(&options.redis_url)
-        .stream_key(&options.stream_key)
-        .fallback_sink(PostgresSink::connect_lazy(&options.database_url)?)
-        .fallback_probe_interval(Duration::from_millis(500))
-        .build()
-        .await?;
-
-    let token = CancellationToken::new();
-    let mut processor = None;
-    if redis_up {
-        let admin_listen = servers::free_if_taken(
-            out,
-            "ADMIN_LISTEN",
-            &options.admin_listen,
-            options.any_port_if_taken,
-        )?;
-        let mut config = Config::from_env();
-        config.redis_url = options.redis_url.clone();
-        config.database_url = options.database_url.clone();
-        config.stream_key = options.stream_key.clone();
-        config.consumer_group = options.consumer_group.clone();
-        // One name across runs, so reruns do not pile up consumers in the group.
-        if config.consumer_name.is_none() {
-            config.consumer_name = Some("quickstart".to_owned());
-        }
-        config.admin_listen = admin_listen;
-        config.admin_tokens = Some(Secret::from(options.admin_token.as_str()));
-        config.admin_jwt_secret = None;
-        let started = Processor::start(config, token.clone()).await;
-        match started {
-            Ok(started) => processor = Some(started),
-            Err(e) => {
-                tracker.shutdown().await;
-                return Err(e.into());
-            }
-        }
-    }
-    let admin_addr = processor.as_ref().map(Processor::local_addr);
-
-    let app_listen = servers::free_if_taken(
-        out,
-        "APP_LISTEN",
-        &options.app_listen,
-        options.any_port_if_taken,
-    )?;
-    let listener = tokio::net::TcpListener::bind(&app_listen)
-        .await
-        .map_err(|source| QuickstartError::Listen {
-            name: "APP_LISTEN",
-            addr: app_listen.clone(),
-            source,
-        })?;
-    let app_addr = listener.local_addr()?;
-    let server = tokio::spawn({
-        let app = demo_app::app(&tracker);
-        let token = token.clone();
-        async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
-        }
-    });
-    writeln!(
-        out,
-        "  App         http://{app_addr} (the example app, tracked)"
-    )?;
-    if let Some(admin) = admin_addr {
-        writeln!(
-            out,
-            "  Processor   http://{admin} (admin API, /healthz, /readyz, /metrics)"
-        )?;
-        writeln!(out, "  Admin token {}", options.admin_token)?;
-    }
-    writeln!(out)?;
-
-    let result = drive_and_report(
-        &options, out, &pool, &tracker, redis_up, app_addr, admin_addr,
-    )
-    .await;
+    let result = drive_and_report(&options, out, &pipeline).await;
     if result.is_ok() && !options.once {
         until.await;
     }
-
-    writeln!(out, "stopping...")?;
-    token.cancel();
-    let _ = server.await;
-    let shutdown = tracker.shutdown().await;
-    if let Some(processor) = processor {
-        processor.wait().await?;
-    }
-    pool.close().await;
-    let counters = tracker.counters();
-    writeln!(
-        out,
-        "stopped: {} events captured, {} to the stream, {} straight to PostgreSQL, {} unsent",
-        counters.captured, counters.sent, counters.stored_direct, shutdown.unsent
-    )?;
+    pipeline.stop(out).await?;
     result
 }
 
-/// Everything between start-up and serving: the scenario, the wait, the
-/// admin's view, the curl lines.
+/// Everything between start-up and serving: the scenario, the wait until
+/// it is stored, the admin's view, the curl lines.
 async fn drive_and_report(
     options: &Options,
     out: &mut (dyn Write + Send),
-    pool: &PgPool,
-    tracker: &ActivityTracker,
-    redis_up: bool,
-    app_addr: SocketAddr,
-    admin_addr: Option<SocketAddr>,
+    pipeline: &Pipeline,
 ) -> Result<Summary, QuickstartError> {
     let http = Http::new();
     let started_at = Utc::now() - chrono::Duration::minutes(1);
+    // Tells this run's rows from earlier runs' in the same table.
     let session_prefix = format!("qs-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let expected = scenario::drive(
-        &http,
-        out,
-        app_addr,
-        &session_prefix,
-        options.progress_in_place,
-    )
-    .await?;
+    let in_place = options.progress_in_place;
 
-    let stored = report::wait_until_stored(
-        out,
-        pool,
-        started_at,
-        &session_prefix,
-        expected,
-        options.progress_in_place,
-    )
-    .await?;
-    report::print_route(out, tracker, redis_up)?;
+    let (app, admin) = (pipeline.app_addr, pipeline.admin_addr);
+    let expected = scenario::drive(&http, out, app, &session_prefix, in_place).await?;
+    let pool = &pipeline.pool;
+    let stored =
+        report::wait_until_stored(out, pool, started_at, &session_prefix, expected, in_place)
+            .await?;
+    report::print_route(out, &pipeline.tracker, pipeline.redis_up)?;
 
     let token = &options.admin_token;
-    let figures = Figures::fetch(&http, pool, admin_addr, token).await?;
-    report::print_figures(out, &figures, admin_addr)?;
-    if let Some(admin) = admin_addr {
-        report::print_curl_lines(out, admin, app_addr, token)?;
+    let figures = Figures::fetch(&http, pool, admin, token).await?;
+    report::print_figures(out, &figures, admin)?;
+    if let Some(admin) = admin {
+        report::print_curl_lines(out, admin, app, token)?;
     }
     if !options.once {
-        report::print_serving(out, app_addr, admin_addr)?;
+        report::print_serving(out, app, admin)?;
     }
     out.flush()?;
 
-    let Figures {
-        queue_status,
-        statistics,
-        top_users,
-        user_path,
-    } = figures;
     Ok(Summary {
-        redis_up,
+        redis_up: pipeline.redis_up,
         events: stored,
         session_prefix,
-        app_addr,
-        admin_addr,
+        app_addr: app,
+        admin_addr: admin,
         admin_token: options.admin_token.clone(),
-        queue_status,
-        statistics,
-        top_users,
-        user_path,
+        queue_status: figures.queue_status,
+        statistics: figures.statistics,
+        top_users: figures.top_users,
+        user_path: figures.user_path,
     })
 }
