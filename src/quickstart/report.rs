@@ -350,3 +350,59 @@ fn field(value: &Value, name: &str) -> String {
 fn to_json(value: impl serde::Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn printed(print: impl FnOnce(&mut (dyn Write + Send)) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        print(&mut out).expect("writing to a Vec");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_missing_or_null_field_shows_as_a_dash_and_a_string_unquoted() {
+        let value = json!({"name": "alice", "count": 3, "none": null});
+        assert_eq!(field(&value, "name"), "alice");
+        assert_eq!(field(&value, "count"), "3");
+        assert_eq!(field(&value, "none"), "-");
+        assert_eq!(field(&value, "missing"), "-");
+    }
+
+    #[test]
+    fn actions_are_listed_most_frequent_first_then_by_name() {
+        let statistics = json!({
+            "today_activities": 6,
+            "active_users": 2,
+            "activity_breakdown": {"logout": 1, "login": 2, "case_view": 2, "case_create": 1},
+        });
+        let text = printed(|out| print_statistics(out, &statistics, "here"));
+        let actions: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        assert_eq!(actions, ["case_view", "login", "case_create", "logout"]);
+        assert!(
+            text.contains("6 activities today, 2 active users"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_long_path_shows_its_last_steps_and_counts_the_rest() {
+        let steps: Vec<Value> = (0..PATH_STEPS_SHOWN + 2)
+            .map(|i| json!({"action": format!("a{i}")}))
+            .collect();
+        let text = printed(|out| print_user_path(out, &json!({"steps": steps}), "here"));
+        assert!(text.contains("  ... 2 earlier steps\n"), "{text}");
+        assert!(!text.contains(" a1\n"), "{text}");
+        assert!(
+            text.contains(&format!("a{}\n", PATH_STEPS_SHOWN + 1)),
+            "{text}"
+        );
+    }
+}

@@ -224,3 +224,57 @@ fn progress_line(
         note.map_or_else(String::new, |note| format!("  <- {note}")),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_is_one_event_with_one_failed_login_and_one_forged_address() {
+        let steps = scenario();
+        assert_eq!(steps.len(), 22);
+        let failed: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.body.as_ref().and_then(|b| b.get("password")) == Some(&json!("guess")))
+            .map(|s| s.who)
+            .collect();
+        assert_eq!(failed, ["mallory"]);
+        assert_eq!(
+            steps.iter().filter(|s| s.forwarded_for.is_some()).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn later_steps_name_the_case_their_creator_got() {
+        let mut cases = Cases::default();
+        let create = Step::new("alice", "POST", "/api/v1/cases");
+        cases.remember(&create, &json!({"id": "case-1"}));
+        cases.remember(
+            &Step::new("bob", "GET", "/api/v1/cases"),
+            &json!({"id": "x"}),
+        );
+        assert_eq!(
+            cases.fill_in("/api/v1/cases/{alice}"),
+            "/api/v1/cases/case-1"
+        );
+        assert_eq!(cases.fill_in("/api/v1/cases/{bob}"), "/api/v1/cases/{bob}");
+    }
+
+    #[test]
+    fn the_progress_line_shows_the_bar_the_request_and_the_note() {
+        let step = Step::login("mallory", "guess");
+        let status = StatusCode::UNAUTHORIZED;
+        let note = step.note(status);
+        assert_eq!(
+            progress_line(3, 22, &step, &step.path, status, note.as_deref()),
+            "scenario [###                   ]  3/22  mallory POST /api/v1/auth/login 401  \
+             <- failed login, recorded anonymously"
+        );
+        let last = Step::new("alice", "POST", "/api/v1/auth/logout");
+        assert_eq!(
+            progress_line(22, 22, &last, &last.path, StatusCode::OK, None),
+            "scenario [######################] 22/22  alice   POST /api/v1/auth/logout 200"
+        );
+    }
+}
