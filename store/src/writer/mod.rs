@@ -162,7 +162,8 @@ pub enum InsertMethod {
     /// One statement and no explicit transaction: the `UNNEST` insert and
     /// the rollup updates as data-modifying parts of a single `WITH`
     /// query, which the database runs atomically. One round trip instead of
-    /// the six of a transaction, which is what a small batch costs; and no
+    /// the four of a `COPY` transaction (`BEGIN`, `COPY`, the rollups,
+    /// `COMMIT`), which is what a small batch costs; and no
     /// `COPY`, whose end waits for the server's delayed TCP acknowledgement
     /// (about 40 ms) when the rows fit in one segment (the client does not
     /// set `TCP_NODELAY`).
@@ -175,8 +176,8 @@ pub enum InsertMethod {
 }
 
 /// The largest batch [`InsertMethod::Auto`] writes as one statement: up to
-/// it one statement is faster than a `COPY` transaction, from about even at
-/// this size to forty times at a few events (`bench/writer_vs_copy.sh`,
+/// about this size one statement is faster than a `COPY` transaction,
+/// chosen by measurement (`bench/writer_vs_copy.sh`; the figures are in
 /// docs/benchmarks.md).
 pub const ONE_STATEMENT_MAX_ROWS: usize = 256;
 
