@@ -513,7 +513,7 @@ impl ActivityTracker {
                         flushed: 0,
                         stored_direct: s.stored_direct,
                         spooled: s.spooled,
-                        unsent: s.captured.saturating_sub(s.delivered() + s.skipped),
+                        unsent: s.captured.saturating_sub(s.delivered()),
                         timed_out: false,
                     }
                 }

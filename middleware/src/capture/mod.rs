@@ -383,16 +383,10 @@ impl CapturedRequest {
     /// Builds the activity, off the request path (in the dispatcher): the
     /// UUID v7, `created_at`, the strings, the client IP, and `details`
     /// with `method`, `route`, `status` and `latency_ms` over the handler's
-    /// own. `None` when the request is not to be recorded after all (the
-    /// handler asked to skip it, or its status is not recorded).
-    pub(crate) fn into_activity(self, config: &CaptureConfig) -> Option<Activity> {
+    /// own. Whether the request is recorded at all was settled by
+    /// [`Pending::finish`], which never sends a skipped one.
+    pub(crate) fn into_activity(self, config: &CaptureConfig) -> Activity {
         let enrichment = self.enrichment.unwrap_or_default();
-        if enrichment.skip
-            || (!config.record_errors
-                && (self.status.is_client_error() || self.status.is_server_error()))
-        {
-            return None;
-        }
         let route = &*self.route;
         let action = enrichment.action.unwrap_or_else(|| route.action.clone());
         let created_at: DateTime<Utc> = self.started_at.into();
@@ -449,7 +443,7 @@ impl CapturedRequest {
                 truncate_chars(text, max);
             }
         }
-        Some(activity)
+        activity
     }
 }
 
@@ -511,7 +505,7 @@ mod tests {
                 pending.finish(&mut response);
             }
             match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => captured.into_activity(&self.context.config),
+                Envelope::Captured(captured) => Some(captured.into_activity(&self.context.config)),
                 Envelope::Activity(activity) => Some(*activity),
             }
         }

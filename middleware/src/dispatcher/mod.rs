@@ -459,7 +459,6 @@ impl Dispatcher {
         if self.buffer.is_empty() && !self.scratch.is_empty() {
             self.oldest = Some(Instant::now());
         }
-        let mut skipped = 0;
         for envelope in self.scratch.drain(..) {
             // Captured requests come out of `into_activity` within the
             // contract's limits already; only the app's own activities
@@ -467,17 +466,11 @@ impl Dispatcher {
             let activity = match envelope {
                 Envelope::Activity(mut activity) => {
                     activity.normalize();
-                    Some(*activity)
+                    *activity
                 }
                 Envelope::Captured(captured) => captured.into_activity(&self.capture),
             };
-            match activity {
-                Some(activity) => self.buffer.push_back(activity),
-                None => skipped += 1,
-            }
-        }
-        if skipped > 0 {
-            Counters::add(&self.counters.skipped, skipped);
+            self.buffer.push_back(activity);
         }
         self.trim();
     }

@@ -125,7 +125,7 @@ mod tests {
 
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => captured.into_activity(&self.config),
+                Envelope::Captured(captured) => Some(captured.into_activity(&self.config)),
                 Envelope::Activity(activity) => Some(*activity),
             }
         }
