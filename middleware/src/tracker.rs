@@ -35,12 +35,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::{CaptureConfig, CaptureConfigError, CaptureContext};
+use crate::capture::{CaptureConfig, CaptureConfigError};
 use crate::counters::{Counters, CountersSnapshot};
 use crate::dispatcher::fallback::FallbackConfig;
 use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, ShutdownSummary, Sink};
 use crate::envelope::Envelope;
-use crate::layer::ActivityLayer;
+use crate::layer::{ActivityLayer, CaptureContext};
 use crate::{Activity, ActivityType};
 
 /// Default stream key (the `STREAM_KEY` contract).
@@ -438,14 +438,14 @@ impl ActivityTrackerBuilder {
         dispatcher_config.max_in_flight = self.pool_size as usize;
         let (tx, rx) = mpsc::channel(self.channel_capacity);
         let counters = Arc::new(Counters::default());
-        let config = Arc::new(self.capture);
+        let client = self.capture.client_resolver();
         let capture = Arc::new(CaptureContext::new(
-            config.clone(),
+            Arc::new(self.capture),
             tx.clone(),
             counters.clone(),
         )?);
         let cancel = CancellationToken::new();
-        let dispatcher = Dispatcher::new(rx, sink, config, counters.clone(), dispatcher_config)
+        let dispatcher = Dispatcher::new(rx, sink, client, counters.clone(), dispatcher_config)
             .fallback(fallback);
         let task = start_dispatcher(dispatcher, cancel.clone())?;
         Ok(ActivityTracker {

@@ -61,7 +61,7 @@ pub(crate) use crate::sink::{Sink, SinkError};
 use self::backoff::Backoff;
 use self::fallback::{Chain, FallbackConfig, Route};
 use crate::Activity;
-use crate::capture::CaptureConfig;
+use crate::capture::ClientResolver;
 use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
 
@@ -141,8 +141,9 @@ pub(crate) struct Dispatcher {
     /// Where batches go (the sink and its fallbacks); shared with the
     /// writes under way and the probe task.
     chain: Arc<Chain>,
-    /// Turns captured requests into activities.
-    capture: Arc<CaptureConfig>,
+    /// Finishes captured requests (client IP, session id): the capture
+    /// config's trusted proxies and session cookie, copied at build.
+    client: ClientResolver,
     /// Shared with the layer and the tracker.
     counters: Arc<Counters>,
     config: DispatcherConfig,
@@ -176,7 +177,7 @@ impl Dispatcher {
     pub(crate) fn new(
         rx: mpsc::Receiver<Envelope>,
         sink: Arc<dyn Sink>,
-        capture: Arc<CaptureConfig>,
+        client: ClientResolver,
         counters: Arc<Counters>,
         config: DispatcherConfig,
     ) -> Self {
@@ -193,7 +194,7 @@ impl Dispatcher {
                 FallbackConfig::default(),
                 counters.clone(),
             )),
-            capture,
+            client,
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             buffer: VecDeque::new(),
@@ -468,7 +469,7 @@ impl Dispatcher {
                     activity.normalize();
                     *activity
                 }
-                Envelope::Captured(captured) => captured.into_activity(&self.capture),
+                Envelope::Captured(captured) => captured.into_activity(&self.client),
             };
             self.buffer.push_back(activity);
         }
@@ -561,7 +562,7 @@ mod tests {
         let dispatcher = Dispatcher::new(
             rx,
             Arc::new(sink),
-            Arc::new(CaptureConfig::default()),
+            ClientResolver::default(),
             counters.clone(),
             config,
         );
