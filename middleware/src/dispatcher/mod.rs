@@ -1,6 +1,6 @@
 //! The background task that moves events from the tracker's channel into
 //! the stream. The tracker runs it on a thread of its own (see
-//! `tracker::start_dispatcher`), apart from the app's request handling.
+//! `tracker::thread`), apart from the app's request handling.
 //!
 //! It drains the bounded channel with `recv_many`, turns each envelope into
 //! a normalized [`Activity`], and hands batches of at most `max_batch` to
