@@ -39,7 +39,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 pub(crate) mod fallback;
 mod redis;
 pub(crate) mod spool;
@@ -58,12 +57,11 @@ use tokio_util::sync::CancellationToken;
 pub use self::redis::RedisStreamSink;
 pub(crate) use crate::sink::{Sink, SinkError};
 
-use self::backoff::Backoff;
 use self::fallback::{Chain, FallbackConfig, Route};
-use crate::Activity;
 use crate::capture::ClientResolver;
 use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
+use crate::{Activity, Backoff, BatchLimits};
 
 /// How the dispatcher batches, buffers and retries.
 #[derive(Debug, Clone)]
@@ -151,10 +149,11 @@ pub(crate) struct Dispatcher {
     buffer: VecDeque<Activity>,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
-    /// When the oldest event of a partial batch arrived in an empty buffer
-    /// (`None`: the buffer is empty, or its events should go at once, as
-    /// after a failed write); the linger is counted from it.
-    oldest: Option<Instant>,
+    /// `max_batch` and the linger, with the clock started when the first
+    /// event of a partial batch arrived in an empty buffer (stopped: the
+    /// buffer is empty, or its events should go at once, as after a failed
+    /// write).
+    batch: BatchLimits<Instant>,
     /// Set when a write failed on a full spool, cleared by a write to the
     /// stream or the database: says which reason drops from the buffer
     /// count under.
@@ -198,7 +197,7 @@ impl Dispatcher {
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             buffer: VecDeque::new(),
-            oldest: None,
+            batch: BatchLimits::new(config.max_batch, config.linger),
             config,
             spool_full: false,
             drop_warnings: DropWarnings::new(DROP_WARNING_PERIOD),
@@ -287,7 +286,7 @@ impl Dispatcher {
                     self.buffer.push_front(activity);
                 }
                 // Due at once after the backoff, not after another linger.
-                self.oldest = None;
+                self.batch.clear();
                 self.trim();
                 let delay = backoff.next_delay();
                 if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
@@ -303,7 +302,7 @@ impl Dispatcher {
             if failed.is_empty() {
                 while in_flight.len() < self.config.max_in_flight
                     && !self.buffer.is_empty()
-                    && (self.buffer.len() >= self.config.max_batch || linger_until.is_none())
+                    && (self.batch.is_full(self.buffer.len()) || linger_until.is_none())
                 {
                     let n = self.buffer.len().min(self.config.max_batch);
                     let batch: Vec<Activity> = self.buffer.drain(..n).collect();
@@ -317,7 +316,7 @@ impl Dispatcher {
             }
 
             if self.buffer.is_empty() {
-                self.oldest = None;
+                self.batch.clear();
             }
             let lingering = linger_until.is_some() && in_flight.len() < self.config.max_in_flight;
             if in_flight.is_empty() && !lingering {
@@ -458,7 +457,7 @@ impl Dispatcher {
     /// dropping the oldest past the buffer's capacity.
     fn absorb(&mut self) {
         if self.buffer.is_empty() && !self.scratch.is_empty() {
-            self.oldest = Some(Instant::now());
+            self.batch.start(Instant::now());
         }
         for envelope in self.scratch.drain(..) {
             // Captured requests come out of `into_activity` within the
@@ -480,11 +479,10 @@ impl Dispatcher {
     /// `None` when it goes now (no linger, shutting down, or its events
     /// are due already).
     fn linger_until(&self, shutting_down: bool) -> Option<Instant> {
-        if shutting_down || self.config.linger.is_zero() {
+        if shutting_down {
             return None;
         }
-        let due = self.oldest? + self.config.linger;
-        (due > Instant::now()).then_some(due)
+        self.batch.wait_until(Instant::now())
     }
 
     /// Drops the oldest events past the buffer's capacity.
