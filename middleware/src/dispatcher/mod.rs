@@ -6,8 +6,10 @@
 //! a normalized [`Activity`], and hands batches of at most `max_batch` to
 //! its [`Sink`]. A full batch goes at once; a partial one waits at most the
 //! linger (5 ms by default, the timer starting at its first event) for more,
-//! so a busy app writes a few full pipelines instead of many tiny ones. A failing batch is retried with capped
-//! exponential backoff (with jitter) while new events keep being read into
+//! so a busy app writes a few full pipelines instead of many tiny ones (the
+//! rule is the crate's [`BatchLimits`], shared with the processor). A
+//! failing batch is retried with capped exponential backoff ([`Backoff`],
+//! with jitter) while new events keep being read into
 //! a bounded buffer; when that buffer is over its capacity the oldest events
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
 //! survives a long outage and the request path never feels it.
@@ -18,6 +20,9 @@
 //! the buffer, and drops past its capacity are then counted as
 //! `dropped_spool_full`. Every drop reason is logged at most once per
 //! `DROP_WARNING_PERIOD` (10 s).
+//!
+//! The loop's state is this module's `Dispatcher`; the writes under way
+//! and those of a failed round, with their backoff, are module `writes`.
 //!
 //! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
 //! channel's senders alive, so the dispatcher cannot wait for the channel to
