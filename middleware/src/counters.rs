@@ -14,7 +14,6 @@
 //! | `activity_tracker_fallback_switches_total` | times the stream or the database was marked down or up again |
 //! | `activity_tracker_spool_corrupt_records_total` | torn or corrupt spool records skipped |
 //! | `activity_tracker_events_dropped_total{reason}` | events lost: `reason` is `channel_full`, `closed`, `buffer_full`, `spool_full` or `shutdown` |
-//! | `activity_tracker_events_skipped_total` | captured requests that turned out not to be recorded |
 //! | `activity_tracker_send_errors_total` | failed batch writes |
 //! | `activity_tracker_send_retries_total` | batch writes retried after an error |
 //! | `activity_tracker_buffered_events` (gauge) | events held by the dispatcher, waiting to be written |
@@ -39,9 +38,6 @@ pub(crate) struct Counters {
     pub(crate) dropped_buffer_full: AtomicU64,
     /// Events still unsent when the shutdown timeout ran out.
     pub(crate) dropped_shutdown: AtomicU64,
-    /// Captured requests the dispatcher did not turn into an activity
-    /// (the handler asked to skip, or the status is not recorded).
-    pub(crate) skipped: AtomicU64,
     /// Events written to the stream (acknowledged by Redis).
     pub(crate) sent: AtomicU64,
     /// Failed attempts to write a batch to the stream.
@@ -102,7 +98,6 @@ impl Counters {
             dropped_closed: self.dropped_closed.load(Ordering::Relaxed),
             dropped_buffer_full: self.dropped_buffer_full.load(Ordering::Relaxed),
             dropped_shutdown: self.dropped_shutdown.load(Ordering::Relaxed),
-            skipped: self.skipped.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -132,7 +127,6 @@ impl Counters {
             metrics::counter!("activity_tracker_events_dropped_total", "reason" => reason)
                 .absolute(value);
         }
-        metrics::counter!("activity_tracker_events_skipped_total").absolute(s.skipped);
         metrics::counter!("activity_tracker_send_errors_total").absolute(s.send_errors);
         metrics::counter!("activity_tracker_send_retries_total").absolute(s.retries);
         metrics::counter!("activity_tracker_events_stored_direct_total").absolute(s.stored_direct);
@@ -210,9 +204,6 @@ pub struct CountersSnapshot {
     pub dropped_buffer_full: u64,
     /// Events still unsent when the shutdown timeout ran out.
     pub dropped_shutdown: u64,
-    /// Captured requests that were not recorded after all (skipped by the
-    /// handler or by configuration).
-    pub skipped: u64,
     /// Events written to the stream.
     pub sent: u64,
     /// Failed attempts to write a batch to the stream.

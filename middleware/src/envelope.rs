@@ -1,5 +1,7 @@
 //! What travels from the request path (and the manual API) to the
-//! dispatcher through the bounded channel.
+//! dispatcher through the bounded channel. Sent by the layer and the
+//! tracker, received by the dispatcher; it names capture's facts, and
+//! capture never names it.
 
 use crate::Activity;
 use crate::capture::CapturedRequest;

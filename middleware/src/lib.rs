@@ -39,8 +39,9 @@
 //!
 //! The crate has two parts:
 //! - the event model, its wire format and the [`Sink`] seam ([`Activity`],
-//!   [`ActivityType`], [`Sink`]), always available, with no web framework,
-//!   Redis or database client behind them;
+//!   [`ActivityType`], [`Sink`]), and the pacing rules shared with the
+//!   processor ([`Backoff`], [`BatchLimits`]), always available, with no
+//!   web framework, Redis or database client behind them;
 //! - with the `tracker` feature (default): the tower layer that captures
 //!   mapped requests, the background dispatcher that pipelines them into a
 //!   Redis Stream, and the manual `track_*` API.
@@ -53,12 +54,16 @@
 //! ```
 
 mod activity;
+mod backoff;
+mod batch;
 mod sink;
 
 pub use activity::{
     Activity, ActivityType, CustomAction, InvalidAction, WIRE_VERSION, WireError, limits,
     truncate_chars,
 };
+pub use backoff::Backoff;
+pub use batch::BatchLimits;
 pub use sink::{Sink, SinkError, SinkFuture};
 
 #[cfg(feature = "tracker")]

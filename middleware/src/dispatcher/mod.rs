@@ -1,13 +1,15 @@
 //! The background task that moves events from the tracker's channel into
 //! the stream. The tracker runs it on a thread of its own (see
-//! `tracker::start_dispatcher`), apart from the app's request handling.
+//! `tracker::thread`), apart from the app's request handling.
 //!
 //! It drains the bounded channel with `recv_many`, turns each envelope into
 //! a normalized [`Activity`], and hands batches of at most `max_batch` to
 //! its [`Sink`]. A full batch goes at once; a partial one waits at most the
 //! linger (5 ms by default, the timer starting at its first event) for more,
-//! so a busy app writes a few full pipelines instead of many tiny ones. A failing batch is retried with capped
-//! exponential backoff (with jitter) while new events keep being read into
+//! so a busy app writes a few full pipelines instead of many tiny ones (the
+//! rule is the crate's [`BatchLimits`], shared with the processor). A
+//! failing batch is retried with capped exponential backoff ([`Backoff`],
+//! with jitter) while new events keep being read into
 //! a bounded buffer; when that buffer is over its capacity the oldest events
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
 //! survives a long outage and the request path never feels it.
@@ -18,6 +20,9 @@
 //! the buffer, and drops past its capacity are then counted as
 //! `dropped_spool_full`. Every drop reason is logged at most once per
 //! `DROP_WARNING_PERIOD` (10 s).
+//!
+//! The loop's state is this module's `Dispatcher`; the writes under way
+//! and those of a failed round, with their backoff, are module `writes`.
 //!
 //! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
 //! channel's senders alive, so the dispatcher cannot wait for the channel to
@@ -39,18 +44,15 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 pub(crate) mod fallback;
 mod redis;
 pub(crate) mod spool;
+mod writes;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -58,12 +60,12 @@ use tokio_util::sync::CancellationToken;
 pub use self::redis::RedisStreamSink;
 pub(crate) use crate::sink::{Sink, SinkError};
 
-use self::backoff::Backoff;
 use self::fallback::{Chain, FallbackConfig, Route};
-use crate::Activity;
-use crate::capture::CaptureConfig;
+use self::writes::Writes;
+use crate::capture::ClientResolver;
 use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
+use crate::{Activity, Backoff, BatchLimits};
 
 /// How the dispatcher batches, buffers and retries.
 #[derive(Debug, Clone)]
@@ -123,15 +125,22 @@ pub struct ShutdownSummary {
     pub timed_out: bool,
 }
 
-/// A finished write: the batch, and where it was stored.
-type Written = (Vec<Activity>, Result<Route, SinkError>);
-
 /// The shortest time between two warnings about drops of one reason.
 pub(crate) const DROP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 /// A deadline that never comes, for a disabled `select!` branch.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// How a round of the loop ended.
+enum Round {
+    /// Go round again.
+    Again,
+    /// Shutting down and everything is written: stop.
+    Flushed,
+    /// The shutdown deadline passed: stop, counting what is left as lost.
+    TimedOut,
 }
 
 /// The background task's state. Owned by the task alone: no locks.
@@ -141,8 +150,9 @@ pub(crate) struct Dispatcher {
     /// Where batches go (the sink and its fallbacks); shared with the
     /// writes under way and the probe task.
     chain: Arc<Chain>,
-    /// Turns captured requests into activities.
-    capture: Arc<CaptureConfig>,
+    /// Finishes captured requests (client IP, session id): the capture
+    /// config's trusted proxies and session cookie, copied at build.
+    client: ClientResolver,
     /// Shared with the layer and the tracker.
     counters: Arc<Counters>,
     config: DispatcherConfig,
@@ -150,16 +160,23 @@ pub(crate) struct Dispatcher {
     buffer: VecDeque<Activity>,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
-    /// When the oldest event of a partial batch arrived in an empty buffer
-    /// (`None`: the buffer is empty, or its events should go at once, as
-    /// after a failed write); the linger is counted from it.
-    oldest: Option<Instant>,
+    /// `max_batch` and the linger, with the clock started when the first
+    /// event of a partial batch arrived in an empty buffer (stopped: the
+    /// buffer is empty, or its events should go at once, as after a failed
+    /// write).
+    batch: BatchLimits<Instant>,
     /// Set when a write failed on a full spool, cleared by a write to the
     /// stream or the database: says which reason drops from the buffer
     /// count under.
     spool_full: bool,
     /// Rate-limits the warnings about drops.
     drop_warnings: DropWarnings,
+    /// The writes under way and the failed ones awaiting their retry.
+    writes: Writes,
+    /// Set when shutdown starts: flushing must end by then.
+    deadline: Option<Instant>,
+    /// `sent` when shutdown started, for the summary's `flushed`.
+    sent_before_shutdown: u64,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -176,7 +193,7 @@ impl Dispatcher {
     pub(crate) fn new(
         rx: mpsc::Receiver<Envelope>,
         sink: Arc<dyn Sink>,
-        capture: Arc<CaptureConfig>,
+        client: ClientResolver,
         counters: Arc<Counters>,
         config: DispatcherConfig,
     ) -> Self {
@@ -193,14 +210,17 @@ impl Dispatcher {
                 FallbackConfig::default(),
                 counters.clone(),
             )),
-            capture,
+            client,
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             buffer: VecDeque::new(),
-            oldest: None,
+            batch: BatchLimits::new(config.max_batch, config.linger),
+            writes: Writes::new(Backoff::new(config.backoff_initial, config.backoff_max)),
             config,
             spool_full: false,
             drop_warnings: DropWarnings::new(DROP_WARNING_PERIOD),
+            deadline: None,
+            sent_before_shutdown: 0,
         }
     }
 
@@ -220,181 +240,216 @@ impl Dispatcher {
     }
 
     /// Runs until `cancel` fires (or every sender is gone), then flushes
-    /// within the shutdown timeout.
+    /// within the shutdown timeout. Each round: notice shutdown, take what
+    /// the channel holds, then either retry a failed round after its
+    /// backoff, or start the writes that are due and wait for something to
+    /// happen (a write done, more events, the linger, shutdown).
     pub(crate) async fn run(mut self, cancel: CancellationToken) -> ShutdownSummary {
-        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
-        // Set when shutdown starts: flushing must end by then.
-        let mut deadline: Option<Instant> = None;
-        let mut sent_before_shutdown = 0;
-        let mut timed_out = false;
-        // Writes under way, completed in the order they were started.
-        let mut in_flight: FuturesOrdered<BoxFuture<'static, Written>> = FuturesOrdered::new();
-        let mut in_flight_events = 0usize;
-        // Batches whose write failed, in order, waiting for the writes still
-        // under way before they go back to the front of the buffer.
-        let mut failed: Vec<Vec<Activity>> = Vec::new();
         // Probes what is down and replays the spool; stopped with the rest.
         let maintenance = self
             .chain
             .has_fallback()
             .then(|| tokio::spawn(Arc::clone(&self.chain).maintain(cancel.clone())));
-
-        loop {
-            if deadline.is_none() && cancel.is_cancelled() {
-                deadline = Some(Instant::now() + self.config.shutdown_timeout);
+        let timed_out = loop {
+            self.watch_shutdown(&cancel);
+            if !self.take_input(&cancel).await {
+                continue;
             }
-            if deadline.is_some() && !self.rx.is_closed() {
-                sent_before_shutdown = self.counters.snapshot().sent;
-                self.rx.close();
-            }
-            if self.rx.is_closed() {
-                // Closed: nothing new can arrive, so take all that is left.
-                while let Ok(envelope) = self.rx.try_recv() {
-                    self.scratch.push(envelope);
-                }
-                self.absorb();
-            } else if self.buffer.is_empty() && in_flight.is_empty() && failed.is_empty() {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => continue,
-                    n = self.rx.recv_many(&mut self.scratch, self.config.max_batch) => {
-                        if n == 0 {
-                            // Every sender is gone: the tracker was dropped
-                            // without `shutdown()`; flush as if it had been called.
-                            deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
-                            continue;
-                        }
-                        self.absorb();
-                    }
-                }
+            let round = if self.writes.round_failed() {
+                self.retry_failed(&cancel).await
             } else {
-                // A backlog: top up without waiting.
-                while self.scratch.len() < self.config.max_batch {
-                    match self.rx.try_recv() {
-                        Ok(envelope) => self.scratch.push(envelope),
-                        Err(_) => break,
-                    }
-                }
-                self.absorb();
+                let linger_until = self.linger_until();
+                self.start_writes(linger_until);
+                self.wait_for_progress(&cancel, linger_until).await
+            };
+            match round {
+                Round::Again => {}
+                Round::Flushed => break false,
+                Round::TimedOut => break true,
             }
+        };
+        self.finish(timed_out, maintenance).await
+    }
 
-            if !failed.is_empty() && in_flight.is_empty() {
-                // Every write of the round is done: put the failed batches
-                // back in front, in order, and retry after a delay.
-                let failed_events: Vec<Activity> = failed.drain(..).flatten().collect();
-                for activity in failed_events.into_iter().rev() {
-                    self.buffer.push_front(activity);
-                }
-                // Due at once after the backoff, not after another linger.
-                self.oldest = None;
-                self.trim();
-                let delay = backoff.next_delay();
-                if !self.wait_for_retry(delay, &cancel, &mut deadline).await {
-                    timed_out = true;
-                    break;
-                }
-                Counters::add(&self.counters.retries, 1);
-                continue;
-            }
+    /// Sets the shutdown deadline once cancelled, and closes the channel
+    /// once shutting down, so that what it holds is all that is left.
+    fn watch_shutdown(&mut self, cancel: &CancellationToken) {
+        if cancel.is_cancelled() {
+            self.start_shutdown();
+        }
+        if self.deadline.is_some() && !self.rx.is_closed() {
+            self.sent_before_shutdown = self.counters.snapshot().sent;
+            self.rx.close();
+        }
+    }
 
-            // A partial batch waits for more until its linger is over.
-            let linger_until = self.linger_until(deadline.is_some());
-            if failed.is_empty() {
-                while in_flight.len() < self.config.max_in_flight
-                    && !self.buffer.is_empty()
-                    && (self.buffer.len() >= self.config.max_batch || linger_until.is_none())
-                {
-                    let n = self.buffer.len().min(self.config.max_batch);
-                    let batch: Vec<Activity> = self.buffer.drain(..n).collect();
-                    in_flight_events += n;
-                    let chain = Arc::clone(&self.chain);
-                    in_flight.push_back(Box::pin(async move {
-                        let result = chain.send(&batch).await;
-                        (batch, result)
-                    }));
-                }
-            }
+    /// Starts the shutdown clock, unless it runs already.
+    fn start_shutdown(&mut self) {
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+    }
 
-            if self.buffer.is_empty() {
-                self.oldest = None;
+    /// Moves what the channel holds into the buffer: all of it once closed;
+    /// waiting for the first event when there is nothing else to do; else
+    /// a top-up without waiting. Returns `false` when the round is to start
+    /// over (cancelled, or every sender gone, while idle).
+    async fn take_input(&mut self, cancel: &CancellationToken) -> bool {
+        if self.rx.is_closed() {
+            // Closed: nothing new can arrive, so take all that is left.
+            while let Ok(envelope) = self.rx.try_recv() {
+                self.scratch.push(envelope);
             }
-            let lingering = linger_until.is_some() && in_flight.len() < self.config.max_in_flight;
-            if in_flight.is_empty() && !lingering {
-                if self.buffer.is_empty() && deadline.is_some() {
-                    break;
-                }
-                continue;
-            }
-
-            // Read more while the writes are under way, enough for the next.
-            // Not while a partial batch lingers: the channel holds what
-            // arrives meanwhile, taken when the linger ends (the top-up at
-            // the loop's start), so a request's `try_send` does not wake
-            // this thread for each event.
-            let reading = deadline.is_none()
-                && !lingering
-                && !self.rx.is_closed()
-                && self.buffer.len() < self.config.max_batch;
-            let until = deadline.unwrap_or_else(far_future);
+        } else if self.buffer.is_empty() && self.writes.is_idle() {
             tokio::select! {
                 biased;
-                Some((batch, result)) = in_flight.next() => {
-                    in_flight_events -= batch.len();
-                    match result {
-                        Ok(route) => {
-                            let counter = match route {
-                                Route::Stream => &self.counters.sent,
-                                Route::Database => &self.counters.stored_direct,
-                                Route::Spool => &self.counters.spooled,
-                            };
-                            Counters::add(counter, batch.len() as u64);
-                            // A small batch squeezed into a nearly full spool
-                            // does not make room for the buffer's backlog.
-                            if route != Route::Spool {
-                                self.spool_full = false;
-                            }
-                            if failed.is_empty() {
-                                backoff.reset();
-                            }
-                        }
-                        Err(error) => {
-                            self.spool_full = matches!(error, SinkError::SpoolFull);
-                            Counters::add(&self.counters.send_errors, 1);
-                            tracing::warn!(%error, events = batch.len(), "writing a batch of activities failed; will retry");
-                            failed.push(batch);
-                        }
-                    }
-                    self.export(self.buffer.len() + in_flight_events);
-                }
-                _ = cancel.cancelled(), if deadline.is_none() => {
-                    deadline = Some(Instant::now() + self.config.shutdown_timeout);
-                }
-                _ = tokio::time::sleep_until(until), if deadline.is_some() => {
-                    timed_out = true;
-                    break;
-                }
-                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(far_future)), if lingering => {}
-                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
+                _ = cancel.cancelled() => return false,
+                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch) => {
                     if n == 0 {
-                        deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                        // Every sender is gone: the tracker was dropped
+                        // without `shutdown()`; flush as if it had been called.
+                        self.start_shutdown();
+                        return false;
                     }
-                    self.absorb();
+                }
+            }
+        } else {
+            // A backlog: top up without waiting.
+            while self.scratch.len() < self.config.max_batch {
+                match self.rx.try_recv() {
+                    Ok(envelope) => self.scratch.push(envelope),
+                    Err(_) => break,
                 }
             }
         }
+        self.absorb();
+        true
+    }
 
-        // Whatever is left could not be sent in time: count it as lost.
-        // (A write cut short may still have reached Redis; downstream
-        // de-duplicates on the id if it is ever sent again.)
-        drop(in_flight);
+    /// Every write of the round is done and some failed: puts the failed
+    /// batches back in front, in order, and waits the backoff before they
+    /// are written again.
+    async fn retry_failed(&mut self, cancel: &CancellationToken) -> Round {
+        let (failed, delay) = self.writes.take_failed();
+        for activity in failed.into_iter().rev() {
+            self.buffer.push_front(activity);
+        }
+        // Due at once after the backoff, not after another linger.
+        self.batch.clear();
+        self.trim();
+        if !self.wait_for_retry(delay, cancel).await {
+            return Round::TimedOut;
+        }
+        Counters::add(&self.counters.retries, 1);
+        Round::Again
+    }
+
+    /// Starts writes, up to `max_in_flight`, of the batches that are due:
+    /// full ones, or a partial one whose linger is over (`linger_until` is
+    /// `None`). None while a failed round waits for its other writes.
+    fn start_writes(&mut self, linger_until: Option<Instant>) {
+        if !self.writes.has_failed() {
+            while self.writes.in_flight() < self.config.max_in_flight
+                && !self.buffer.is_empty()
+                && (self.batch.is_full(self.buffer.len()) || linger_until.is_none())
+            {
+                let n = self.buffer.len().min(self.config.max_batch);
+                let batch: Vec<Activity> = self.buffer.drain(..n).collect();
+                self.writes.start(&self.chain, batch);
+            }
+        }
+        if self.buffer.is_empty() {
+            self.batch.clear();
+        }
+    }
+
+    /// Waits for the next thing that moves the loop on: a write done, more
+    /// events (while writes are under way), the end of the linger, shutdown
+    /// or its deadline. Returns at once when there is nothing to wait for:
+    /// `Flushed` when shutting down with everything written.
+    async fn wait_for_progress(
+        &mut self,
+        cancel: &CancellationToken,
+        linger_until: Option<Instant>,
+    ) -> Round {
+        let lingering =
+            linger_until.is_some() && self.writes.in_flight() < self.config.max_in_flight;
+        if self.writes.in_flight() == 0 && !lingering {
+            if self.buffer.is_empty() && self.deadline.is_some() {
+                return Round::Flushed;
+            }
+            return Round::Again;
+        }
+        // Read more while the writes are under way, enough for the next.
+        // Not while a partial batch lingers: the channel holds what
+        // arrives meanwhile, taken when the linger ends (the top-up at
+        // the round's start), so a request's `try_send` does not wake
+        // this thread for each event.
+        let reading = self.deadline.is_none()
+            && !lingering
+            && !self.rx.is_closed()
+            && self.buffer.len() < self.config.max_batch;
+        let until = self.deadline.unwrap_or_else(far_future);
+        tokio::select! {
+            biased;
+            Some((batch, result)) = self.writes.next_written() => self.on_written(batch, result),
+            _ = cancel.cancelled(), if self.deadline.is_none() => self.start_shutdown(),
+            _ = tokio::time::sleep_until(until), if self.deadline.is_some() => {
+                return Round::TimedOut;
+            }
+            _ = tokio::time::sleep_until(linger_until.unwrap_or_else(far_future)), if lingering => {}
+            n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
+                if n == 0 {
+                    self.start_shutdown();
+                }
+                self.absorb();
+            }
+        }
+        Round::Again
+    }
+
+    /// Counts a finished write by where it went, or keeps its batch for the
+    /// retry round.
+    fn on_written(&mut self, batch: Vec<Activity>, result: Result<Route, SinkError>) {
+        match result {
+            Ok(route) => {
+                let counter = match route {
+                    Route::Stream => &self.counters.sent,
+                    Route::Database => &self.counters.stored_direct,
+                    Route::Spool => &self.counters.spooled,
+                };
+                Counters::add(counter, batch.len() as u64);
+                // A small batch squeezed into a nearly full spool
+                // does not make room for the buffer's backlog.
+                if route != Route::Spool {
+                    self.spool_full = false;
+                }
+                self.writes.succeeded();
+            }
+            Err(error) => {
+                self.spool_full = matches!(error, SinkError::SpoolFull);
+                Counters::add(&self.counters.send_errors, 1);
+                tracing::warn!(%error, events = batch.len(), "writing a batch of activities failed; will retry");
+                self.writes.push_failed(batch);
+            }
+        }
+        self.export(self.buffer.len() + self.writes.in_flight_events());
+    }
+
+    /// After the loop: whatever is left could not be sent in time, and is
+    /// counted as lost. (A write cut short may still have reached Redis;
+    /// downstream de-duplicates on the id if it is ever sent again.)
+    async fn finish(
+        mut self,
+        timed_out: bool,
+        maintenance: Option<tokio::task::JoinHandle<()>>,
+    ) -> ShutdownSummary {
+        let abandoned = self.writes.abandon();
         self.rx.close();
         while let Ok(envelope) = self.rx.try_recv() {
             self.scratch.push(envelope);
         }
         self.absorb();
-        let unsent = (self.buffer.len()
-            + in_flight_events
-            + failed.iter().map(Vec::len).sum::<usize>()) as u64;
+        let unsent = (self.buffer.len() + abandoned) as u64;
         self.buffer.clear();
         Counters::add(&self.counters.dropped_shutdown, unsent);
         if let Some(task) = maintenance {
@@ -410,7 +465,7 @@ impl Dispatcher {
         }
         ShutdownSummary {
             sent,
-            flushed: sent - sent_before_shutdown.min(sent),
+            flushed: sent - self.sent_before_shutdown.min(sent),
             stored_direct: totals.stored_direct,
             spooled: totals.spooled,
             unsent,
@@ -420,34 +475,27 @@ impl Dispatcher {
 
     /// Waits `delay` before a retry while still reading the channel into the
     /// buffer. Returns `false` if the shutdown deadline passed meanwhile.
-    async fn wait_for_retry(
-        &mut self,
-        delay: Duration,
-        cancel: &CancellationToken,
-        deadline: &mut Option<Instant>,
-    ) -> bool {
+    async fn wait_for_retry(&mut self, delay: Duration, cancel: &CancellationToken) -> bool {
         let wake = Instant::now() + delay;
         loop {
-            let until = match *deadline {
+            let until = match self.deadline {
                 Some(at) => wake.min(at),
                 None => wake,
             };
-            let reading = !self.rx.is_closed() && deadline.is_none();
+            let reading = !self.rx.is_closed() && self.deadline.is_none();
             tokio::select! {
                 biased;
-                _ = cancel.cancelled(), if deadline.is_none() => {
-                    *deadline = Some(Instant::now() + self.config.shutdown_timeout);
-                }
+                _ = cancel.cancelled(), if self.deadline.is_none() => self.start_shutdown(),
                 _ = tokio::time::sleep_until(until) => break,
                 n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
                     if n == 0 {
-                        deadline.get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                        self.start_shutdown();
                     }
                     self.absorb();
                 }
             }
         }
-        match *deadline {
+        match self.deadline {
             Some(at) => Instant::now() < at,
             None => true,
         }
@@ -457,9 +505,8 @@ impl Dispatcher {
     /// dropping the oldest past the buffer's capacity.
     fn absorb(&mut self) {
         if self.buffer.is_empty() && !self.scratch.is_empty() {
-            self.oldest = Some(Instant::now());
+            self.batch.start(Instant::now());
         }
-        let mut skipped = 0;
         for envelope in self.scratch.drain(..) {
             // Captured requests come out of `into_activity` within the
             // contract's limits already; only the app's own activities
@@ -467,17 +514,11 @@ impl Dispatcher {
             let activity = match envelope {
                 Envelope::Activity(mut activity) => {
                     activity.normalize();
-                    Some(*activity)
+                    *activity
                 }
-                Envelope::Captured(captured) => captured.into_activity(&self.capture),
+                Envelope::Captured(captured) => captured.into_activity(&self.client),
             };
-            match activity {
-                Some(activity) => self.buffer.push_back(activity),
-                None => skipped += 1,
-            }
-        }
-        if skipped > 0 {
-            Counters::add(&self.counters.skipped, skipped);
+            self.buffer.push_back(activity);
         }
         self.trim();
     }
@@ -485,12 +526,11 @@ impl Dispatcher {
     /// When the partial batch in the buffer is due, if it must still wait:
     /// `None` when it goes now (no linger, shutting down, or its events
     /// are due already).
-    fn linger_until(&self, shutting_down: bool) -> Option<Instant> {
-        if shutting_down || self.config.linger.is_zero() {
+    fn linger_until(&self) -> Option<Instant> {
+        if self.deadline.is_some() {
             return None;
         }
-        let due = self.oldest? + self.config.linger;
-        (due > Instant::now()).then_some(due)
+        self.batch.wait_until(Instant::now())
     }
 
     /// Drops the oldest events past the buffer's capacity.
@@ -568,7 +608,7 @@ mod tests {
         let dispatcher = Dispatcher::new(
             rx,
             Arc::new(sink),
-            Arc::new(CaptureConfig::default()),
+            ClientResolver::default(),
             counters.clone(),
             config,
         );

@@ -18,8 +18,9 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Trimming once per batch rather than with `MAXLEN ~` on every `XADD`
 /// bounds the stream the same way (to within a batch) and costs Redis
-/// 13–15 % less CPU per event (`bench/xadd_redis_cpu.sh`): the event's
-/// cost that runs on the app's own cores when Redis shares them.
+/// less CPU per event: the event's cost that runs on the app's own cores
+/// when Redis shares them. Chosen by measurement (`bench/xadd_redis_cpu.sh`,
+/// see docs/benchmarks.md).
 ///
 /// The pool connects lazily, so a sink can be made while Redis is down;
 /// sends then fail (after `connect_timeout`) until Redis is back, and the

@@ -5,7 +5,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project::pin_project;
 
-use crate::capture::Pending;
+use super::context::InFlight;
 
 /// Response future of [`ActivityService`](super::ActivityService).
 ///
@@ -18,7 +18,7 @@ pub struct ResponseFuture<F> {
     #[pin]
     pub(crate) inner: F,
     /// The facts of a mapped request, taken once when the response comes.
-    pub(crate) pending: Option<Pending>,
+    pub(crate) pending: Option<InFlight>,
 }
 
 impl<F, ResBody, E> Future for ResponseFuture<F>

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::ActivityService;
-use crate::capture::CaptureContext;
+use super::context::CaptureContext;
 
 /// [`Layer`] that records mapped requests as activities, fire and forget.
 ///

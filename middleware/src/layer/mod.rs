@@ -68,10 +68,13 @@
 //! [`ActivityUser`]: crate::ActivityUser
 //! [`ActivityEnrichment`]: crate::ActivityEnrichment
 
+mod context;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
+
+pub(crate) use self::context::CaptureContext;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::ActivityLayer;
@@ -92,14 +95,15 @@ mod tests {
     use tower::{Service, ServiceBuilder, ServiceExt};
 
     use super::*;
-    use crate::capture::{CaptureConfig, CaptureContext};
+    use crate::CaptureConfig;
+    use crate::capture::ClientResolver;
     use crate::counters::Counters;
     use crate::envelope::Envelope;
     use crate::{Activity, ActivityEnrichment, ActivityType, ActivityUser, PeerAddr};
 
     struct Harness {
         layer: ActivityLayer,
-        config: Arc<CaptureConfig>,
+        client: ClientResolver,
         counters: Arc<Counters>,
         receiver: mpsc::Receiver<Envelope>,
     }
@@ -117,7 +121,7 @@ mod tests {
             }));
             Harness {
                 layer,
-                config,
+                client: config.client_resolver(),
                 counters,
                 receiver,
             }
@@ -125,7 +129,7 @@ mod tests {
 
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => captured.into_activity(&self.config),
+                Envelope::Captured(captured) => Some(captured.into_activity(&self.client)),
                 Envelope::Activity(activity) => Some(*activity),
             }
         }

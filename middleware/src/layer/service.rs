@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::context::CaptureContext;
 use super::{ActivityLayer, ResponseFuture};
-use crate::capture::CaptureContext;
 
 /// Middleware that records mapped requests as activities.
 ///

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Backoff;
 use super::decode::decode_legacy;
-use super::link::{Backoff, Link};
+use super::link::{Link, retry_sleep};
 use super::{Item, Origin, Settings};
 use crate::stats::ProcessorStats;
 
@@ -63,7 +64,7 @@ pub(crate) async fn read_loop(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the legacy processing list failed; retrying");
-                if !backoff.sleep(&token).await {
+                if !retry_sleep(&mut backoff, &token).await {
                     return;
                 }
             }
@@ -91,7 +92,7 @@ pub(crate) async fn read_loop(
             }
             Err(e) => {
                 tracing::warn!(error = %e, list = %key, "reading the legacy list failed; retrying");
-                if !backoff.sleep(&token).await {
+                if !retry_sleep(&mut backoff, &token).await {
                     return;
                 }
             }

@@ -1,14 +1,14 @@
-//! Redis connections that come back after Redis restarts, and the retry
-//! backoff shared by every loop.
+//! Redis connections that come back after Redis restarts, and the
+//! cancellable retry sleep every loop uses (the backoff itself is
+//! `activity_tracker::Backoff`, shared with the tracker's dispatcher).
 
 use std::time::Duration;
 
-use rand::Rng;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::Settings;
+use super::{Backoff, Settings};
 
 /// Opens a connection; `response_timeout` overrides redis' 500 ms default
 /// (blocking reads need longer than their `BLOCK`).
@@ -85,52 +85,13 @@ impl Link {
     }
 }
 
-/// Capped exponential backoff with full jitter.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    /// First delay.
-    base: Duration,
-    /// Largest delay.
-    cap: Duration,
-    /// Failures in a row so far.
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Starts at `base`, doubles per failure, never beyond `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    /// The next delay: a random duration up to `min(cap, base * 2^n)`, and
-    /// at least a quarter of it so retries never spin.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        let ceiling_ms = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(ceiling_ms / 4..=ceiling_ms))
-    }
-
-    /// Back to the first delay after a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// Sleeps the next delay; returns `false` at once if `token` is
-    /// cancelled first.
-    pub async fn sleep(&mut self, token: &CancellationToken) -> bool {
-        let delay = self.next_delay();
-        tokio::select! {
-            _ = token.cancelled() => false,
-            _ = tokio::time::sleep(delay) => true,
-        }
+/// Sleeps the backoff's next delay; returns `false` at once if `token` is
+/// cancelled first.
+pub(crate) async fn retry_sleep(backoff: &mut Backoff, token: &CancellationToken) -> bool {
+    let delay = backoff.next_delay();
+    tokio::select! {
+        _ = token.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
     }
 }
 
@@ -155,22 +116,5 @@ pub(crate) async fn forget_consumer_if_idle(conn: &mut MultiplexedConnection, se
             .arg(&settings.consumer)
             .query_async(conn)
             .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = backoff.next_delay();
-        assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(100));
-        for _ in 0..30 {
-            assert!(backoff.next_delay() <= Duration::from_secs(2));
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::stats::ProcessorStats;
 
-pub use link::Backoff;
+pub use activity_tracker::Backoff;
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]

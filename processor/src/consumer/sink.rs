@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use activity_tracker::BatchLimits;
+
 use super::decode::Decoded;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -12,7 +14,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::link::{Backoff, Link};
+use super::Backoff;
+use super::link::Link;
 use super::{Item, Origin, Settings, legacy};
 use crate::stats::ProcessorStats;
 
@@ -57,26 +60,32 @@ pub(crate) async fn run(
     writers.close();
 
     let batch_size = settings.batch_size;
+    let mut limits = BatchLimits::new(batch_size, settings.flush_interval);
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
-    let mut deadline = Instant::now();
     loop {
         let room = batch_size - batch.len();
+        // Set exactly while the batch is not empty.
+        let due = limits.deadline();
         tokio::select! {
             received = rx.recv_many(&mut batch, room) => {
                 if received == 0 {
                     break;
                 }
                 if batch.len() == received {
-                    deadline = batch[0].received + settings.flush_interval;
+                    // The age counts from when the first entry was read,
+                    // however long it then waited for room here.
+                    limits.start(batch[0].received);
                 }
-                if batch.len() >= batch_size {
+                if limits.is_full(batch.len()) {
+                    limits.clear();
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                     if batches.send(full).await.is_err() {
                         break;
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                limits.clear();
                 if batches.send(std::mem::take(&mut batch)).await.is_err() {
                     break;
                 }

@@ -9,8 +9,9 @@ use redis::{FromRedisValue, ParsingError, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::Backoff;
 use super::decode::decode_entry;
-use super::link::{Backoff, Link};
+use super::link::{Link, retry_sleep};
 use super::{Item, Origin, Settings, ensure_group};
 use crate::stats::ProcessorStats;
 
@@ -56,7 +57,7 @@ pub(crate) async fn read_loop(
                 {
                     let _ = ensure_group(conn, &settings.stream_key, &settings.group).await;
                 }
-                if !backoff.sleep(&token).await {
+                if !retry_sleep(&mut backoff, &token).await {
                     break;
                 }
                 continue;
