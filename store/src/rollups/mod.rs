@@ -6,9 +6,9 @@
 //! and `0004_rollup_pending.sql`, which explain each one. The work is split
 //! in two, so that the writer's transaction stays cheap:
 //!
-//! - the writer's statement ([`sums`]' `add_to_rollups!`, the one
-//!   definition of each sum over raw rows), with the rows it actually
-//!   inserted (duplicates excluded): adds them to the per-hour and per-day
+//! - in the writer's transaction or statement, with the rows it actually
+//!   inserted (duplicates excluded), the sums of [`sums`] (the one
+//!   definition of each sum over raw rows): adds them to the per-hour and per-day
 //!   activity counts, and appends their per-(day, user, action) counts to
 //!   `activity_rollup_pending`, a table without indexes;
 //! - [`fold_pending`] moves the pending counts into the per-user tables
@@ -23,7 +23,7 @@
 //! every commit, and the per-user tables alone are exact after a fold.
 //! Retention calls [`forget_before`] in the transaction that drops the old
 //! partitions; [`rebuild_rollups`] recomputes them from the raw rows with
-//! the same statement and the same fold.
+//! the same sums and the same fold.
 //!
 //! Several writers may run at once (several processors, the layer's
 //! fallback): every upsert touches its rows in key order and the tables

@@ -2,16 +2,16 @@
 //! rollups from the raw rows, for rows that reached the table outside the
 //! writer (a backfill from a table of the original design, a restore).
 //!
-//! It runs the writer's own rollup statement ([`add_to_rollups!`]) over the
-//! raw rows, then the fold: the same definitions as every batch, so a
-//! rebuilt figure is the figure the writer would have kept.
+//! It reads the raw rows back in chunks and adds them with the writer's own
+//! sums ([`sums::add`]), then folds: the same definitions as every batch,
+//! so a rebuilt figure is the figure the writer would have kept.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::sums::{add_to_rollups, utc_day, utc_hour};
+use super::sums::{self, utc_day};
 use super::{FOLD_LOCK_KEY, fold_all_locked};
 
 /// What a rebuild did.
@@ -31,15 +31,8 @@ const ROLLUP_TABLES: &str = "activity_rollup_hourly, activity_rollup_user_daily,
      activity_rollup_user_action_last, activity_rollup_action_last_hist, \
      activity_rollup_pending";
 
-/// Every raw row, added to the rollups.
-const ADD_ALL_ROWS: &str =
-    add_to_rollups!("SELECT user_id, action::text AS action, created_at FROM user_activity_logs");
-
-/// The raw rows from `$1` on, added to the rollups.
-const ADD_ROWS_SINCE: &str = add_to_rollups!(
-    "SELECT user_id, action::text AS action, created_at FROM user_activity_logs \
-     WHERE created_at >= $1"
-);
+/// Raw rows read back per chunk: bounds the memory a rebuild holds.
+const CHUNK_ROWS: usize = 50_000;
 
 /// Recomputes every rollup bucket from `since` (a UTC day; `None` = all
 /// time) from the raw table, in one transaction.
@@ -87,7 +80,7 @@ async fn rebuild_all(tx: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {ROLLUP_TABLES}")))
         .execute(&mut *tx)
         .await?;
-    let rows: i64 = sqlx::query_scalar(ADD_ALL_ROWS).fetch_one(&mut *tx).await?;
+    let rows = add_raw_rows(tx, None).await?;
     fold_all_locked(tx).await?;
     Ok(rows)
 }
@@ -139,42 +132,100 @@ async fn rebuild_since(tx: &mut PgConnection, day: NaiveDate) -> Result<i64, sql
     .execute(&mut *tx)
     .await?;
 
-    let rows: i64 = sqlx::query_scalar(ADD_ROWS_SINCE)
-        .bind(since)
-        .fetch_one(&mut *tx)
-        .await?;
+    let rows = add_raw_rows(tx, Some(since)).await?;
     fold_all_locked(tx).await?;
+    last_days_of_the_others(tx).await?;
+    Ok(rows)
+}
 
-    // Plain statements, not one with a deleting CTE: they must see the
-    // fold's upserts.
-    sqlx::query(concat!(
-        "INSERT INTO activity_rollup_user_last (user_id, last_day)
-         SELECT u.user_id, ",
-        utc_day!(),
-        " FROM rebuild_touched_users u CROSS JOIN LATERAL (
-             SELECT MAX(created_at) AS created_at FROM user_activity_logs l
-             WHERE l.user_id = u.user_id
-         ) m
-         WHERE m.created_at IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM activity_rollup_user_last x WHERE x.user_id = u.user_id)"
-    ))
+/// Adds the raw rows (from `since` on, or all) to the rollups with the
+/// writer's sums, a chunk at a time through a cursor; returns how many.
+async fn add_raw_rows(
+    tx: &mut PgConnection,
+    since: Option<DateTime<Utc>>,
+) -> Result<i64, sqlx::Error> {
+    // The bound is written into the statement (a cursor's query takes no
+    // parameters); it is a timestamp this function formats, not input.
+    let filter = since
+        .map(|at| format!(" WHERE created_at >= '{}'::timestamptz", at.to_rfc3339()))
+        .unwrap_or_default();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DECLARE rebuild_rows NO SCROLL CURSOR FOR \
+         SELECT user_id, action::text, created_at FROM user_activity_logs{filter}"
+    )))
     .execute(&mut *tx)
     .await?;
-    sqlx::query(concat!(
-        "INSERT INTO activity_rollup_user_action_last (user_id, action, last_day)
-         SELECT p.user_id, p.action, ",
-        utc_day!(),
-        " FROM rebuild_touched_pairs p CROSS JOIN LATERAL (
-             SELECT MAX(created_at) AS created_at FROM user_activity_logs l
+    let mut total = 0;
+    loop {
+        let chunk: Vec<(Option<String>, String, DateTime<Utc>)> = sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("FETCH FORWARD {CHUNK_ROWS} FROM rebuild_rows")),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if chunk.is_empty() {
+            break;
+        }
+        total += chunk.len() as i64;
+        let keys = chunk
+            .iter()
+            .map(|(user, action, at)| (user.as_deref(), action.as_str(), *at));
+        sums::add(tx, keys).await?;
+    }
+    sqlx::query("CLOSE rebuild_rows").execute(&mut *tx).await?;
+    Ok(total)
+}
+
+/// Users (and user/action pairs) set aside by [`rebuild_since`] that the
+/// fold did not bring back (no rows from `since` on): their last day comes
+/// from all their rows (a key lookup each; rare).
+async fn last_days_of_the_others(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let users: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.user_id, m.at FROM rebuild_touched_users u CROSS JOIN LATERAL (
+             SELECT MAX(created_at) AS at FROM user_activity_logs l WHERE l.user_id = u.user_id
+         ) m
+         WHERE m.at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM activity_rollup_user_last x WHERE x.user_id = u.user_id)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let (ids, days): (Vec<String>, Vec<_>) =
+        users.into_iter().map(|(id, at)| (id, utc_day(at))).unzip();
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_last (user_id, last_day)
+         SELECT * FROM UNNEST($1::text[], $2::date[])",
+    )
+    .bind(ids)
+    .bind(days)
+    .execute(&mut *tx)
+    .await?;
+
+    let pairs: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT p.user_id, p.action, m.at FROM rebuild_touched_pairs p CROSS JOIN LATERAL (
+             SELECT MAX(created_at) AS at FROM user_activity_logs l
              WHERE l.user_id = p.user_id AND l.action = p.action
          ) m
-         WHERE m.created_at IS NOT NULL
+         WHERE m.at IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM activity_rollup_user_action_last x
-                           WHERE x.user_id = p.user_id AND x.action = p.action)"
-    ))
+                           WHERE x.user_id = p.user_id AND x.action = p.action)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut ids, mut actions, mut days) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, action, at) in pairs {
+        ids.push(id);
+        actions.push(action);
+        days.push(utc_day(at));
+    }
+    sqlx::query(
+        "INSERT INTO activity_rollup_user_action_last (user_id, action, last_day)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::date[])",
+    )
+    .bind(ids)
+    .bind(actions)
+    .bind(days)
     .execute(&mut *tx)
     .await?;
-    Ok(rows)
+    Ok(())
 }
 
 /// The histograms count the last-seen tables' rows by day: recomputed

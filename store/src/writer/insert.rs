@@ -1,16 +1,18 @@
 //! The statements each [`InsertMethod`](super::InsertMethod) sends. Every
-//! one that updates the rollups does it with
-//! [`add_to_rollups!`](crate::rollups::sums), over the rows it inserted.
+//! one that updates the rollups adds the sums of the rows it inserted
+//! ([`BatchSums`](crate::rollups::sums::BatchSums), the one definition of
+//! them) in the same transaction or statement.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::columns::Columns;
 use super::copy_text::copy_text;
-use crate::rollups::sums::{add_to_rollups, utc_day, utc_hour};
+use crate::rollups::sums::{self, BatchSums, apply_sums_ctes};
 
-/// The `INSERT` of the ten columns bound as arrays, skipping rows already
-/// stored, returning what the rollups need of the rows it inserted.
-macro_rules! insert_unnest {
+/// The `INSERT` of the ten columns bound as arrays, `$1` to `$10`, without
+/// `ON CONFLICT`: it fails (SQLSTATE 23505) on a row already stored.
+macro_rules! insert_unnest_plain {
     () => {
         "\
     INSERT INTO user_activity_logs \
@@ -21,57 +23,69 @@ macro_rules! insert_unnest {
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                 $6::text[], $7::inet[], $8::text[], $9::text[], $10::timestamptz[]) \
          AS t(id, user_id, action, resource_type, resource_id, details, \
-              ip_address, user_agent, session_id, created_at) \
-    ON CONFLICT DO NOTHING \
-    RETURNING user_id, action::text AS action, created_at"
+              ip_address, user_agent, session_id, created_at)"
     };
 }
 
-/// The `INSERT` from the session's temporary table, skipping rows already
-/// stored, returning what the rollups need of the rows it inserted.
-macro_rules! insert_from_batch_table {
-    () => {
-        "\
-    INSERT INTO user_activity_logs \
-        (id, user_id, action, resource_type, resource_id, details, \
-         ip_address, user_agent, session_id, created_at) \
-    SELECT id, user_id, action, resource_type, resource_id, details, \
-           ip_address, user_agent, session_id, created_at \
-    FROM user_activity_batch \
-    ON CONFLICT DO NOTHING \
-    RETURNING user_id, action::text AS action, created_at"
-    };
+/// [`insert_unnest_plain!`] skipping rows already stored, returning what
+/// the rollups need of the rows it inserted.
+const INSERT_UNNEST: &str = concat!(
+    insert_unnest_plain!(),
+    " ON CONFLICT DO NOTHING RETURNING user_id, action::text, created_at"
+);
+
+/// [`InsertMethod::OneStatement`](super::InsertMethod::OneStatement): the
+/// insert and the sums of every row of the batch (`$11` to `$19`), as one
+/// statement the database runs atomically. A row already stored fails it
+/// whole (then the batch goes again through [`unnest`]).
+const ONE_STATEMENT: &str = concat!(
+    "WITH inserted AS (",
+    insert_unnest_plain!(),
+    " RETURNING 1), ",
+    apply_sums_ctes!(
+        "(SELECT COUNT(*) FROM inserted) > 0",
+        "$11",
+        "$12",
+        "$13",
+        "$14",
+        "$15",
+        "$16",
+        "$17",
+        "$18",
+        "$19"
+    ),
+    " SELECT COUNT(*) FROM inserted"
+);
+
+/// [`INSERT_UNNEST`] counting the rows it inserted, without the rollups
+/// (only to measure what they cost).
+const UNNEST_ONLY: &str = concat!(
+    "WITH inserted AS (",
+    insert_unnest_plain!(),
+    " ON CONFLICT DO NOTHING RETURNING 1) SELECT COUNT(*) FROM inserted"
+);
+
+/// What the rollups need of a row an `INSERT ... RETURNING` inserted.
+type ReturnedRow = (Option<String>, String, DateTime<Utc>);
+
+/// The rollup keys of returned rows.
+fn keys(rows: &[ReturnedRow]) -> impl Iterator<Item = sums::RowKey<'_>> {
+    rows.iter()
+        .map(|(user, action, at)| (user.as_deref(), action.as_str(), *at))
 }
 
-/// The rows a `COPY` inserted (all of the batch: it fails rather than skip
-/// one), bound as three arrays.
-macro_rules! copied_rows {
-    () => {
-        "SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
-         AS s(user_id, action, created_at)"
-    };
+/// The rollup keys of every row of the batch.
+fn all_keys<'a>(rows: &'a Columns<'_>) -> impl Iterator<Item = sums::RowKey<'a>> {
+    (0..rows.len()).map(|i| {
+        (
+            rows.user_ids[i].as_deref(),
+            &*rows.actions[i],
+            rows.created_ats[i],
+        )
+    })
 }
 
-/// How many rows `$rows` returned, without touching the rollups (only to
-/// measure what they cost).
-macro_rules! count_only {
-    ($rows:expr) => {
-        concat!("WITH stored AS (", $rows, ") SELECT COUNT(*) FROM stored")
-    };
-}
-
-/// One of the statements below: with the rollups or without.
-fn statement(with_rollups: bool, with: &'static str, without: &'static str) -> &'static str {
-    if with_rollups { with } else { without }
-}
-
-const UNNEST_WITH_ROLLUPS: &str = add_to_rollups!(insert_unnest!());
-const UNNEST_ONLY: &str = count_only!(insert_unnest!());
-const BATCH_TABLE_WITH_ROLLUPS: &str = add_to_rollups!(insert_from_batch_table!());
-const BATCH_TABLE_ONLY: &str = count_only!(insert_from_batch_table!());
-const COPIED_WITH_ROLLUPS: &str = add_to_rollups!(copied_rows!());
-
-/// Binds the columns to a statement with [`insert_unnest!`]'s parameters.
+/// Binds the columns, `$1` to `$10`.
 fn bind_columns<'q, O>(
     query: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
     rows: &'q Columns<'_>,
@@ -89,32 +103,51 @@ fn bind_columns<'q, O>(
         .bind(&rows.created_ats)
 }
 
-/// The `UNNEST` insert (and the rollups) as one statement, outside any
-/// explicit transaction: the database runs it atomically. Returns how many
-/// rows were inserted.
-pub(crate) async fn unnest_one_statement(
+/// The `UNNEST` insert and the sums of the whole batch as one statement,
+/// outside any explicit transaction; returns how many rows were inserted.
+/// Fails with a unique violation when a row is stored already.
+pub(crate) async fn one_statement(
     pool: &PgPool,
     rows: &Columns<'_>,
     with_rollups: bool,
 ) -> Result<u64, sqlx::Error> {
-    let sql = statement(with_rollups, UNNEST_WITH_ROLLUPS, UNNEST_ONLY);
-    let inserted: i64 = bind_columns(sqlx::query_scalar(sql), rows)
-        .fetch_one(pool)
-        .await?;
+    let inserted: i64 = if with_rollups {
+        let sums = BatchSums::of(all_keys(rows)).into_columns();
+        sums.bind(bind_columns(sqlx::query_scalar(ONE_STATEMENT), rows))
+            .fetch_one(pool)
+            .await?
+    } else {
+        bind_columns(sqlx::query_scalar(UNNEST_ONLY), rows)
+            .fetch_one(pool)
+            .await?
+    };
     Ok(inserted as u64)
 }
 
-/// The `UNNEST` insert (and the rollups) in the caller's transaction.
+/// The `UNNEST` insert skipping rows already stored, and the sums of those
+/// it inserted, in the caller's transaction.
 pub(crate) async fn unnest(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
     with_rollups: bool,
 ) -> Result<u64, sqlx::Error> {
-    let sql = statement(with_rollups, UNNEST_WITH_ROLLUPS, UNNEST_ONLY);
-    let inserted: i64 = bind_columns(sqlx::query_scalar(sql), rows)
-        .fetch_one(&mut **tx)
+    let returned: Vec<ReturnedRow> = sqlx::query_as(INSERT_UNNEST)
+        .bind(&rows.ids)
+        .bind(&rows.user_ids)
+        .bind(&rows.actions)
+        .bind(&rows.resource_types)
+        .bind(&rows.resource_ids)
+        .bind(&rows.details)
+        .bind(&rows.ip_addresses)
+        .bind(&rows.user_agents)
+        .bind(&rows.session_ids)
+        .bind(&rows.created_ats)
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(inserted as u64)
+    if with_rollups {
+        sums::add(tx, keys(&returned)).await?;
+    }
+    Ok(returned.len() as u64)
 }
 
 /// Sends `rows` with `COPY <table> (columns) FROM STDIN`.
@@ -134,7 +167,7 @@ async fn copy_into(
 }
 
 /// Inserts every row with `COPY` (failing on a row already stored), then
-/// adds them all to the rollups.
+/// adds the sums of them all.
 pub(crate) async fn copy(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
@@ -148,18 +181,14 @@ pub(crate) async fn copy(
     )
     .await?;
     if with_rollups {
-        sqlx::query(COPIED_WITH_ROLLUPS)
-            .bind(&rows.user_ids)
-            .bind(&rows.actions)
-            .bind(&rows.created_ats)
-            .execute(&mut **tx)
-            .await?;
+        sums::add(tx, all_keys(rows)).await?;
     }
     Ok(rows.len() as u64)
 }
 
 /// `COPY` into a session-local temporary table, then one `INSERT ...
-/// SELECT ... ON CONFLICT DO NOTHING` from it (and the rollups).
+/// SELECT ... ON CONFLICT DO NOTHING` from it, and the sums of the rows it
+/// inserted.
 pub(crate) async fn copy_temp_table(
     tx: &mut Transaction<'_, Postgres>,
     rows: &Columns<'_>,
@@ -186,7 +215,20 @@ pub(crate) async fn copy_temp_table(
         rows,
     )
     .await?;
-    let sql = statement(with_rollups, BATCH_TABLE_WITH_ROLLUPS, BATCH_TABLE_ONLY);
-    let inserted: i64 = sqlx::query_scalar(sql).fetch_one(&mut **tx).await?;
-    Ok(inserted as u64)
+    let returned: Vec<ReturnedRow> = sqlx::query_as(
+        "INSERT INTO user_activity_logs \
+             (id, user_id, action, resource_type, resource_id, details, \
+              ip_address, user_agent, session_id, created_at) \
+         SELECT id, user_id, action, resource_type, resource_id, details, \
+                ip_address, user_agent, session_id, created_at \
+         FROM user_activity_batch \
+         ON CONFLICT DO NOTHING \
+         RETURNING user_id, action::text, created_at",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if with_rollups {
+        sums::add(tx, keys(&returned)).await?;
+    }
+    Ok(returned.len() as u64)
 }

@@ -7,10 +7,12 @@
 //! `(id, created_at)`, updates the rollups with the rows actually inserted,
 //! and commits. Writing the same events again (a redelivery) stores nothing
 //! new and says so in [`WriteOutcome::duplicates`]. A small batch is one
-//! statement, `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`
-//! with the rollup updates attached; a larger one goes in with `COPY`, and
-//! if it holds an event already stored it is rolled back and written again
-//! with the `INSERT` (see [`InsertMethod`]).
+//! statement, `INSERT ... SELECT FROM UNNEST(...)` with the rollup updates
+//! attached; a larger one goes in with `COPY`; either, if it holds an event
+//! already stored, is rolled back and written again with `INSERT ... ON
+//! CONFLICT DO NOTHING` (see [`InsertMethod`]). The rollups get the sums of
+//! the rows inserted, computed by [`rollups`](crate::rollups)' one
+//! definition.
 //!
 //! The writers take any [`StoredEvent`]: an [`Activity`], or an event that brings
 //! its `details` as JSON text already (the processor keeps them as they
@@ -166,7 +168,9 @@ pub enum InsertMethod {
     /// `COMMIT`), which is what a small batch costs; and no
     /// `COPY`, whose end waits for the server's delayed TCP acknowledgement
     /// (about 40 ms) when the rows fit in one segment (the client does not
-    /// set `TCP_NODELAY`).
+    /// set `TCP_NODELAY`). Like [`InsertMethod::CopyOptimistic`], a batch
+    /// holding an event already stored fails it and is written again with
+    /// [`InsertMethod::Unnest`].
     OneStatement,
     /// [`InsertMethod::OneStatement`] for batches of up to
     /// [`ONE_STATEMENT_MAX_ROWS`] events, [`InsertMethod::CopyOptimistic`]
@@ -233,7 +237,12 @@ async fn write<E: StoredEvent>(
     };
     let inserted = match method {
         InsertMethod::OneStatement => {
-            insert::unnest_one_statement(pool, &rows, with_rollups).await?
+            match insert::one_statement(pool, &rows, with_rollups).await {
+                Err(error) if is_unique_violation(&error) => {
+                    write_rows(pool, &rows, Path::Unnest, with_rollups).await?
+                }
+                other => other?,
+            }
         }
         InsertMethod::Auto | InsertMethod::CopyOptimistic => {
             match write_rows(pool, &rows, Path::Copy, with_rollups).await {
