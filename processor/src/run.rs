@@ -26,6 +26,8 @@ const PARTITION_MONTHS_AHEAD: u32 = 2;
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(3600);
 /// How often the stream length and pending gauges are refreshed.
 const GAUGE_PERIOD: Duration = Duration::from_secs(5);
+/// How long start-up waits for Redis to answer a command.
+const STARTUP_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the processor's parts share; what the admin API's router is built
 /// from.
@@ -101,8 +103,14 @@ impl Processor {
                 url: redact(&config.redis_url),
                 reason: e.to_string(),
             })?;
+        // Longer than redis' 500 ms default reply timeout: a server just
+        // started, or a loaded machine, may be slow to answer the first
+        // command, and start-up should not fail for that.
+        let startup = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(STARTUP_REPLY_TIMEOUT));
         let mut conn = redis
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&startup)
             .await
             .map_err(|source| ConsumerError::Group {
                 stream: config.stream_key.clone(),
