@@ -85,22 +85,22 @@ fn all_keys<'a>(rows: &'a Columns<'_>) -> impl Iterator<Item = sums::RowKey<'a>>
     })
 }
 
-/// Binds the columns, `$1` to `$10`.
-fn bind_columns<'q, O>(
-    query: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
-    rows: &'q Columns<'_>,
-) -> sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(&rows.ids)
-        .bind(&rows.user_ids)
-        .bind(&rows.actions)
-        .bind(&rows.resource_types)
-        .bind(&rows.resource_ids)
-        .bind(&rows.details)
-        .bind(&rows.ip_addresses)
-        .bind(&rows.user_agents)
-        .bind(&rows.session_ids)
-        .bind(&rows.created_ats)
+/// Binds the columns, `$1` to `$10`, to any query (`query_as` or
+/// `query_scalar`).
+macro_rules! bind_columns {
+    ($query:expr, $rows:expr) => {
+        $query
+            .bind(&$rows.ids)
+            .bind(&$rows.user_ids)
+            .bind(&$rows.actions)
+            .bind(&$rows.resource_types)
+            .bind(&$rows.resource_ids)
+            .bind(&$rows.details)
+            .bind(&$rows.ip_addresses)
+            .bind(&$rows.user_agents)
+            .bind(&$rows.session_ids)
+            .bind(&$rows.created_ats)
+    };
 }
 
 /// The `UNNEST` insert and the sums of the whole batch as one statement,
@@ -113,11 +113,11 @@ pub(crate) async fn one_statement(
 ) -> Result<u64, sqlx::Error> {
     let inserted: i64 = if with_rollups {
         let sums = BatchSums::of(all_keys(rows)).into_columns();
-        sums.bind(bind_columns(sqlx::query_scalar(ONE_STATEMENT), rows))
+        sums.bind(bind_columns!(sqlx::query_scalar(ONE_STATEMENT), rows))
             .fetch_one(pool)
             .await?
     } else {
-        bind_columns(sqlx::query_scalar(UNNEST_ONLY), rows)
+        bind_columns!(sqlx::query_scalar(UNNEST_ONLY), rows)
             .fetch_one(pool)
             .await?
     };
@@ -131,17 +131,7 @@ pub(crate) async fn unnest(
     rows: &Columns<'_>,
     with_rollups: bool,
 ) -> Result<u64, sqlx::Error> {
-    let returned: Vec<ReturnedRow> = sqlx::query_as(INSERT_UNNEST)
-        .bind(&rows.ids)
-        .bind(&rows.user_ids)
-        .bind(&rows.actions)
-        .bind(&rows.resource_types)
-        .bind(&rows.resource_ids)
-        .bind(&rows.details)
-        .bind(&rows.ip_addresses)
-        .bind(&rows.user_agents)
-        .bind(&rows.session_ids)
-        .bind(&rows.created_ats)
+    let returned: Vec<ReturnedRow> = bind_columns!(sqlx::query_as(INSERT_UNNEST), rows)
         .fetch_all(&mut **tx)
         .await?;
     if with_rollups {
