@@ -24,8 +24,8 @@ pub struct RebuildOutcome {
     pub took: Duration,
 }
 
-/// Every rollup table, in the order the writer locks them, the pending
-/// counts last.
+/// Every rollup table: the per-hour counts before the per-day ones, as the
+/// writer locks them, the pending counts last.
 const ROLLUP_TABLES: &str = "activity_rollup_hourly, activity_rollup_user_daily, \
      activity_rollup_daily, activity_rollup_user_last, activity_rollup_user_last_hist, \
      activity_rollup_user_action_last, activity_rollup_action_last_hist, \
@@ -59,10 +59,6 @@ pub async fn rebuild_rollups(
     )))
     .execute(&mut *tx)
     .await?;
-    // Room for the aggregates of a large table to stay in memory.
-    sqlx::query("SET LOCAL work_mem = '256MB'")
-        .execute(&mut *tx)
-        .await?;
     let rows = match since {
         None => rebuild_all(&mut tx).await?,
         Some(day) => rebuild_since(&mut tx, day).await?,
