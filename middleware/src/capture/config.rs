@@ -229,18 +229,7 @@ mod tests {
                 .validate(),
             Err(CaptureConfigError::Pattern { .. })
         ));
-        assert!(
-            CaptureConfig::new()
-                .route(Method::POST, "/login", ActivityType::Login)
-                .route(Method::GET, "/cases/{id}", ActivityType::CaseView)
-                .resource("case", "id")
-                .route(Method::POST, "/cases", ActivityType::CaseCreate)
-                .trusted_proxies(["10.0.0.0/8"])
-                .session_cookie("sid")
-                .session_header("x-session-id")
-                .validate()
-                .is_ok()
-        );
+        assert!(crate::capture::tests::config().validate().is_ok());
         assert!(CaptureConfig::default().is_empty());
     }
 }

@@ -88,7 +88,8 @@ mod tests {
         }
     }
 
-    fn config() -> CaptureConfig {
+    /// The config the capture tests share (and the config test checks).
+    pub(super) fn config() -> CaptureConfig {
         CaptureConfig::new()
             .route(Method::POST, "/login", ActivityType::Login)
             .route(Method::GET, "/cases/{id}", ActivityType::CaseView)
