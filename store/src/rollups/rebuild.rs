@@ -153,19 +153,16 @@ async fn add_raw_rows(
     .await?;
     let mut total = 0;
     loop {
-        let chunk: Vec<(Option<String>, String, DateTime<Utc>)> = sqlx::query_as(
-            sqlx::AssertSqlSafe(format!("FETCH FORWARD {CHUNK_ROWS} FROM rebuild_rows")),
-        )
+        let chunk: Vec<sums::OwnedRowKey> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "FETCH FORWARD {CHUNK_ROWS} FROM rebuild_rows"
+        )))
         .fetch_all(&mut *tx)
         .await?;
         if chunk.is_empty() {
             break;
         }
         total += chunk.len() as i64;
-        let keys = chunk
-            .iter()
-            .map(|(user, action, at)| (user.as_deref(), action.as_str(), *at));
-        sums::add(tx, keys).await?;
+        sums::add(tx, sums::keys_of(&chunk)).await?;
     }
     sqlx::query("CLOSE rebuild_rows").execute(&mut *tx).await?;
     Ok(total)

@@ -23,6 +23,17 @@ use sqlx::PgConnection;
 /// One stored row as the rollups read it: user, action, time.
 pub(crate) type RowKey<'a> = (Option<&'a str>, &'a str, DateTime<Utc>);
 
+/// The same read back from the database (`user_id, action::text,
+/// created_at`): what an `INSERT ... RETURNING` or the rebuild's cursor
+/// gives.
+pub(crate) type OwnedRowKey = (Option<String>, String, DateTime<Utc>);
+
+/// The keys of rows read back.
+pub(crate) fn keys_of(rows: &[OwnedRowKey]) -> impl Iterator<Item = RowKey<'_>> {
+    rows.iter()
+        .map(|(user, action, at)| (user.as_deref(), action.as_str(), *at))
+}
+
 /// The UTC hour holding `at`: the key of `activity_rollup_hourly`.
 pub(crate) fn utc_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     // From the calendar fields, not `duration_trunc`, which counts

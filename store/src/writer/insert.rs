@@ -3,12 +3,11 @@
 //! ([`BatchSums`](crate::rollups::sums::BatchSums), the one definition of
 //! them) in the same transaction or statement.
 
-use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::columns::Columns;
 use super::copy_text::copy_text;
-use crate::rollups::sums::{self, BatchSums, apply_sums_ctes};
+use crate::rollups::sums::{self, BatchSums, OwnedRowKey, apply_sums_ctes, keys_of};
 
 /// The `INSERT` of the ten columns bound as arrays, `$1` to `$10`, without
 /// `ON CONFLICT`: it fails (SQLSTATE 23505) on a row already stored.
@@ -64,15 +63,6 @@ const UNNEST_ONLY: &str = concat!(
     insert_unnest_plain!(),
     " ON CONFLICT DO NOTHING RETURNING 1) SELECT COUNT(*) FROM inserted"
 );
-
-/// What the rollups need of a row an `INSERT ... RETURNING` inserted.
-type ReturnedRow = (Option<String>, String, DateTime<Utc>);
-
-/// The rollup keys of returned rows.
-fn keys(rows: &[ReturnedRow]) -> impl Iterator<Item = sums::RowKey<'_>> {
-    rows.iter()
-        .map(|(user, action, at)| (user.as_deref(), action.as_str(), *at))
-}
 
 /// The rollup keys of every row of the batch.
 fn all_keys<'a>(rows: &'a Columns<'_>) -> impl Iterator<Item = sums::RowKey<'a>> {
@@ -131,11 +121,11 @@ pub(crate) async fn unnest(
     rows: &Columns<'_>,
     with_rollups: bool,
 ) -> Result<u64, sqlx::Error> {
-    let returned: Vec<ReturnedRow> = bind_columns!(sqlx::query_as(INSERT_UNNEST), rows)
+    let returned: Vec<OwnedRowKey> = bind_columns!(sqlx::query_as(INSERT_UNNEST), rows)
         .fetch_all(&mut **tx)
         .await?;
     if with_rollups {
-        sums::add(tx, keys(&returned)).await?;
+        sums::add(tx, keys_of(&returned)).await?;
     }
     Ok(returned.len() as u64)
 }
@@ -205,7 +195,7 @@ pub(crate) async fn copy_temp_table(
         rows,
     )
     .await?;
-    let returned: Vec<ReturnedRow> = sqlx::query_as(
+    let returned: Vec<OwnedRowKey> = sqlx::query_as(
         "INSERT INTO user_activity_logs \
              (id, user_id, action, resource_type, resource_id, details, \
               ip_address, user_agent, session_id, created_at) \
@@ -218,7 +208,7 @@ pub(crate) async fn copy_temp_table(
     .fetch_all(&mut **tx)
     .await?;
     if with_rollups {
-        sums::add(tx, keys(&returned)).await?;
+        sums::add(tx, keys_of(&returned)).await?;
     }
     Ok(returned.len() as u64)
 }
