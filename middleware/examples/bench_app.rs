@@ -6,6 +6,10 @@
 //! drops every batch instead of writing to Redis (`BENCH_MODE=capture`: the
 //! cost of capturing alone).
 //!
+//! `BENCH_LINGER_MS` sets the dispatcher's linger (default: the tracker's
+//! 5 ms); `bench/layer_instructions.sh` lengthens it under callgrind, where
+//! the app runs far slower than natively.
+//!
 //! It prints `listening on ADDR` once bound (`APP_LISTEN`, default
 //! `127.0.0.1:0`), and on SIGTERM or Ctrl-C stops, flushes the tracker and
 //! prints one line: `served=N captured=N sent=N dropped=N unsent=N`.
@@ -42,8 +46,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
 
+    let linger = match std::env::var("BENCH_LINGER_MS") {
+        Ok(ms) => Some(std::time::Duration::from_millis(ms.parse()?)),
+        Err(_) => None,
+    };
     let builder = || -> Result<_, Box<dyn std::error::Error>> {
-        Ok(ActivityTracker::builder()
+        let mut builder = ActivityTracker::builder();
+        if let Some(linger) = linger {
+            builder = builder.linger(linger);
+        }
+        Ok(builder
             .redis_url(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             )

@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-mod wire;
+pub(crate) mod wire;
 
 /// The wire-format version written in the `v` field of every entry.
 pub const WIRE_VERSION: u32 = 1;
@@ -457,6 +457,19 @@ pub fn truncate_chars(text: &mut String, max_chars: usize) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// `text` cut to at most `max_chars` characters, on a character boundary:
+/// [`truncate_chars`] for borrowed text.
+pub(crate) fn prefix_chars(text: &str, max_chars: usize) -> &str {
+    if text.len() <= max_chars {
+        // Never more characters than bytes.
+        return text;
+    }
+    match text.char_indices().nth(max_chars) {
+        Some((byte_index, _)) => &text[..byte_index],
+        None => text,
     }
 }
 

@@ -57,6 +57,7 @@ mod activity;
 mod backoff;
 mod batch;
 mod sink;
+mod wire_batch;
 
 pub use activity::{
     Activity, ActivityType, CustomAction, InvalidAction, WIRE_VERSION, WireError, limits,
@@ -65,6 +66,7 @@ pub use activity::{
 pub use backoff::Backoff;
 pub use batch::BatchLimits;
 pub use sink::{Sink, SinkError, SinkFuture};
+pub use wire_batch::WireBatch;
 
 #[cfg(feature = "tracker")]
 mod capture;
@@ -84,7 +86,7 @@ pub use capture::{ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfig
 #[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
 #[cfg(feature = "tracker")]
-pub use dispatcher::{RedisStreamSink, ShutdownSummary};
+pub use dispatcher::{RedisStreamSink, ShutdownSummary, StreamFormat};
 #[cfg(feature = "tracker")]
 pub use layer::{ActivityLayer, ActivityService};
 #[cfg(feature = "tracker")]

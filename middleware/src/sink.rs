@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::Activity;
+use crate::{Activity, WireBatch};
 
 /// A boxed future a [`Sink`] returns, so sinks can be chained as
 /// `Box<dyn Sink>`.
@@ -30,6 +30,18 @@ pub trait Sink: fmt::Debug + Send + Sync + 'static {
     /// the whole batch is tried again). Activities arrive normalized
     /// (within the wire format's limits).
     fn send<'a>(&'a self, batch: &'a [Activity]) -> SinkFuture<'a, Result<(), SinkError>>;
+
+    /// Writes a batch as the tracker holds it: the events' wire JSON lines.
+    /// The dispatcher calls this one. The default reads the lines back into
+    /// activities and calls [`Sink::send`]; a sink that stores the wire
+    /// format as it is (the stream sink) overrides it and never makes an
+    /// [`Activity`].
+    fn send_wire<'a>(&'a self, batch: &'a WireBatch) -> SinkFuture<'a, Result<(), SinkError>> {
+        match batch.activities() {
+            Ok(activities) => Box::pin(async move { self.send(&activities).await }),
+            Err(error) => Box::pin(async move { Err(SinkError::Other(Box::new(error))) }),
+        }
+    }
 
     /// Checks whether the sink can take writes again after a failure (the
     /// stream sink sends `PING`, the PostgreSQL sink `SELECT 1`). Called on

@@ -19,26 +19,97 @@ use super::{Activity, WIRE_VERSION};
 
 /// Appends the wire JSON of `activity` to `out`.
 pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
+    write_fields(
+        out,
+        &WireFields {
+            id: activity.id,
+            user_id: activity.user_id.as_deref(),
+            action: activity.action.as_str(),
+            resource_type: activity.resource_type.as_deref(),
+            resource_id: activity.resource_id.as_deref(),
+            details: match &activity.details {
+                Some(details) => WireDetails::Map(details),
+                None => WireDetails::Null,
+            },
+            ip_address: activity.ip_address,
+            user_agent: activity.user_agent.as_deref(),
+            session_id: activity.session_id.as_deref(),
+            created_at: &activity.created_at,
+        },
+    );
+}
+
+/// The fields of one event, borrowed from wherever they are: an
+/// [`Activity`], or a request the layer captured (which then needs no
+/// `Activity`, no `details` map and no owned strings of its own). The
+/// caller brings them within the contract's limits first.
+#[derive(Debug)]
+pub(crate) struct WireFields<'a> {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) user_id: Option<&'a str>,
+    pub(crate) action: &'a str,
+    pub(crate) resource_type: Option<&'a str>,
+    pub(crate) resource_id: Option<&'a str>,
+    pub(crate) details: WireDetails<'a>,
+    pub(crate) ip_address: Option<IpAddr>,
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) session_id: Option<&'a str>,
+    pub(crate) created_at: &'a chrono::DateTime<chrono::Utc>,
+}
+
+/// What `details` holds.
+#[derive(Debug)]
+pub(crate) enum WireDetails<'a> {
+    /// `null`.
+    Null,
+    /// A map as it is.
+    Map(&'a Map<String, Value>),
+    /// The layer's own facts over a handler's details (whose keys named
+    /// like the layer's give way to them), written in the key order a
+    /// `serde_json::Map` would have: the same object the map the layer
+    /// used to build would make.
+    Request {
+        handler: Option<&'a Map<String, Value>>,
+        method: &'a str,
+        route: &'a str,
+        status: u16,
+        latency_micros: u64,
+    },
+}
+
+/// The keys the layer writes into `details`, in sorted order.
+pub(crate) const LAYER_DETAIL_KEYS: [&str; 4] = ["latency_ms", "method", "route", "status"];
+
+/// Appends the wire JSON of one event to `out`: the fields in their fixed
+/// order, each written straight into the buffer.
+pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
     out.extend_from_slice(b"{\"v\":");
     write_u32(out, WIRE_VERSION);
     out.extend_from_slice(b",\"id\":\"");
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    out.extend_from_slice(activity.id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(event.id.hyphenated().encode_lower(&mut id).as_bytes());
     out.extend_from_slice(b"\",\"user_id\":");
-    write_opt_str(out, activity.user_id.as_deref());
+    write_opt_str(out, event.user_id);
     out.extend_from_slice(b",\"action\":");
-    write_str(out, activity.action.as_str());
+    write_str(out, event.action);
     out.extend_from_slice(b",\"resource_type\":");
-    write_opt_str(out, activity.resource_type.as_deref());
+    write_opt_str(out, event.resource_type);
     out.extend_from_slice(b",\"resource_id\":");
-    write_opt_str(out, activity.resource_id.as_deref());
+    write_opt_str(out, event.resource_id);
     out.extend_from_slice(b",\"details\":");
-    match &activity.details {
-        Some(details) => write_map(out, details),
-        None => out.extend_from_slice(b"null"),
+    match &event.details {
+        WireDetails::Null => out.extend_from_slice(b"null"),
+        WireDetails::Map(details) => write_map(out, details),
+        WireDetails::Request {
+            handler,
+            method,
+            route,
+            status,
+            latency_micros,
+        } => write_request_details(out, *handler, method, route, *status, *latency_micros),
     }
     out.extend_from_slice(b",\"ip_address\":");
-    match activity.ip_address {
+    match event.ip_address {
         // An address's text never needs escaping.
         Some(IpAddr::V4(ip)) => {
             out.push(b'"');
@@ -58,16 +129,100 @@ pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"user_agent\":");
-    write_opt_str(out, activity.user_agent.as_deref());
+    write_opt_str(out, event.user_agent);
     out.extend_from_slice(b",\"session_id\":");
-    write_opt_str(out, activity.session_id.as_deref());
+    write_opt_str(out, event.session_id);
     out.extend_from_slice(b",\"created_at\":\"");
-    write_timestamp(out, &activity.created_at);
+    write_timestamp(out, event.created_at);
     out.extend_from_slice(b"\"}");
 }
 
+/// The layer's `details`: the handler's keys and the layer's four merged
+/// in sorted order, as a `serde_json::Map` holding both would iterate.
+fn write_request_details(
+    out: &mut Vec<u8>,
+    handler: Option<&Map<String, Value>>,
+    method: &str,
+    route: &str,
+    status: u16,
+    latency_micros: u64,
+) {
+    let write_layer_key = |out: &mut Vec<u8>, key: usize| {
+        out.push(b'"');
+        out.extend_from_slice(LAYER_DETAIL_KEYS[key].as_bytes());
+        out.extend_from_slice(b"\":");
+        match key {
+            0 => write_millis(out, latency_micros),
+            1 => write_str(out, method),
+            2 => write_str(out, route),
+            _ => write_u32(out, u32::from(status)),
+        }
+    };
+    out.push(b'{');
+    let mut first = true;
+    let mut comma = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    let mut next_layer_key = 0;
+    for (key, value) in handler.into_iter().flatten() {
+        while next_layer_key < LAYER_DETAIL_KEYS.len()
+            && LAYER_DETAIL_KEYS[next_layer_key] <= key.as_str()
+        {
+            comma(out);
+            write_layer_key(out, next_layer_key);
+            next_layer_key += 1;
+        }
+        if LAYER_DETAIL_KEYS.contains(&key.as_str()) {
+            // The layer's own fact wins, as `insert` over the map did.
+            continue;
+        }
+        comma(out);
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, value);
+    }
+    while next_layer_key < LAYER_DETAIL_KEYS.len() {
+        comma(out);
+        write_layer_key(out, next_layer_key);
+        next_layer_key += 1;
+    }
+    out.push(b'}');
+}
+
+/// Microseconds as milliseconds with up to three decimals, as serde_json
+/// writes the `f64` `micros / 1000.0` (its shortest form that reads back
+/// the same: `1.234`, `1.2`, `0.001`, `3.0`).
+fn write_millis(out: &mut Vec<u8>, micros: u64) {
+    if micros >= 1 << 53 {
+        // Past what an f64 holds exactly; never a real latency.
+        serde_json::to_writer(&mut *out, &(micros as f64 / 1000.0))
+            .expect("writing to a Vec cannot fail");
+        return;
+    }
+    let mut buffer = itoa::Buffer::new();
+    out.extend_from_slice(buffer.format(micros / 1000).as_bytes());
+    out.push(b'.');
+    let mut fraction = micros % 1000;
+    if fraction == 0 {
+        out.push(b'0');
+        return;
+    }
+    let mut digits = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = buffer.format(fraction);
+    for _ in text.len()..digits {
+        out.push(b'0');
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
 fn write_u32(out: &mut Vec<u8>, n: u32) {
-    serde_json::to_writer(out, &n).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// An IPv4 octet in decimal (what `Display` writes, without its formatter).
@@ -420,5 +575,42 @@ mod tests {
         second.write_wire_json(&mut buffer);
         let expected = format!("prefix{}{}", first.to_wire_json(), second.to_wire_json());
         assert_eq!(buffer, expected.as_bytes());
+    }
+
+    #[test]
+    fn latencies_are_written_as_serde_json_writes_the_float() {
+        let micros = (0..5000u64)
+            .chain([9_999, 10_000, 123_456, 1_000_000, 86_400_000_000, (1 << 53) + 7, u64::MAX]);
+        for micros in micros {
+            let mut ours = Vec::new();
+            write_millis(&mut ours, micros);
+            let serde = serde_json::to_string(&(micros as f64 / 1000.0)).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), serde, "{micros}");
+        }
+    }
+
+    #[test]
+    fn request_details_are_the_map_the_layer_would_build() {
+        let handlers: Vec<Option<Map<String, Value>>> = vec![
+            None,
+            Some(Map::new()),
+            Some(serde_json::from_str(r#"{"amount": 5, "zeta": [1, {"b": null}], "a\"b": "x"}"#).unwrap()),
+            // Keys named like the layer's give way; keys sorting between them stay.
+            Some(serde_json::from_str(r#"{"status": "forged", "method": 1, "m": true, "s": "s", "route2": 2, "latency_ms": 0, "": ""}"#).unwrap()),
+        ];
+        for handler in handlers {
+            let mut ours = Vec::new();
+            write_request_details(&mut ours, handler.as_ref(), "POST", "/cases/{id}", 201, 1234);
+            let mut expected = handler.clone().unwrap_or_default();
+            expected.insert("method".into(), Value::from("POST"));
+            expected.insert("route".into(), Value::from("/cases/{id}"));
+            expected.insert("status".into(), Value::from(201));
+            expected.insert("latency_ms".into(), Value::from(1.234));
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&expected).unwrap(),
+                "{handler:?}"
+            );
+        }
     }
 }

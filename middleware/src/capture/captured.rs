@@ -1,21 +1,25 @@
 //! The off-request-path half of capturing: the facts kept for a mapped
-//! request ([`CapturedRequest`]) and how the dispatcher turns them into an
-//! [`Activity`] (id, strings, client IP, session, JSON), with the little it
-//! needs from the config ([`ClientResolver`]).
+//! request ([`CapturedRequest`]) and how the dispatcher writes them as the
+//! event's wire JSON (id, strings, client IP, session, `details`) without
+//! making an [`Activity`](crate::Activity), with the little it needs from the config
+//! ([`ClientResolver`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use http::{HeaderValue, StatusCode, Uri};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::client_ip::{ForwardedHeaders, HeaderValues, TrustedProxies};
 use super::routes::Route;
 use super::session;
 use super::{ActivityEnrichment, ActivityUser};
-use crate::{Activity, limits, truncate_chars};
+use crate::activity::wire::{WireDetails, WireFields, write_fields};
+use crate::activity::prefix_chars;
+use crate::limits;
 
 /// Which client facts to believe: the trusted proxies (for the client IP)
 /// and the session cookie's name. A copy of the config's, given to the
@@ -28,8 +32,8 @@ pub(crate) struct ClientResolver {
     pub(super) session_cookie: Option<Arc<str>>,
 }
 
-/// Cheap facts gathered on the request path, made into an [`Activity`] by
-/// the dispatcher with [`CapturedRequest::into_activity`]. Filled in by
+/// Cheap facts gathered on the request path, written as an event's wire
+/// JSON by the dispatcher with [`CapturedRequest::write_wire_json`]. Filled in by
 /// the request half (`request.rs`).
 #[derive(Debug)]
 pub(crate) struct CapturedRequest {
@@ -56,51 +60,57 @@ pub(crate) struct CapturedRequest {
 }
 
 impl CapturedRequest {
-    /// Builds the activity, off the request path (in the dispatcher): the
-    /// UUID v7, `created_at`, the strings, the client IP, and `details`
-    /// with `method`, `route`, `status` and `latency_ms` over the handler's
-    /// own. Whether the request is recorded at all was settled by
+    /// Appends the event's wire JSON to `out`, off the request path (in
+    /// the dispatcher), with `id` as its id: `created_at`, the strings, the
+    /// client IP, and `details` with `method`, `route`, `status` and
+    /// `latency_ms` over the handler's own, written straight from the
+    /// captured facts (no [`Activity`](crate::Activity), no map, no owned strings for what
+    /// is borrowed). Whether the request is recorded at all was settled by
     /// `Pending::finish`, which never hands over a skipped one.
-    pub(crate) fn into_activity(self, client: &ClientResolver) -> Activity {
-        let enrichment = self.enrichment.unwrap_or_default();
+    pub(crate) fn write_wire_json(&self, id: Uuid, client: &ClientResolver, out: &mut Vec<u8>) {
+        let enrichment = self.enrichment.as_ref();
         let route = &*self.route;
-        let action = enrichment.action.unwrap_or_else(|| route.action.clone());
-        let created_at: DateTime<Utc> = self.started_at.into();
-        let mut activity = Activity::at(action, created_at);
-
-        activity.user_id = enrichment
-            .user_id
-            .or_else(|| self.user.map(|user| user.0.to_string()));
-
-        let path_id = || {
-            self.uri
-                .as_ref()
-                .and_then(|uri| route.resource_id(uri.path()))
+        let action = enrichment
+            .and_then(|e| e.action.as_ref())
+            .unwrap_or(&route.action);
+        let created_at = DateTime::<Utc>::from(self.started_at).trunc_subsecs(6);
+        let user_id = enrichment
+            .and_then(|e| e.user_id.as_deref())
+            .or(self.user.as_ref().map(ActivityUser::as_str));
+        let path_id;
+        let resource_id = match enrichment.and_then(|e| e.resource_id.as_deref()) {
+            Some(id) => Some(id),
+            None => {
+                path_id = self
+                    .uri
+                    .as_ref()
+                    .and_then(|uri| route.resource_id(uri.path()));
+                path_id.as_deref()
+            }
         };
-        activity.resource_id = enrichment.resource_id.or_else(path_id);
-        activity.resource_type = enrichment.resource_type.or_else(|| {
-            route
+        let resource_type = match enrichment.and_then(|e| e.resource_type.as_deref()) {
+            Some(kind) => Some(kind),
+            None => route
                 .resource
                 .as_ref()
-                .map(|spec| spec.kind.to_string())
-                .filter(|_| activity.resource_id.is_some())
-        });
-
+                .map(|spec| &*spec.kind)
+                .filter(|_| resource_id.is_some()),
+        };
         // Only a handler's details can be too big; then they give way to a
         // marker, and the layer's own facts are kept.
-        let mut details = match enrichment.details {
-            Some(handler) => bounded_details(handler),
-            None => Map::new(),
+        let marker;
+        let handler = match enrichment.and_then(|e| e.details.as_ref()) {
+            Some(details) => match oversize_marker(details) {
+                Some(too_big) => {
+                    marker = too_big;
+                    Some(&marker)
+                }
+                None => Some(details),
+            },
+            None => None,
         };
-        details.insert("method".into(), Value::from(route.method.as_str()));
-        details.insert("route".into(), Value::from(&*route.pattern));
-        details.insert("status".into(), Value::from(self.status.as_u16()));
-        details.insert("latency_ms".into(), latency_ms(self.latency));
-        activity.details = Some(details);
-
-        activity.ip_address = client.trusted.resolve(self.peer, self.forwarded.as_ref());
-        activity.user_agent = self.user_agent.as_ref().map(session::user_agent);
-        activity.session_id = client
+        let user_agent = self.user_agent.as_ref().map(session::user_agent);
+        let session_id = client
             .session_cookie
             .as_ref()
             .and_then(|name| session::session_from_cookies(&self.session_cookie, name))
@@ -109,37 +119,44 @@ impl CapturedRequest {
                     .as_ref()
                     .and_then(session::session_from_header)
             });
-        // User agent and session id are bounded already.
-        for (field, max) in [
-            (&mut activity.user_id, limits::USER_ID_MAX_CHARS),
-            (&mut activity.resource_type, limits::RESOURCE_TYPE_MAX_CHARS),
-            (&mut activity.resource_id, limits::RESOURCE_ID_MAX_CHARS),
-        ] {
-            if let Some(text) = field {
-                truncate_chars(text, max);
-            }
-        }
-        activity
+        write_fields(
+            out,
+            &WireFields {
+                id,
+                user_id: user_id.map(|text| prefix_chars(text, limits::USER_ID_MAX_CHARS)),
+                action: action.as_str(),
+                resource_type: resource_type
+                    .map(|text| prefix_chars(text, limits::RESOURCE_TYPE_MAX_CHARS)),
+                resource_id: resource_id
+                    .map(|text| prefix_chars(text, limits::RESOURCE_ID_MAX_CHARS)),
+                details: WireDetails::Request {
+                    handler,
+                    method: route.method.as_str(),
+                    route: &route.pattern,
+                    status: self.status.as_u16(),
+                    latency_micros: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
+                },
+                ip_address: client.trusted.resolve(self.peer, self.forwarded.as_ref()),
+                // Bounded already.
+                user_agent: user_agent.as_deref(),
+                session_id: session_id.as_deref(),
+                created_at: &created_at,
+            },
+        );
     }
 }
 
-/// A handler's details, or `{"truncated": true, "original_bytes": N}` when
-/// they would not leave room for the layer's keys within the 16 KiB limit.
-fn bounded_details(details: Map<String, Value>) -> Map<String, Value> {
+/// `{"truncated": true, "original_bytes": N}` when a handler's details
+/// would not leave room for the layer's keys within the 16 KiB limit.
+fn oversize_marker(details: &Map<String, Value>) -> Option<Map<String, Value>> {
     /// Room kept for `method`, `route`, `status` and `latency_ms`.
     const LAYER_KEYS_ROOM: usize = 1024;
-    let bytes = serde_json::to_vec(&details).map_or(usize::MAX, |json| json.len());
+    let bytes = serde_json::to_vec(details).map_or(usize::MAX, |json| json.len());
     if bytes <= limits::DETAILS_MAX_BYTES - LAYER_KEYS_ROOM {
-        return details;
+        return None;
     }
     let mut marker = Map::new();
     marker.insert("truncated".into(), Value::Bool(true));
     marker.insert("original_bytes".into(), Value::from(bytes));
-    marker
-}
-
-/// Milliseconds with microsecond precision (`1.234`).
-fn latency_ms(latency: Duration) -> Value {
-    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    Value::from(micros as f64 / 1000.0)
+    Some(marker)
 }

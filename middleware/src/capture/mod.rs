@@ -84,7 +84,9 @@ mod tests {
             let peer = peer.map(|peer| peer.parse().unwrap());
             let mut response = response;
             let captured = self.config.begin(&request, peer)?.finish(&mut response)?;
-            Some(captured.into_activity(&self.client))
+            let mut json = Vec::new();
+            captured.write_wire_json(uuid::Uuid::now_v7(), &self.client, &mut json);
+            Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
         }
     }
 

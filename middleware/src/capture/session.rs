@@ -1,9 +1,12 @@
 //! Session id and user agent: read from header values cloned on the request
 //! path, turned into strings in the dispatcher.
 
+use std::borrow::Cow;
+
 use http::HeaderValue;
 
 use super::client_ip::HeaderValues;
+use crate::activity::prefix_chars;
 use crate::{limits, truncate_chars};
 
 /// The value of cookie `name` in the `Cookie` header(s), if present and
@@ -41,11 +44,16 @@ fn session_text(bytes: &[u8]) -> Option<String> {
 }
 
 /// The user agent: non-UTF-8 bytes replaced (never dropped with the event),
-/// truncated to 500 characters on a character boundary.
-pub(crate) fn user_agent(value: &HeaderValue) -> String {
-    let mut text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    truncate_chars(&mut text, limits::USER_AGENT_MAX_CHARS);
-    text
+/// truncated to 500 characters on a character boundary; borrowed from the
+/// header when it is UTF-8 already.
+pub(crate) fn user_agent(value: &HeaderValue) -> Cow<'_, str> {
+    match String::from_utf8_lossy(value.as_bytes()) {
+        Cow::Borrowed(text) => Cow::Borrowed(prefix_chars(text, limits::USER_AGENT_MAX_CHARS)),
+        Cow::Owned(mut text) => {
+            truncate_chars(&mut text, limits::USER_AGENT_MAX_CHARS);
+            Cow::Owned(text)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +116,7 @@ mod tests {
         let value = HeaderValue::from_bytes(multibyte.as_bytes()).unwrap();
         let ua = user_agent(&value);
         assert_eq!(ua.chars().count(), 500);
-        assert!(multibyte.starts_with(&ua));
+        assert!(multibyte.starts_with(&*ua));
 
         let invalid = HeaderValue::from_bytes(b"Agent/\xff\xfe 1.0").unwrap();
         assert_eq!(user_agent(&invalid), "Agent/\u{fffd}\u{fffd} 1.0");

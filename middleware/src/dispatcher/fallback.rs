@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::spool::{Spool, SpoolError};
 use super::{Sink, SinkError};
-use crate::Activity;
+use crate::WireBatch;
 use crate::counters::Counters;
 
 /// Records read from the spool per replay step.
@@ -170,13 +170,13 @@ impl Chain {
     }
 
     /// Stores `batch` in the first destination that takes it.
-    pub(crate) async fn send(&self, batch: &[Activity]) -> Result<Route, SinkError> {
+    pub(crate) async fn send(&self, batch: &WireBatch) -> Result<Route, SinkError> {
         if !self.has_fallback() {
-            return self.primary.send(batch).await.map(|()| Route::Stream);
+            return self.primary.send_wire(batch).await.map(|()| Route::Stream);
         }
         let mut last_error = None;
         if !self.primary_down.load(Ordering::Acquire) {
-            match self.primary.send(batch).await {
+            match self.primary.send_wire(batch).await {
                 Ok(()) => return Ok(Route::Stream),
                 Err(error) => {
                     self.mark_primary(false, Some(&error));
@@ -186,7 +186,7 @@ impl Chain {
         }
         if let Some(sink) = &self.fallback_sink {
             if !self.fallback_down.load(Ordering::Acquire) {
-                match sink.send(batch).await {
+                match sink.send_wire(batch).await {
                     Ok(()) => return Ok(Route::Database),
                     Err(error) => {
                         self.mark_fallback_sink(false, Some(&error));
@@ -385,16 +385,16 @@ impl Chain {
 
     /// Writes one spooled batch to the stream or the database, whichever is
     /// up; `None` if neither took it.
-    async fn replay_batch(&self, batch: &[Activity]) -> Option<Route> {
+    async fn replay_batch(&self, batch: &WireBatch) -> Option<Route> {
         if !self.primary_down.load(Ordering::Acquire) {
-            match self.primary.send(batch).await {
+            match self.primary.send_wire(batch).await {
                 Ok(()) => return Some(Route::Stream),
                 Err(error) => self.mark_primary(false, Some(&error)),
             }
         }
         if let Some(sink) = &self.fallback_sink {
             if !self.fallback_down.load(Ordering::Acquire) {
-                match sink.send(batch).await {
+                match sink.send_wire(batch).await {
                     Ok(()) => return Some(Route::Database),
                     Err(error) => self.mark_fallback_sink(false, Some(&error)),
                 }
@@ -407,7 +407,7 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ActivityType;
+    use crate::{Activity, ActivityType};
     use futures_util::FutureExt;
     use futures_util::future::BoxFuture;
     use std::sync::atomic::AtomicUsize;
@@ -432,10 +432,11 @@ mod tests {
         }
     }
 
-    fn batch(n: usize) -> Vec<Activity> {
-        (0..n)
+    fn batch(n: usize) -> WireBatch {
+        let activities: Vec<Activity> = (0..n)
             .map(|_| Activity::new(ActivityType::Logout))
-            .collect()
+            .collect();
+        WireBatch::from(&activities[..])
     }
 
     #[tokio::test]

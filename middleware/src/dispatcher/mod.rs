@@ -2,9 +2,11 @@
 //! the stream. The tracker runs it on a thread of its own (see
 //! `tracker::thread`), apart from the app's request handling.
 //!
-//! It drains the bounded channel with `recv_many`, turns each envelope into
-//! a normalized [`Activity`], and hands batches of at most `max_batch` to
-//! its [`Sink`]. A full batch goes at once; a partial one waits at most the
+//! It drains the bounded channel with `recv_many`, writes each envelope
+//! once, as its wire JSON line, into the batch being filled (module
+//! `queue`: a captured request goes straight from its facts into the line,
+//! with no [`Activity`](crate::Activity) made), and hands batches of at
+//! most `max_batch` to its [`Sink`] as a [`WireBatch`]. A full batch goes at once; a partial one waits at most the
 //! linger (5 ms by default, the timer starting at its first event) for more,
 //! so a busy app writes a few full pipelines instead of many tiny ones (the
 //! rule is the crate's [`BatchLimits`], shared with the processor). A
@@ -45,27 +47,30 @@
 //! ```
 
 pub(crate) mod fallback;
+mod queue;
 mod redis;
 pub(crate) mod spool;
+mod stream_cap;
 mod writes;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-pub use self::redis::RedisStreamSink;
+pub use self::redis::{RedisStreamSink, StreamFormat};
 pub(crate) use crate::sink::{Sink, SinkError};
 
 use self::fallback::{Chain, FallbackConfig, Route};
+use self::queue::Queue;
 use self::writes::Writes;
 use crate::capture::ClientResolver;
 use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
-use crate::{Activity, Backoff, BatchLimits};
+use crate::{Backoff, BatchLimits, WireBatch};
 
 /// How the dispatcher batches, buffers and retries.
 #[derive(Debug, Clone)]
@@ -156,8 +161,8 @@ pub(crate) struct Dispatcher {
     /// Shared with the layer and the tracker.
     counters: Arc<Counters>,
     config: DispatcherConfig,
-    /// Normalized activities waiting to be sent, oldest first.
-    buffer: VecDeque<Activity>,
+    /// Events waiting to be sent, serialized, oldest first.
+    queue: Queue,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
     /// `max_batch` and the linger, with the clock started when the first
@@ -184,7 +189,7 @@ impl std::fmt::Debug for Dispatcher {
         f.debug_struct("Dispatcher")
             .field("chain", &self.chain)
             .field("config", &self.config)
-            .field("buffered", &self.buffer.len())
+            .field("buffered", &self.queue.len())
             .finish_non_exhaustive()
     }
 }
@@ -213,7 +218,7 @@ impl Dispatcher {
             client,
             counters,
             scratch: Vec::with_capacity(config.max_batch),
-            buffer: VecDeque::new(),
+            queue: Queue::new(config.max_batch),
             batch: BatchLimits::new(config.max_batch, config.linger),
             writes: Writes::new(Backoff::new(config.backoff_initial, config.backoff_max)),
             config,
@@ -299,7 +304,7 @@ impl Dispatcher {
             while let Ok(envelope) = self.rx.try_recv() {
                 self.scratch.push(envelope);
             }
-        } else if self.buffer.is_empty() && self.writes.is_idle() {
+        } else if self.queue.is_empty() && self.writes.is_idle() {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return false,
@@ -330,8 +335,8 @@ impl Dispatcher {
     /// are written again.
     async fn retry_failed(&mut self, cancel: &CancellationToken) -> Round {
         let (failed, delay) = self.writes.take_failed();
-        for activity in failed.into_iter().rev() {
-            self.buffer.push_front(activity);
+        for batch in failed.into_iter().rev() {
+            self.queue.push_front(batch);
         }
         // Due at once after the backoff, not after another linger.
         self.batch.clear();
@@ -349,15 +354,15 @@ impl Dispatcher {
     fn start_writes(&mut self, linger_until: Option<Instant>) {
         if !self.writes.has_failed() {
             while self.writes.in_flight() < self.config.max_in_flight
-                && !self.buffer.is_empty()
-                && (self.batch.is_full(self.buffer.len()) || linger_until.is_none())
+                && (self.batch.is_full(self.queue.len()) || linger_until.is_none())
             {
-                let n = self.buffer.len().min(self.config.max_batch);
-                let batch: Vec<Activity> = self.buffer.drain(..n).collect();
+                let Some(batch) = self.queue.pop_batch() else {
+                    break;
+                };
                 self.writes.start(&self.chain, batch);
             }
         }
-        if self.buffer.is_empty() {
+        if self.queue.is_empty() {
             self.batch.clear();
         }
     }
@@ -374,7 +379,7 @@ impl Dispatcher {
         let lingering =
             linger_until.is_some() && self.writes.in_flight() < self.config.max_in_flight;
         if self.writes.in_flight() == 0 && !lingering {
-            if self.buffer.is_empty() && self.deadline.is_some() {
+            if self.queue.is_empty() && self.deadline.is_some() {
                 return Round::Flushed;
             }
             return Round::Again;
@@ -387,7 +392,7 @@ impl Dispatcher {
         let reading = self.deadline.is_none()
             && !lingering
             && !self.rx.is_closed()
-            && self.buffer.len() < self.config.max_batch;
+            && self.queue.len() < self.config.max_batch;
         let until = self.deadline.unwrap_or_else(far_future);
         tokio::select! {
             biased;
@@ -409,7 +414,7 @@ impl Dispatcher {
 
     /// Counts a finished write by where it went, or keeps its batch for the
     /// retry round.
-    fn on_written(&mut self, batch: Vec<Activity>, result: Result<Route, SinkError>) {
+    fn on_written(&mut self, batch: WireBatch, result: Result<Route, SinkError>) {
         match result {
             Ok(route) => {
                 let counter = match route {
@@ -432,7 +437,7 @@ impl Dispatcher {
                 self.writes.push_failed(batch);
             }
         }
-        self.export(self.buffer.len() + self.writes.in_flight_events());
+        self.export(self.queue.len() + self.writes.in_flight_events());
     }
 
     /// After the loop: whatever is left could not be sent in time, and is
@@ -449,8 +454,8 @@ impl Dispatcher {
             self.scratch.push(envelope);
         }
         self.absorb();
-        let unsent = (self.buffer.len() + abandoned) as u64;
-        self.buffer.clear();
+        let unsent = (self.queue.len() + abandoned) as u64;
+        self.queue.drop_oldest(usize::MAX);
         Counters::add(&self.counters.dropped_shutdown, unsent);
         if let Some(task) = maintenance {
             // Cancelled already; a replay cut short is done again next time.
@@ -501,24 +506,28 @@ impl Dispatcher {
         }
     }
 
-    /// Moves received envelopes into the buffer as normalized activities,
-    /// dropping the oldest past the buffer's capacity.
+    /// Moves received envelopes into the queue, each written once as its
+    /// wire JSON, dropping the oldest past the buffer's capacity.
     fn absorb(&mut self) {
-        if self.buffer.is_empty() && !self.scratch.is_empty() {
+        if self.queue.is_empty() && !self.scratch.is_empty() {
             self.batch.start(Instant::now());
         }
         for envelope in self.scratch.drain(..) {
-            // Captured requests come out of `into_activity` within the
-            // contract's limits already; only the app's own activities
-            // need bringing within them.
-            let activity = match envelope {
+            match envelope {
+                // The app's own activities are brought within the
+                // contract's limits; a captured request's facts are
+                // written within them.
                 Envelope::Activity(mut activity) => {
                     activity.normalize();
-                    *activity
+                    self.queue.push_with(|out| activity.write_wire_json(out));
                 }
-                Envelope::Captured(captured) => captured.into_activity(&self.client),
-            };
-            self.buffer.push_back(activity);
+                Envelope::Captured(captured) => {
+                    let id = Uuid::now_v7();
+                    let client = &self.client;
+                    self.queue
+                        .push_with(|out| captured.write_wire_json(id, client, out));
+                }
+            }
         }
         self.trim();
     }
@@ -536,11 +545,11 @@ impl Dispatcher {
     /// Drops the oldest events past the buffer's capacity.
     fn trim(&mut self) {
         let over = self
-            .buffer
+            .queue
             .len()
             .saturating_sub(self.config.buffer_capacity);
         if over > 0 {
-            self.buffer.drain(..over);
+            self.queue.drop_oldest(over);
             let reason = if self.spool_full {
                 &self.counters.dropped_spool_full
             } else {
@@ -560,7 +569,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::ActivityType;
+    use crate::{Activity, ActivityType};
 
     /// Records batches; fails the first `fail_first` calls.
     #[derive(Debug, Default)]

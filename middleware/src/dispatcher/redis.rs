@@ -1,26 +1,45 @@
-//! The Redis Stream sink: one pipelined round trip of `XADD` per batch.
+//! The Redis Stream sink: one pipelined round trip per batch, one `XADD`
+//! of the whole batch (v2 entries) or one per event (v1).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use super::stream_cap::{EXACT_TRIM_BELOW, StreamCap};
 use super::{Sink, SinkError};
-use crate::Activity;
+use crate::{Activity, WireBatch};
 
 /// Default for [`RedisStreamSink::response_timeout`].
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Writes each batch to a Redis Stream with one pipelined round trip:
-/// `XADD <key> * data <json>` per activity, then one
-/// `XTRIM <key> MAXLEN ~ <cap>`, through a `bb8-redis` connection pool.
+/// The shape of the stream entries the tracker writes (see
+/// `docs/wire-format.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamFormat {
+    /// One entry per event: `XADD <key> * data <json>`. For a rolling
+    /// upgrade while processors from before version 2 still read the
+    /// stream (they dead-letter version 2 entries).
+    V1,
+    /// One entry per batch: `XADD <key> * n <count> events <json lines>`.
+    /// Redis stores a batch for about what it took to store one event.
+    #[default]
+    V2,
+}
+
+/// Writes each batch to a Redis Stream with one pipelined round trip
+/// through a `bb8-redis` connection pool: one `XADD <key> * n <count>
+/// events <lines>` for the whole batch ([`StreamFormat::V2`], the default)
+/// or one `XADD <key> * data <json>` per event ([`StreamFormat::V1`]),
+/// then one `XTRIM <key> MAXLEN` to the entries that hold the cap's events
+/// (module `stream_cap`).
 ///
 /// Trimming once per batch rather than with `MAXLEN ~` on every `XADD`
-/// bounds the stream the same way (to within a batch) and costs Redis
-/// less CPU per event: the event's cost that runs on the app's own cores
-/// when Redis shares them. Chosen by measurement (`bench/xadd_redis_cpu.sh`,
-/// see docs/benchmarks.md).
+/// bounds the stream the same way and costs Redis less CPU per entry
+/// (`bench/xadd_redis_cpu.sh`, see docs/benchmarks.md).
 ///
 /// The pool connects lazily, so a sink can be made while Redis is down;
 /// sends then fail (after `connect_timeout`) until Redis is back, and the
@@ -32,8 +51,11 @@ pub struct RedisStreamSink {
     pool: bb8::Pool<RedisConnectionManager>,
     /// The stream written to.
     key: String,
-    /// The approximate `MAXLEN ~` cap of the stream, formatted once.
-    max_len: String,
+    /// The entry shape written.
+    format: StreamFormat,
+    /// The cap in events, as entries to trim to; shared by the clones of
+    /// the sink, locked only to update and read it.
+    cap: Arc<Mutex<StreamCap>>,
     /// How long a batch write waits for Redis's replies (the `redis`
     /// crate's default of 500 ms is short for a large pipeline on a busy
     /// machine, and a write that times out is sent again).
@@ -42,7 +64,7 @@ pub struct RedisStreamSink {
 
 impl RedisStreamSink {
     /// A sink writing to `key` on the Redis at `url`, capped at about
-    /// `max_len` entries, with at most `pool_size` connections, waiting at
+    /// `max_len` events, with at most `pool_size` connections, waiting at
     /// most `connect_timeout` for a connection. Fails only on a URL that
     /// cannot be parsed; Redis itself is not contacted.
     pub fn new(
@@ -60,7 +82,8 @@ impl RedisStreamSink {
         Ok(RedisStreamSink {
             pool,
             key: key.into(),
-            max_len: max_len.to_string(),
+            format: StreamFormat::default(),
+            cap: Arc::new(Mutex::new(StreamCap::new(max_len))),
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         })
     }
@@ -72,43 +95,73 @@ impl RedisStreamSink {
         self
     }
 
+    /// The entry shape to write; [`StreamFormat::V2`] by default.
+    pub fn format(mut self, format: StreamFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     /// The stream key written to.
     pub fn stream_key(&self) -> &str {
         &self.key
     }
 
-    /// One `XADD` per activity, then the `XTRIM`. Each event's JSON is
-    /// written into one buffer reused across the batch, then copied into a
-    /// command made at its exact size: one allocation for its bytes and one
-    /// for its argument list, instead of a `String` per event and a command
-    /// that grows argument by argument.
-    fn pipeline(&self, batch: &[Activity]) -> redis::Pipeline {
-        let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
-        let mut json = Vec::with_capacity(1024);
-        let fixed = "XADD".len() + self.key.len() + "*".len() + "data".len();
-        for activity in batch {
-            json.clear();
-            activity.write_wire_json(&mut json);
-            let mut cmd = redis::Cmd::with_capacity(5, fixed + json.len());
-            cmd.arg("XADD")
-                .arg(self.key.as_str())
-                .arg("*")
-                .arg("data")
-                .arg(json.as_slice());
-            // Not `ignore()`d: that costs a hash-set insert per command and
-            // a lookup per reply, and `()` takes the replies as they are (a
-            // server error still fails the batch).
-            pipe.add_command(cmd);
-        }
+    /// The batch's `XADD`(s), then the `XTRIM`. The commands are made at
+    /// their exact size, with the lines copied in once.
+    fn pipeline(&self, batch: &WireBatch) -> redis::Pipeline {
+        let lines = batch.as_bytes();
+        let (mut pipe, entries, events_per_entry) = match self.format {
+            StreamFormat::V2 => {
+                let mut count = itoa::Buffer::new();
+                let count = count.format(batch.len());
+                let mut cmd = redis::Cmd::with_capacity(
+                    7,
+                    "XADD*neventse".len() + self.key.len() + count.len() + lines.len(),
+                );
+                cmd.arg("XADD")
+                    .arg(self.key.as_str())
+                    .arg("*")
+                    .arg("n")
+                    .arg(count)
+                    .arg("events")
+                    .arg(lines);
+                let mut pipe = redis::Pipeline::with_capacity(2);
+                pipe.add_command(cmd);
+                (pipe, 1, batch.len())
+            }
+            StreamFormat::V1 => {
+                let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
+                let fixed = "XADD".len() + self.key.len() + "*".len() + "data".len();
+                for line in batch.lines() {
+                    let mut cmd = redis::Cmd::with_capacity(5, fixed + line.len());
+                    cmd.arg("XADD")
+                        .arg(self.key.as_str())
+                        .arg("*")
+                        .arg("data")
+                        .arg(line);
+                    // Not `ignore()`d: that costs a hash-set insert per
+                    // command and a lookup per reply, and `()` takes the
+                    // replies as they are (a server error still fails the
+                    // batch).
+                    pipe.add_command(cmd);
+                }
+                (pipe, batch.len(), 1)
+            }
+        };
+        let max_entries = {
+            let mut cap = self.cap.lock().expect("never poisoned: no panics held");
+            cap.record(events_per_entry, entries);
+            cap.max_entries()
+        };
         pipe.cmd("XTRIM")
             .arg(self.key.as_str())
             .arg("MAXLEN")
-            .arg("~")
-            .arg(self.max_len.as_str());
+            .arg(if max_entries < EXACT_TRIM_BELOW { "=" } else { "~" })
+            .arg(max_entries);
         pipe
     }
 
-    async fn write(&self, batch: &[Activity]) -> Result<(), SinkError> {
+    async fn write(&self, batch: &WireBatch) -> Result<(), SinkError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -127,6 +180,10 @@ impl RedisStreamSink {
 
 impl Sink for RedisStreamSink {
     fn send<'a>(&'a self, batch: &'a [Activity]) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move { self.write(&WireBatch::from(batch)).await }.boxed()
+    }
+
+    fn send_wire<'a>(&'a self, batch: &'a WireBatch) -> BoxFuture<'a, Result<(), SinkError>> {
         self.write(batch).boxed()
     }
 

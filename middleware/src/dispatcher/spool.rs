@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
-use crate::Activity;
+use crate::{Activity, WireBatch};
 
 /// Bytes before each record's payload: length and CRC32.
 const HEADER: u64 = 8;
@@ -166,14 +166,8 @@ impl Spool {
     /// Appends `batch` as one record and syncs it to disk. Returns the
     /// record's size. On failure the file is cut back to its last whole
     /// record.
-    pub(crate) async fn append(&mut self, batch: &[Activity]) -> Result<u64, SpoolError> {
-        let mut payload = Vec::with_capacity(batch.len() * 512);
-        for (i, activity) in batch.iter().enumerate() {
-            if i > 0 {
-                payload.push(b'\n');
-            }
-            payload.extend_from_slice(activity.to_wire_json().as_bytes());
-        }
+    pub(crate) async fn append(&mut self, batch: &WireBatch) -> Result<u64, SpoolError> {
+        let payload = batch.as_bytes();
         let record = HEADER + payload.len() as u64;
         if payload.len() > u32::MAX as usize || self.len + record > self.max_bytes {
             return Err(SpoolError::Full {
@@ -184,8 +178,8 @@ impl Spool {
         }
         let mut bytes = Vec::with_capacity(record as usize);
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
         let written = async {
             self.file.seek(io::SeekFrom::Start(self.len)).await?;
             self.file.write_all(&bytes).await?;
@@ -209,7 +203,7 @@ impl Spool {
     pub(crate) async fn read_pending(
         &mut self,
         max_records: usize,
-    ) -> Result<(Vec<(u64, Vec<Activity>)>, u64), SpoolError> {
+    ) -> Result<(Vec<(u64, WireBatch)>, u64), SpoolError> {
         let mut out = Vec::new();
         let mut bad_lines = 0;
         let mut file = File::open(&self.path).await.map_err(|e| self.io_error(e))?;
@@ -224,10 +218,12 @@ impl Spool {
                 .map_err(|e| self.io_error(e))?
             {
                 Some(Record::Valid { end, payload }) => {
-                    let mut batch = Vec::new();
+                    // Lines are checked, so that one the stream or the
+                    // database would refuse is counted here, not sent.
+                    let mut batch = WireBatch::with_capacity(payload.len());
                     for line in payload.split(|b| *b == b'\n') {
                         match Activity::from_wire_json(line) {
-                            Ok(activity) => batch.push(activity),
+                            Ok(_) => batch.push_with(|out| out.extend_from_slice(line)),
                             Err(_) => bad_lines += 1,
                         }
                     }
@@ -309,10 +305,11 @@ mod tests {
     use super::*;
     use crate::ActivityType;
 
-    fn batch(n: usize, tag: &str) -> Vec<Activity> {
-        (0..n)
+    fn batch(n: usize, tag: &str) -> WireBatch {
+        let activities: Vec<Activity> = (0..n)
             .map(|i| Activity::new(ActivityType::Login).user_id(format!("{tag}{i}")))
-            .collect()
+            .collect();
+        WireBatch::from(&activities[..])
     }
 
     fn temp_path() -> PathBuf {
@@ -321,8 +318,8 @@ mod tests {
             .join("activities.spool")
     }
 
-    fn ids(batch: &[Activity]) -> Vec<uuid::Uuid> {
-        batch.iter().map(|a| a.id).collect()
+    fn ids(batch: &WireBatch) -> Vec<uuid::Uuid> {
+        batch.activities().unwrap().iter().map(|a| a.id).collect()
     }
 
     async fn all_pending(spool: &mut Spool) -> Vec<uuid::Uuid> {

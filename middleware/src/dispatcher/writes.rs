@@ -10,10 +10,10 @@ use futures_util::stream::FuturesOrdered;
 
 use super::SinkError;
 use super::fallback::{Chain, Route};
-use crate::{Activity, Backoff};
+use crate::{Backoff, WireBatch};
 
 /// A finished write: the batch, and where it was stored.
-pub(super) type Written = (Vec<Activity>, Result<Route, SinkError>);
+pub(super) type Written = (WireBatch, Result<Route, SinkError>);
 
 /// Owned by the dispatcher's loop alone.
 pub(super) struct Writes {
@@ -23,7 +23,7 @@ pub(super) struct Writes {
     in_flight_events: usize,
     /// Batches whose write failed, in order, waiting for the writes still
     /// under way before they go back to the front of the buffer.
-    failed: Vec<Vec<Activity>>,
+    failed: Vec<WireBatch>,
     /// Delays between retry rounds; reset by a success outside a failed
     /// round.
     backoff: Backoff,
@@ -60,7 +60,7 @@ impl Writes {
     }
 
     /// Starts writing `batch` through `chain`.
-    pub(super) fn start(&mut self, chain: &Arc<Chain>, batch: Vec<Activity>) {
+    pub(super) fn start(&mut self, chain: &Arc<Chain>, batch: WireBatch) {
         self.in_flight_events += batch.len();
         let chain = Arc::clone(chain);
         self.in_flight.push_back(Box::pin(async move {
@@ -78,7 +78,7 @@ impl Writes {
     }
 
     /// Keeps a batch whose write failed for the retry round.
-    pub(super) fn push_failed(&mut self, batch: Vec<Activity>) {
+    pub(super) fn push_failed(&mut self, batch: WireBatch) {
         self.failed.push(batch);
     }
 
@@ -92,16 +92,16 @@ impl Writes {
 
     /// Takes the failed batches, oldest first, and the delay to wait before
     /// writing them again.
-    pub(super) fn take_failed(&mut self) -> (Vec<Activity>, std::time::Duration) {
-        let events = self.failed.drain(..).flatten().collect();
-        (events, self.backoff.next_delay())
+    pub(super) fn take_failed(&mut self) -> (Vec<WireBatch>, std::time::Duration) {
+        let batches = std::mem::take(&mut self.failed);
+        (batches, self.backoff.next_delay())
     }
 
     /// Stops the writes under way (a write cut short may still have reached
     /// its destination) and counts every event not known to be written.
     pub(super) fn abandon(&mut self) -> usize {
         self.in_flight = FuturesOrdered::new();
-        let events = self.in_flight_events + self.failed.iter().map(Vec::len).sum::<usize>();
+        let events = self.in_flight_events + self.failed.iter().map(WireBatch::len).sum::<usize>();
         self.in_flight_events = 0;
         self.failed.clear();
         events

@@ -129,7 +129,11 @@ mod tests {
 
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => Some(captured.into_activity(&self.client)),
+                Envelope::Captured(captured) => {
+                    let mut json = Vec::new();
+                    captured.write_wire_json(uuid::Uuid::now_v7(), &self.client, &mut json);
+                    Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
+                }
                 Envelope::Activity(activity) => Some(*activity),
             }
         }

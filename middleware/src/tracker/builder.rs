@@ -14,7 +14,7 @@ use crate::ActivityType;
 use crate::capture::CaptureConfig;
 use crate::counters::Counters;
 use crate::dispatcher::fallback::FallbackConfig;
-use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, Sink};
+use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, Sink, StreamFormat};
 use crate::layer::CaptureContext;
 
 /// Builds an [`ActivityTracker`]. Every setting has a default; see each
@@ -25,6 +25,7 @@ pub struct ActivityTrackerBuilder {
     redis_url: String,
     stream_key: String,
     stream_max_len: usize,
+    stream_format: StreamFormat,
     channel_capacity: usize,
     pool_size: u32,
     connect_timeout: Duration,
@@ -41,6 +42,7 @@ impl Default for ActivityTrackerBuilder {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             stream_key: DEFAULT_STREAM_KEY.to_owned(),
             stream_max_len: 1_000_000,
+            stream_format: StreamFormat::default(),
             channel_capacity: 16_384,
             pool_size: 2,
             connect_timeout: Duration::from_secs(1),
@@ -66,12 +68,22 @@ impl ActivityTrackerBuilder {
         self
     }
 
-    /// Approximate cap on the stream's length, `XTRIM ... MAXLEN ~ <cap>`
-    /// after each batch (default 1,000,000): what the processor has not
-    /// read by then is trimmed, so size it for the longest processor
-    /// outage to survive.
+    /// Cap on the stream's length in events (default 1,000,000), applied
+    /// with one `XTRIM` after each batch: what the processor has not read
+    /// by then is trimmed, so size it for the longest processor outage to
+    /// survive. With several events per entry the trim keeps the newest
+    /// entries that hold this many events (see `docs/operations.md`).
     pub fn stream_max_len(mut self, max_len: usize) -> Self {
         self.stream_max_len = max_len;
+        self
+    }
+
+    /// The shape of the entries written (default [`StreamFormat::V2`]: one
+    /// entry per batch). [`StreamFormat::V1`] writes one entry per event,
+    /// for a rolling upgrade while processors that read only version 1
+    /// still run (see `docs/operations.md`).
+    pub fn stream_format(mut self, format: StreamFormat) -> Self {
+        self.stream_format = format;
         self
     }
 
@@ -306,7 +318,8 @@ impl ActivityTrackerBuilder {
                     url: self.redis_url.clone(),
                     source,
                 })?
-                .response_timeout(self.response_timeout),
+                .response_timeout(self.response_timeout)
+                .format(self.stream_format),
             ),
         };
         let mut dispatcher_config = self.dispatcher;

@@ -1,0 +1,192 @@
+//! A batch of events as the wire format's JSON lines: what a version 2
+//! stream entry's `events` field holds, and what the tracker's dispatcher
+//! batches, sends, retries and spools, so that an event is serialized once
+//! and never held as an [`Activity`] on the way to Redis.
+
+use crate::{Activity, WireError};
+
+/// Events as JSON lines, one wire-format object per line, joined by `\n`
+/// (no trailing newline), with their count.
+///
+/// ```
+/// use activity_tracker::{Activity, ActivityType, WireBatch};
+///
+/// let mut batch = WireBatch::new();
+/// batch.push(&Activity::new(ActivityType::Login).user_id("u1"));
+/// batch.push(&Activity::new(ActivityType::Logout).user_id("u1"));
+/// assert_eq!(batch.len(), 2);
+/// assert_eq!(batch.lines().count(), 2);
+/// let back = batch.activities().unwrap();
+/// assert_eq!(back[1].action.as_str(), "logout");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WireBatch {
+    /// The lines, joined by `\n`.
+    bytes: Vec<u8>,
+    /// How many lines.
+    count: usize,
+}
+
+impl WireBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        WireBatch::default()
+    }
+
+    /// An empty batch with room for `bytes` bytes of lines.
+    pub fn with_capacity(bytes: usize) -> Self {
+        WireBatch {
+            bytes: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    /// Makes room for `bytes` more bytes of lines.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.bytes.reserve(bytes);
+    }
+
+    /// Appends `activity`'s wire JSON as a line.
+    pub fn push(&mut self, activity: &Activity) {
+        self.push_with(|out| activity.write_wire_json(out));
+    }
+
+    /// Appends one line written by `write`, which must append exactly one
+    /// wire-format JSON object (no newline) to the buffer it is given.
+    pub(crate) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.count > 0 {
+            self.bytes.push(b'\n');
+        }
+        write(&mut self.bytes);
+        self.count += 1;
+    }
+
+    /// Appends every line of `other` after this batch's.
+    pub fn append(&mut self, other: WireBatch) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other;
+            return;
+        }
+        self.bytes.push(b'\n');
+        self.bytes.extend_from_slice(&other.bytes);
+        self.count += other.count;
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The lines joined by `\n`, as a v2 entry's `events` field holds them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Each event's JSON.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes
+            .split(|&byte| byte == b'\n')
+            .take(self.count)
+    }
+
+    /// The events read back as activities (strictly, as
+    /// [`Activity::from_wire_json`] does): for sinks that store activities
+    /// rather than the wire format.
+    pub fn activities(&self) -> Result<Vec<Activity>, WireError> {
+        self.lines().map(Activity::from_wire_json).collect()
+    }
+
+    /// Drops the `n` oldest events (all of them when `n` is at least the
+    /// length).
+    pub(crate) fn drop_oldest(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if n >= self.count {
+            self.bytes.clear();
+            self.count = 0;
+            return;
+        }
+        let mut cut = 0;
+        for _ in 0..n {
+            let newline = self.bytes[cut..]
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .expect("a batch of more than n lines has n newlines");
+            cut += newline + 1;
+        }
+        self.bytes.drain(..cut);
+        self.count -= n;
+    }
+}
+
+impl From<&[Activity]> for WireBatch {
+    fn from(activities: &[Activity]) -> Self {
+        let mut batch = WireBatch::with_capacity(activities.len() * 512);
+        for activity in activities {
+            batch.push(activity);
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ActivityType;
+
+    fn batch(users: &[&str]) -> WireBatch {
+        let mut batch = WireBatch::new();
+        for user in users {
+            batch.push(&Activity::new(ActivityType::Login).user_id(*user));
+        }
+        batch
+    }
+
+    fn users(batch: &WireBatch) -> Vec<String> {
+        batch
+            .activities()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.user_id.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lines_come_back_in_order_and_the_oldest_can_be_dropped() {
+        let mut b = batch(&["a", "b", "c", "d"]);
+        assert!(!b.as_bytes().ends_with(b"\n"));
+        assert_eq!(users(&b), ["a", "b", "c", "d"]);
+        b.drop_oldest(0);
+        assert_eq!(b.len(), 4);
+        b.drop_oldest(2);
+        assert_eq!((b.len(), users(&b)), (2, vec!["c".into(), "d".into()]));
+        b.append(batch(&["e"]));
+        assert_eq!(users(&b), ["c", "d", "e"]);
+        b.drop_oldest(9);
+        assert!(b.is_empty() && b.as_bytes().is_empty());
+        assert_eq!(b.lines().count(), 0);
+        b.append(batch(&["f"]));
+        assert_eq!(users(&b), ["f"]);
+    }
+
+    #[test]
+    fn a_line_is_never_split_by_escaped_newlines() {
+        let mut b = WireBatch::new();
+        b.push(&Activity::new(ActivityType::Login).user_agent("two\nlines"));
+        b.push(&Activity::new(ActivityType::Logout));
+        assert_eq!(b.lines().count(), 2);
+        assert_eq!(
+            b.activities().unwrap()[0].user_agent.as_deref(),
+            Some("two\nlines")
+        );
+    }
+}
