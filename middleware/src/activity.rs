@@ -462,6 +462,7 @@ pub fn truncate_chars(text: &mut String, max_chars: usize) -> bool {
 
 /// `text` cut to at most `max_chars` characters, on a character boundary:
 /// [`truncate_chars`] for borrowed text.
+#[cfg(feature = "tracker")]
 pub(crate) fn prefix_chars(text: &str, max_chars: usize) -> &str {
     if text.len() <= max_chars {
         // Never more characters than bytes.

@@ -42,6 +42,7 @@ impl WireBatch {
     }
 
     /// Makes room for `bytes` more bytes of lines.
+    #[cfg(feature = "tracker")]
     pub(crate) fn reserve(&mut self, bytes: usize) {
         self.bytes.reserve(bytes);
     }
@@ -106,6 +107,7 @@ impl WireBatch {
 
     /// Drops the `n` oldest events (all of them when `n` is at least the
     /// length).
+    #[cfg(feature = "tracker")]
     pub(crate) fn drop_oldest(&mut self, n: usize) {
         if n == 0 {
             return;
@@ -161,6 +163,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tracker")]
     fn lines_come_back_in_order_and_the_oldest_can_be_dropped() {
         let mut b = batch(&["a", "b", "c", "d"]);
         assert!(!b.as_bytes().ends_with(b"\n"));

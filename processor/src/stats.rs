@@ -27,7 +27,7 @@ const RATE_WINDOW_SECS: usize = 60;
 /// consumer.
 #[derive(Debug)]
 pub struct ProcessorStats {
-    /// Entries read from the stream or the legacy list (each delivery).
+    /// Events read from the stream or the legacy list (each delivery).
     consumed: AtomicU64,
     /// Rows newly inserted.
     stored: AtomicU64,
@@ -81,7 +81,7 @@ impl Default for ProcessorStats {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Entries read (each delivery).
+    /// Events read (each delivery).
     pub consumed: u64,
     /// Rows newly inserted.
     pub stored: u64,
@@ -111,13 +111,14 @@ impl ProcessorStats {
         Self::default()
     }
 
-    /// `n` entries were read.
+    /// `n` events were read (an entry of version 2 holds several).
     pub fn record_consumed(&self, n: u64) {
         self.consumed.fetch_add(n, Ordering::Relaxed);
         metrics::counter!("activity_processor_consumed_total").increment(n);
     }
 
-    /// `n` entries were claimed from a stopped consumer (also counted as consumed).
+    /// `n` entries were claimed from a stopped consumer (their events are
+    /// also counted as consumed).
     pub fn record_reclaimed(&self, n: u64) {
         self.reclaimed.fetch_add(n, Ordering::Relaxed);
         metrics::counter!("activity_processor_reclaimed_total").increment(n);

@@ -68,6 +68,7 @@ pub(crate) enum WireDetails<'a> {
     /// like the layer's give way to them), written in the key order a
     /// `serde_json::Map` would have: the same object the map the layer
     /// used to build would make.
+    #[cfg(feature = "tracker")]
     Request {
         handler: Option<&'a Map<String, Value>>,
         method: &'a str,
@@ -78,6 +79,7 @@ pub(crate) enum WireDetails<'a> {
 }
 
 /// The keys the layer writes into `details`, in sorted order.
+#[cfg(feature = "tracker")]
 pub(crate) const LAYER_DETAIL_KEYS: [&str; 4] = ["latency_ms", "method", "route", "status"];
 
 /// Appends the wire JSON of one event to `out`: the fields in their fixed
@@ -100,6 +102,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
     match &event.details {
         WireDetails::Null => out.extend_from_slice(b"null"),
         WireDetails::Map(details) => write_map(out, details),
+        #[cfg(feature = "tracker")]
         WireDetails::Request {
             handler,
             method,
@@ -137,6 +140,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
     out.extend_from_slice(b"\"}");
 }
 
+#[cfg(feature = "tracker")]
 /// The layer's `details`: the handler's keys and the layer's four merged
 /// in sorted order, as a `serde_json::Map` holding both would iterate.
 fn write_request_details(
@@ -191,6 +195,7 @@ fn write_request_details(
     out.push(b'}');
 }
 
+#[cfg(feature = "tracker")]
 /// Microseconds as milliseconds with up to three decimals, as serde_json
 /// writes the `f64` `micros / 1000.0` (its shortest form that reads back
 /// the same: `1.234`, `1.2`, `0.001`, `3.0`).
@@ -578,6 +583,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tracker")]
     fn latencies_are_written_as_serde_json_writes_the_float() {
         let micros = (0..5000u64)
             .chain([9_999, 10_000, 123_456, 1_000_000, 86_400_000_000, (1 << 53) + 7, u64::MAX]);
@@ -590,6 +596,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tracker")]
     fn request_details_are_the_map_the_layer_would_build() {
         let handlers: Vec<Option<Map<String, Value>>> = vec![
             None,

@@ -48,6 +48,12 @@ pub enum DecodeError {
     /// The stream entry has no `data` field.
     #[error("entry has no data field")]
     MissingData,
+    /// A version 2 entry that cannot be read as lines (dead-lettered whole).
+    #[error("unreadable version 2 entry: {0}")]
+    UnreadableEntry(String),
+    /// A line of a version 2 entry's `events` is empty.
+    #[error("blank line in a version 2 entry")]
+    BlankLine,
     /// The payload is larger than [`MAX_PAYLOAD_BYTES`].
     #[error("payload is {0} bytes; at most 65536 are accepted")]
     Oversize(usize),
@@ -129,6 +135,26 @@ pub fn decode_entry(
     let data = data.ok_or(DecodeError::MissingData)?;
     decode(data, None, || {
         let name = format!("{stream_key}\n{entry_id}");
+        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+    })
+}
+
+/// Reads line `index` (from 0) of the `events` field of version 2 stream
+/// entry `entry_id` of `stream_key`: the same object as a version 1
+/// entry's `data`, read the same way. A line without `id` gets a UUID v5
+/// of the stream key, the entry id and the index, the same on every
+/// redelivery.
+pub fn decode_line(
+    stream_key: &str,
+    entry_id: &str,
+    index: usize,
+    line: &[u8],
+) -> Result<Decoded, DecodeError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::BlankLine);
+    }
+    decode(line, None, || {
+        let name = format!("{stream_key}\n{entry_id}\n{index}");
         Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
     })
 }

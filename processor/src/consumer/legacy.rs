@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::Backoff;
 use super::decode::decode_legacy;
 use super::link::{Link, retry_sleep};
+use bytes::Bytes;
+
+use super::entry::Payload;
 use super::{Item, Origin, Settings};
 use crate::stats::ProcessorStats;
 
@@ -243,7 +246,7 @@ async fn send_all(
         let decoded = decode_legacy(&payload, arrived_at);
         let item = Item {
             origin: Origin::Legacy,
-            payload,
+            payload: Payload::Data(Bytes::from(payload)),
             received,
             decoded,
         };

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod decode;
+mod entry;
 mod legacy;
 mod link;
 mod sink;
@@ -60,22 +61,27 @@ pub enum ConsumerError {
     },
 }
 
-/// Where an entry came from, which says how to acknowledge it.
+/// Where an event came from, which says how to acknowledge it.
 #[derive(Debug, Clone)]
 pub(crate) enum Origin {
-    /// A stream entry, by id: `XACK` + `XDEL`.
-    Stream(String),
+    /// An event of a stream entry (`line`: its index in a version 2
+    /// entry): the entry is acknowledged (`XACK` + `XDEL`) once the last of
+    /// its events is stored or dead-lettered.
+    Stream {
+        entry: Arc<entry::PendingEntry>,
+        line: Option<usize>,
+    },
     /// A legacy list element (the raw JSON): `LREM` from the processing list.
     Legacy,
 }
 
-/// One entry on its way from a source to the sink.
+/// One event on its way from a source to the sink.
 #[derive(Debug)]
 pub(crate) struct Item {
     /// How to acknowledge it.
     pub(crate) origin: Origin,
     /// What was read, kept for the dead-letter stream (and for `LREM`).
-    pub(crate) payload: Vec<u8>,
+    pub(crate) payload: entry::Payload,
     /// When it was read: a batch is flushed `FLUSH_INTERVAL_MS` after its
     /// oldest entry was read, however long it waited for the sink.
     pub(crate) received: tokio::time::Instant,

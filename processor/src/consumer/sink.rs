@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Backoff;
 use super::link::Link;
+use super::entry::Payload;
 use super::{Item, Origin, Settings, legacy};
 use crate::stats::ProcessorStats;
 
@@ -260,22 +261,38 @@ impl Sink {
         }
     }
 
-    /// `XADD <stream>:dead * data <original> reason <why>` for each; `false`
-    /// when it could not be done before shutdown.
+    /// `XADD <stream>:dead * <fields> reason <why>` for each; `false` when
+    /// it could not be done before shutdown. The fields: `data` (a version
+    /// 1 entry's, or a legacy element), `data` `entry` `index` (a line of a
+    /// version 2 entry), `events` `n` `entry` (a version 2 entry that could
+    /// not be read as lines).
     async fn dead_letter(&mut self, dead: &[(Item, String)]) -> bool {
         let mut pipe = redis::pipe();
         for (item, reason) in dead {
-            pipe.cmd("XADD")
+            let cmd = pipe
+                .cmd("XADD")
                 .arg(&self.settings.dead_key)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(DEAD_LETTER_MAX_LEN)
-                .arg("*")
-                .arg("data")
-                .arg(&item.payload)
-                .arg("reason")
-                .arg(reason)
-                .ignore();
+                .arg("*");
+            match &item.payload {
+                Payload::Data(data) => {
+                    cmd.arg("data").arg(&data[..]);
+                }
+                Payload::Entry { events, n } => {
+                    cmd.arg("events").arg(&events[..]).arg("n").arg(&n[..]);
+                }
+            }
+            if let Origin::Stream { entry, line } = &item.origin
+                && (line.is_some() || matches!(item.payload, Payload::Entry { .. }))
+            {
+                cmd.arg("entry").arg(&entry.id);
+                if let Some(index) = line {
+                    cmd.arg("index").arg(*index);
+                }
+            }
+            cmd.arg("reason").arg(reason).ignore();
         }
         let mut retry = Retry::new();
         loop {
@@ -298,13 +315,13 @@ impl Sink {
     }
 
     /// `XACK` + `XDEL` (atomically: an entry is never left pending without
-    /// its data) for stream entries, `LREM` from the processing list for
-    /// legacy ones.
+    /// its data) for the stream entries whose last event this batch held,
+    /// `LREM` from the processing list for legacy ones.
     async fn acknowledge(&mut self, items: &[&Item]) {
         let ids: Vec<&str> = items
             .iter()
             .filter_map(|item| match &item.origin {
-                Origin::Stream(id) => Some(id.as_str()),
+                Origin::Stream { entry, .. } => entry.event_done().then_some(entry.id.as_str()),
                 Origin::Legacy => None,
             })
             .collect();
@@ -324,12 +341,18 @@ impl Sink {
         if let Some(key) = &self.settings.legacy_list_key {
             let processing = legacy::processing_key(key, &self.settings.consumer);
             for item in items.iter().filter(|i| matches!(i.origin, Origin::Legacy)) {
-                pipe.cmd("LREM")
-                    .arg(&processing)
-                    .arg(1)
-                    .arg(&item.payload)
-                    .ignore();
+                if let Payload::Data(data) = &item.payload {
+                    pipe.cmd("LREM")
+                        .arg(&processing)
+                        .arg(1)
+                        .arg(&data[..])
+                        .ignore();
+                }
             }
+        }
+        if ids.is_empty() && !items.iter().any(|i| matches!(i.origin, Origin::Legacy)) {
+            // Every entry of the batch has events still in other batches.
+            return;
         }
         let mut retry = Retry::new();
         loop {

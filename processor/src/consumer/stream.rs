@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Backoff;
-use super::decode::decode_entry;
+use super::entry::{self, Entry};
 use super::link::{Link, retry_sleep};
-use super::{Item, Origin, Settings, ensure_group};
+use super::{Item, Settings, ensure_group};
 use crate::stats::ProcessorStats;
 
 /// Reads new entries for this consumer until cancelled. First re-reads
@@ -31,13 +31,14 @@ pub(crate) async fn read_loop(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     // `Some(id)`: still walking this consumer's own pending entries after `id`.
     let mut pending_after = Some("0".to_owned());
+    let mut count = ReadCount::new(settings.batch_size);
     while !token.is_cancelled() {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&settings.group)
             .arg(&settings.consumer)
             .arg("COUNT")
-            .arg(settings.batch_size);
+            .arg(count.entries());
         if pending_after.is_none() {
             cmd.arg("BLOCK")
                 .arg(settings.block.as_millis().max(1) as u64);
@@ -69,10 +70,10 @@ pub(crate) async fn read_loop(
                 None => pending_after = None,
             }
         }
-        stats.record_consumed(entries.len() as u64);
-        stats.set_backlogged(entries.len() >= settings.batch_size);
-        if !send_all(&settings, entries, &tx, &token).await {
-            break;
+        stats.set_backlogged(entries.len() >= count.entries());
+        match send_all(&settings, entries, &tx, &token, &stats).await {
+            Some(largest) => count.saw(largest),
+            None => break,
         }
     }
 }
@@ -90,6 +91,7 @@ pub(crate) async fn claim_loop(
     let mut link = Link::new(redis, None);
     let period =
         (settings.claim_idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut count = ReadCount::new(settings.batch_size);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,7 +108,7 @@ pub(crate) async fn claim_loop(
                 .arg(settings.claim_idle.as_millis() as u64)
                 .arg(&cursor)
                 .arg("COUNT")
-                .arg(settings.batch_size)
+                .arg(count.entries())
                 .to_owned();
             let reply: StreamAutoClaimReply = match link.query(&cmd).await {
                 Ok(reply) => reply,
@@ -121,12 +123,12 @@ pub(crate) async fn claim_loop(
                     claimed,
                     "claimed entries left pending by a stopped consumer"
                 );
-                stats.record_consumed(claimed);
                 stats.record_reclaimed(claimed);
             }
             let entries = reply.claimed.into_iter().map(Entry::from).collect();
-            if !send_all(&settings, entries, &tx, &token).await {
-                return;
+            match send_all(&settings, entries, &tx, &token, &stats).await {
+                Some(largest) => count.saw(largest),
+                None => return,
             }
             if reply.next_stream_id == "0-0" || token.is_cancelled() {
                 break;
@@ -136,68 +138,65 @@ pub(crate) async fn claim_loop(
     }
 }
 
-/// Decodes and sends entries to the sink; `false` when cancelled while
-/// waiting for room (the rest stay pending and are claimed later) or the
-/// sink is gone.
+/// Decodes and sends the entries' events to the sink (counting them as
+/// consumed); returns the most events one entry held, or `None` when
+/// cancelled while waiting for room (the rest stay pending and are claimed
+/// later) or the sink is gone.
 async fn send_all(
     settings: &Settings,
     entries: Vec<Entry>,
     tx: &mpsc::Sender<Item>,
     token: &CancellationToken,
-) -> bool {
+    stats: &ProcessorStats,
+) -> Option<usize> {
     let received = tokio::time::Instant::now();
+    let mut largest = 0;
     for entry in entries {
-        let item = to_item(settings, entry, received);
-        tokio::select! {
-            biased;
-            sent = tx.send(item) => if sent.is_err() { return false },
-            _ = token.cancelled() => return false,
+        let items = entry::items(&settings.stream_key, entry, received);
+        largest = largest.max(items.len());
+        stats.record_consumed(items.len() as u64);
+        for item in items {
+            tokio::select! {
+                biased;
+                sent = tx.send(item) => if sent.is_err() { return None },
+                _ = token.cancelled() => return None,
+            }
         }
     }
-    true
+    Some(largest)
 }
 
-fn to_item(settings: &Settings, entry: Entry, received: tokio::time::Instant) -> Item {
-    let Entry { id, mut fields } = entry;
-    let data = fields
-        .iter()
-        .position(|(name, _)| name == "data")
-        .and_then(|at| match fields.swap_remove(at).1 {
-            Value::BulkString(bytes) => Some(bytes),
-            Value::SimpleString(text) => Some(text.into_bytes()),
-            _ => None,
-        });
-    let decoded = decode_entry(&settings.stream_key, &id, data.as_deref());
-    // Without a `data` field, the dead letter keeps the fields there were.
-    let payload = data.unwrap_or_else(|| fields_as_json(&fields));
-    Item {
-        origin: Origin::Stream(id),
-        payload,
-        received,
-        decoded,
-    }
-}
-
-fn fields_as_json(fields: &[(String, Value)]) -> Vec<u8> {
-    let object: serde_json::Map<String, serde_json::Value> = fields
-        .iter()
-        .map(|(field, value)| {
-            let text = match value {
-                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                other => format!("{other:?}"),
-            };
-            (field.clone(), serde_json::Value::String(text))
-        })
-        .collect();
-    serde_json::to_vec(&object).unwrap_or_default()
-}
-
-/// One stream entry as read: its id and its fields (none when the entry
-/// was deleted while pending: Redis then returns its id alone).
+/// How many entries a read asks for: `COUNT` counts entries, and a
+/// version 2 entry holds many events, so a read asks for about a batch of
+/// events: the batch size over the most events an entry of the last read
+/// held. What one read brings into memory stays near a batch whatever the
+/// entries' sizes (the first read asks for one entry, its size unknown).
 #[derive(Debug)]
-struct Entry {
-    id: String,
-    fields: Vec<(String, Value)>,
+struct ReadCount {
+    batch_size: usize,
+    events_per_entry: usize,
+}
+
+impl ReadCount {
+    fn new(batch_size: usize) -> Self {
+        let batch_size = batch_size.max(1);
+        ReadCount {
+            batch_size,
+            events_per_entry: batch_size,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        (self.batch_size / self.events_per_entry).max(1)
+    }
+
+    /// The last read's largest entry held `events` events (0: it read
+    /// nothing, which says nothing).
+    fn saw(&mut self, events: usize) {
+        if events > 0 {
+            self.events_per_entry = events;
+        }
+    }
 }
 
 impl From<StreamId> for Entry {
