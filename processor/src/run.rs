@@ -367,14 +367,21 @@ async fn gauges(ctx: Context, token: CancellationToken) {
             conn = ctx.redis.get_multiplexed_async_connection().await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&ctx.config.stream_key);
-        pipe.cmd("XPENDING")
+        let length = match crate::queue_length::queue_length(c, &ctx.config.stream_key).await {
+            Ok(length) => length,
+            Err(_) => {
+                conn = None;
+                continue;
+            }
+        };
+        metrics::gauge!("activity_processor_stream_length").set(length.entries as f64);
+        metrics::gauge!("activity_processor_stream_events").set(length.events as f64);
+        let mut pending = redis::cmd("XPENDING");
+        pending
             .arg(&ctx.config.stream_key)
             .arg(&ctx.config.consumer_group);
-        match pipe.query_async::<(u64, redis::Value)>(c).await {
-            Ok((length, pending)) => {
-                metrics::gauge!("activity_processor_stream_length").set(length as f64);
+        match pending.query_async::<redis::Value>(c).await {
+            Ok(pending) => {
                 if let redis::Value::Array(summary) = pending
                     && let Some(redis::Value::Int(count)) = summary.first()
                 {

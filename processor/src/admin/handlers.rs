@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::{AdminState, ApiDoc, ApiError, ErrorBody};
+use crate::queue_length::{QueueLength, queue_length};
 use activity_store::queries::{
     self, ActionUsageReport, RecentPage, Statistics, TopUsers, UserActivityStats, UserPath,
 };
@@ -58,8 +59,14 @@ pub struct ConsumerStatus {
 pub struct QueueStatus {
     /// The stream read (`STREAM_KEY`).
     pub stream_key: String,
-    /// Entries in the stream (`XLEN`); null when Redis cannot be reached.
+    /// Events waiting in the stream: exact up to 16 entries, beyond that
+    /// estimated from the events of the 16 newest (an entry of version 2
+    /// holds many; see `docs/operations.md`); null when Redis cannot be
+    /// reached.
     pub queue_length: Option<u64>,
+    /// Entries in the stream (`XLEN`, exact); null when Redis cannot be
+    /// reached.
+    pub queue_entries: Option<u64>,
     /// Entries delivered to the group and not yet acknowledged.
     pub pending: Option<u64>,
     /// The group's consumers.
@@ -89,7 +96,7 @@ pub struct QueueStatus {
 
 #[derive(Debug, Default)]
 struct StreamFigures {
-    queue_length: u64,
+    queue_length: QueueLength,
     dead_letter_length: u64,
     pending: u64,
     oldest_pending_ms: Option<i64>,
@@ -105,7 +112,7 @@ async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures>
     let key = &*state.stream_key;
     let group = &*state.consumer_group;
     let mut f = StreamFigures {
-        queue_length: con.xlen(key).await?,
+        queue_length: queue_length(&mut con, key).await?,
         dead_letter_length: con.xlen(format!("{key}:dead")).await?,
         ..StreamFigures::default()
     };
@@ -168,7 +175,8 @@ pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<Q
     let now_ms = Utc::now().timestamp_millis();
     Ok(Json(QueueStatus {
         stream_key: state.stream_key.to_string(),
-        queue_length: stream.as_ref().map(|f| f.queue_length),
+        queue_length: stream.as_ref().map(|f| f.queue_length.events),
+        queue_entries: stream.as_ref().map(|f| f.queue_length.entries),
         pending: stream.as_ref().map(|f| f.pending),
         oldest_pending_age_seconds: stream
             .as_ref()

@@ -444,6 +444,15 @@ async fn queue_status_reports_the_stream_the_group_and_the_table(pool: PgPool) {
             .await
             .unwrap();
     }
+    // Two version 2 entries: 3 and 4 events.
+    for n in [3, 4] {
+        let lines = vec![r#"{"action":"login"}"#; n].join("\n");
+        let _: String = redis::cmd("XADD")
+            .arg(&[&key, "*", "n", &n.to_string(), "events", &lines])
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
     let _: String = redis::cmd("XADD")
         .arg(&[&format!("{key}:dead"), "*", "data", "x", "reason", "test"])
         .query_async(&mut con)
@@ -466,7 +475,8 @@ async fn queue_status_reports_the_stream_the_group_and_the_table(pool: PgPool) {
 
     let (status, body) = get(&app, uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["queue_length"], 5);
+    assert_eq!(body["queue_length"], 5 + 3 + 4);
+    assert_eq!(body["queue_entries"], 7);
     assert_eq!(body["pending"], 3);
     assert_eq!(body["dead_letter_length"], 1);
     assert_eq!(body["consumers"][0]["name"], "worker-1");
