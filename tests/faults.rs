@@ -557,28 +557,74 @@ async fn database_stopped_mid_load_and_restarted() {
     processor.wait().await.unwrap();
 }
 
-/// Poison payloads: each can never be stored, each names its marker.
-fn poison(n: usize) -> Option<String> {
+/// A valid event, as a producer would write it, named by `marker`.
+fn good_event(marker: &str) -> String {
+    let activity = activity_tracker::Activity::new(activity_tracker::ActivityType::CaseView)
+        .resource("case", marker);
+    activity.to_wire_json()
+}
+
+/// One poison entry: its fields, and the markers of the valid events it
+/// also holds (stored, where the entry is readable).
+struct PoisonEntry {
+    fields: Vec<(&'static str, String)>,
+    good: Vec<String>,
+}
+
+/// Poison entries: each holds something that can never be stored, named by
+/// its marker. Version 1 entries of five kinds and one without `data`;
+/// a version 2 entry with a bad line between two good ones (the bad line
+/// is dead-lettered alone, the good ones stored); a version 2 entry whose
+/// `n` does not match its lines (dead-lettered whole).
+fn poison(n: usize) -> PoisonEntry {
     let marker = format!("poison-{n}");
-    match n % 6 {
-        0 => Some(format!("{{\"resource_id\":\"{marker}\"")),
-        1 => Some(format!("[\"{marker}\"]")),
-        2 => Some(format!(
+    let data = |text: String| PoisonEntry {
+        fields: vec![("data", text)],
+        good: Vec::new(),
+    };
+    match n % 8 {
+        0 => data(format!("{{\"resource_id\":\"{marker}\"")),
+        1 => data(format!("[\"{marker}\"]")),
+        2 => data(format!(
             r#"{{"v":2,"action":"login","created_at":"2025-01-01T00:00:00Z","resource_id":"{marker}"}}"#
         )),
-        3 => Some(format!(
+        3 => data(format!(
             r#"{{"action":"","created_at":"2025-01-01T00:00:00Z","resource_id":"{marker}"}}"#
         )),
-        4 => Some(format!(
+        4 => data(format!(
             r#"{{"id":"nope","action":"login","created_at":"2025-01-01T00:00:00Z","resource_id":"{marker}"}}"#
         )),
-        _ => None,
+        5 => PoisonEntry {
+            // No `data` field at all.
+            fields: vec![("payload", marker)],
+            good: Vec::new(),
+        },
+        6 => {
+            let good = vec![format!("good-{n}-0"), format!("good-{n}-2")];
+            let lines = [
+                good_event(&good[0]),
+                format!("{{\"resource_id\":\"{marker}\""),
+                good_event(&good[1]),
+            ];
+            PoisonEntry {
+                fields: vec![("n", "3".into()), ("events", lines.join("\n"))],
+                good,
+            }
+        }
+        _ => {
+            let lines = [good_event(&marker), good_event(&format!("{marker}-b"))];
+            PoisonEntry {
+                fields: vec![("n", "5".into()), ("events", lines.join("\n"))],
+                good: Vec::new(),
+            }
+        }
     }
 }
 
 /// 7. One entry in a hundred is poison, written straight into the stream
-///    between the app's: every valid event is stored, every poison entry
-///    is in the dead-letter stream with its original data and a reason.
+///    between the app's: every valid event is stored (those in a version 2
+///    entry with a bad line too), every poison is in the dead-letter
+///    stream once, with its original data and a reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_entries_dead_lettered_valid_ones_stored() {
     let scenario = "poison";
@@ -592,21 +638,23 @@ async fn poison_entries_dead_lettered_valid_ones_stored() {
     let poison_count = REQUESTS / 100;
     let mut conn = redis_conn(&redis.url()).await;
     let mut poisons = HashSet::new();
+    let mut good = Vec::new();
     for n in 0..poison_count {
         answered(&progress, n * REQUESTS / poison_count).await;
+        let entry = poison(n);
         let mut xadd = redis::cmd("XADD");
         xadd.arg(&key).arg("*");
-        match poison(n) {
-            Some(data) => xadd.arg("data").arg(data),
-            // No `data` field at all.
-            None => xadd.arg("payload").arg(format!("poison-{n}")),
-        };
+        for (field, value) in &entry.fields {
+            xadd.arg(field).arg(value);
+        }
         poisons.insert(format!("poison-{n}"));
+        good.extend(entry.good);
         let _: String = xadd.query_async(&mut conn).await.unwrap();
     }
 
-    let load = load.await.unwrap();
+    let mut load = load.await.unwrap();
     assert_eq!(app.stop().await, 0, "the tracker sent everything");
+    load.markers.extend(good);
     let rows = drained(&postgres.url(), &load.markers).await;
     let dead_key = format!("{key}:dead");
     wait_until("every poison entry dead-lettered", DRAIN, || {
@@ -629,9 +677,13 @@ async fn poison_entries_dead_lettered_valid_ones_stored() {
     for entry in &dead.ids {
         let reason: String = entry.get("reason").expect("a reason");
         assert!(!reason.is_empty());
-        // The original payload (a data-less entry's fields, as JSON)
+        // The original payload (a data-less entry's fields, as JSON; a
+        // version 2 entry's line, or its `events` when unreadable)
         // carries the poison's marker.
-        let data: String = entry.get("data").expect("the original data");
+        let data: String = entry
+            .get("data")
+            .or_else(|| entry.get("events"))
+            .expect("the original data");
         let marker = data
             .find("poison-")
             .map(|at| {
@@ -642,6 +694,21 @@ async fn poison_entries_dead_lettered_valid_ones_stored() {
                 format!("poison-{digits}")
             })
             .unwrap_or_else(|| panic!("not a poison entry: {data:?}"));
+        let n: usize = marker[7..].parse().unwrap();
+        match n % 8 {
+            6 => {
+                assert_eq!(entry.get::<String>("index").as_deref(), Some("1"));
+                assert!(entry.get::<String>("entry").is_some());
+            }
+            7 => {
+                assert_eq!(entry.get::<String>("n").as_deref(), Some("5"));
+                assert!(
+                    reason.contains("n is 5 but events holds 2 lines"),
+                    "{reason}"
+                );
+            }
+            _ => {}
+        }
         assert!(seen.insert(marker), "dead-lettered twice: {data:?}");
     }
     assert_eq!(seen, poisons, "every poison entry dead-lettered once");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use activity_processor::{Config, Processor};
 use activity_tracking::harness::wait_until;
 use redis::AsyncCommands;
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -20,10 +20,13 @@ fn env(name: &str, default: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_written_by_redis_py_are_stored_line_by_line() {
     let redis_url = env("REDIS_URL", "redis://127.0.0.1:6379");
-    let admin_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres");
+    let admin_url = env(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
     let database = format!("python_producer_{}", uuid::Uuid::now_v7().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}"))
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
         .execute(&mut admin)
         .await
         .unwrap();
@@ -38,14 +41,18 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
     config.flush_interval_ms = 50;
     config.legacy_list_key = None;
     let token = CancellationToken::new();
-    let processor = Processor::start(config.clone(), token.clone()).await.unwrap();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
 
-    let output = tokio::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/produce_v2.py"))
+    let output = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/produce_v2.py"
+        ))
         .env("REDIS_URL", &redis_url)
         .env("STREAM_KEY", &config.stream_key)
         .output()
-        .await
         .expect("python3 runs");
     assert!(
         output.status.success(),
@@ -74,7 +81,9 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
     .fetch_all(&mut db)
     .await
     .unwrap();
-    let row = |a: &str, u: &str, r: Option<&str>| (a.to_owned(), Some(u.to_owned()), r.map(str::to_owned));
+    let row = |a: &str, u: &str, r: Option<&str>| {
+        (a.to_owned(), Some(u.to_owned()), r.map(str::to_owned))
+    };
     assert_eq!(
         rows,
         [
@@ -120,8 +129,10 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
     processor.wait().await.unwrap();
     let _: () = redis.del(&[&config.stream_key, &dead_key]).await.unwrap();
     drop(db);
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE {database} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use activity_store::PostgresSink;
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, CountersSnapshot};
-use activity_tracking::harness::{PrivatePostgres, PrivateRedis, wait_until};
+use activity_tracking::harness::{PrivatePostgres, PrivateRedis, stream_activities, wait_until};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -105,16 +105,10 @@ async fn stream_ids(url: &str, key: &str) -> BTreeSet<Uuid> {
         .get_multiplexed_async_connection()
         .await
         .expect("redis reachable");
-    let reply: redis::streams::StreamRangeReply = conn.xrange_all(key).await.expect("XRANGE");
-    reply
-        .ids
-        .iter()
-        .map(|entry| {
-            let data: String = entry.get("data").expect("field `data`");
-            activity_tracker::Activity::from_wire_json(data.as_bytes())
-                .expect("wire format")
-                .id
-        })
+    stream_activities(&mut conn, key)
+        .await
+        .into_iter()
+        .map(|activity| activity.id)
         .collect()
 }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use activity_tracker::{
     Activity, ActivityEnrichment, ActivityTracker, ActivityTrackerBuilder, ActivityType,
-    ActivityUser, CaseAction, DocumentAction, PaymentAction, WithdrawalAction,
+    ActivityUser, CaseAction, DocumentAction, PaymentAction, StreamFormat, WithdrawalAction,
 };
-use activity_tracking::harness::{PrivateRedis, wait_until};
+use activity_tracking::harness::{PrivateRedis, stream_activities, stream_events, wait_until};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -43,26 +43,19 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 
 /// The activities in the stream, in stream order.
 async fn read_stream(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Activity> {
-    let reply: redis::streams::StreamRangeReply = conn.xrange_all(key).await.expect("XRANGE");
-    reply
-        .ids
-        .iter()
-        .map(|entry| {
-            assert_eq!(entry.map.len(), 1, "one field per entry: data");
-            let data: String = entry.get("data").expect("field `data`");
-            Activity::from_wire_json(data.as_bytes()).expect("wire format v1")
-        })
-        .collect()
+    stream_activities(conn, key).await
 }
 
-async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
-    conn.xlen(key).await.expect("XLEN")
+/// The events in the stream (a version 2 entry holds several).
+async fn events(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    stream_events(conn, key).await.expect("XRANGE")
 }
 
-/// `XLEN`, or `None` while Redis cannot answer (a restarted server
-/// answers `LOADING` while it reads its append-only file back).
-async fn try_xlen(mut conn: redis::aio::MultiplexedConnection, key: String) -> Option<u64> {
-    conn.xlen(&key).await.ok()
+/// The events in the stream, or `None` while Redis cannot answer (a
+/// restarted server answers `LOADING` while it reads its append-only file
+/// back).
+async fn try_events(mut conn: redis::aio::MultiplexedConnection, key: String) -> Option<u64> {
+    stream_events(&mut conn, &key).await
 }
 
 fn builder(url: &str, key: &str) -> ActivityTrackerBuilder {
@@ -178,7 +171,7 @@ async fn n_requests_make_exactly_n_entries_with_the_request_facts() {
 
     let mut conn = redis_conn(&redis_url()).await;
     let recorded = 2 * n / 3;
-    assert_eq!(xlen(&mut conn, &key).await, recorded as u64);
+    assert_eq!(events(&mut conn, &key).await, recorded as u64);
     assert_eq!((summary.sent, summary.unsent), (recorded as u64, 0));
     let activities = read_stream(&mut conn, &key).await;
     let mut logins = 0;
@@ -424,13 +417,14 @@ async fn manual_helpers_land_in_the_stream() {
     let _: () = conn.del(&key).await.unwrap();
 }
 
-#[tokio::test]
-async fn the_stream_is_capped_at_about_its_max_len_oldest_first() {
-    let key = unique_key("cap");
+/// Tracks 5,000 events into a stream capped at 1,000 events; returns the
+/// stream's entries and the resource ids kept.
+async fn capped(key: &str, format: StreamFormat) -> (u64, Vec<u32>) {
     let tracker = ActivityTracker::builder()
         .redis_url(redis_url())
-        .stream_key(&key)
+        .stream_key(key)
         .stream_max_len(1000)
+        .stream_format(format)
         .build()
         .await
         .unwrap();
@@ -442,20 +436,41 @@ async fn the_stream_is_capped_at_about_its_max_len_oldest_first() {
     let summary = tracker.shutdown().await;
     assert_eq!((summary.sent, summary.unsent), (5000, 0));
     let mut conn = redis_conn(&redis_url()).await;
-    // `MAXLEN ~` trims whole nodes of the stream (100 entries by default):
-    // never below the cap, a little above it at most.
-    let len = xlen(&mut conn, &key).await;
-    assert!((1000..1500).contains(&len), "XLEN {len}");
-    // Two batches may be in flight at once, so the newest events are not
-    // in strict order; the newest is kept, the oldest are gone.
-    let kept: Vec<u32> = read_stream(&mut conn, &key)
+    let entries: u64 = conn.xlen(key).await.unwrap();
+    let kept: Vec<u32> = read_stream(&mut conn, key)
         .await
         .iter()
         .map(|a| a.resource_id.as_deref().unwrap().parse().unwrap())
         .collect();
+    let _: () = conn.del(key).await.unwrap();
+    // Two batches may be in flight at once, so the newest events are not
+    // in strict order; the newest is kept, the oldest are gone.
     assert!(kept.contains(&4999));
     assert!(kept.iter().all(|&i| i >= 1000), "an old event was kept");
-    let _: () = conn.del(&key).await.unwrap();
+    (entries, kept)
+}
+
+#[tokio::test]
+async fn the_stream_is_capped_at_about_its_max_len_oldest_first() {
+    // Version 1: `MAXLEN ~` trims whole nodes of the stream (100 entries
+    // by default): never below the cap, a little above it at most.
+    let (entries, kept) = capped(&unique_key("cap-v1"), StreamFormat::V1).await;
+    assert_eq!(entries as usize, kept.len());
+    assert!((1000..1500).contains(&kept.len()), "{} events", kept.len());
+}
+
+#[tokio::test]
+async fn the_cap_counts_events_when_an_entry_holds_many() {
+    // Version 2: batches of up to 1,024 events an entry; the trim keeps
+    // the newest entries that hold the cap: never below it, and less than
+    // one entry above it.
+    let (entries, kept) = capped(&unique_key("cap-v2"), StreamFormat::V2).await;
+    assert!(entries < 5, "{entries} entries");
+    assert!(
+        (1000..1000 + 1024).contains(&kept.len()),
+        "{} events",
+        kept.len()
+    );
 }
 
 #[tokio::test]
@@ -483,7 +498,7 @@ async fn shutdown_flushes_what_is_buffered() {
     );
     assert!(!summary.timed_out);
     let mut conn = redis_conn(&redis_url()).await;
-    assert_eq!(xlen(&mut conn, &key).await, 2000);
+    assert_eq!(events(&mut conn, &key).await, 2000);
     let _: () = conn.del(&key).await.unwrap();
 }
 
@@ -505,7 +520,7 @@ async fn events_held_while_redis_is_down_arrive_when_it_is_back() {
     }
     wait_until("first entries", Duration::from_secs(5), || {
         let (conn, key) = (conn.clone(), key.clone());
-        async move { (try_xlen(conn, key).await == Some(5)).then_some(()) }
+        async move { (try_events(conn, key).await == Some(5)).then_some(()) }
     })
     .await
     .unwrap();
@@ -524,7 +539,7 @@ async fn events_held_while_redis_is_down_arrive_when_it_is_back() {
     let mut conn = redis_conn(&redis.url()).await;
     wait_until("held entries", Duration::from_secs(10), || {
         let (conn, key) = (conn.clone(), key.clone());
-        async move { (try_xlen(conn, key).await >= Some(12)).then_some(()) }
+        async move { (try_events(conn, key).await >= Some(12)).then_some(()) }
     })
     .await
     .unwrap();

@@ -65,7 +65,9 @@ fn count(addr: &str, path: &str, requests: &str, connections: &str) -> Result<()
         })
         .collect();
     for thread in threads {
-        thread.join().map_err(|_| "a connection thread panicked")??;
+        thread
+            .join()
+            .map_err(|_| "a connection thread panicked")??;
     }
     println!(
         "requests={requests} seconds={:.3}",
@@ -75,13 +77,7 @@ fn count(addr: &str, path: &str, requests: &str, connections: &str) -> Result<()
 }
 
 /// Open loop at `rate` requests per second for `seconds`.
-fn rate(
-    addr: &str,
-    path: &str,
-    rate: &str,
-    seconds: &str,
-    connections: &str,
-) -> Result<(), Error> {
+fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) -> Result<(), Error> {
     let rate: f64 = number(rate, "RATE")?;
     let seconds: f64 = number(seconds, "SECONDS")?;
     let connections: u64 = number::<u64>(connections, "CONNECTIONS")?.max(1);
@@ -120,7 +116,11 @@ fn rate(
         .collect();
     let mut latencies = Vec::with_capacity(total as usize);
     for thread in threads {
-        latencies.extend(thread.join().map_err(|_| "a connection thread panicked")??);
+        latencies.extend(
+            thread
+                .join()
+                .map_err(|_| "a connection thread panicked")??,
+        );
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();

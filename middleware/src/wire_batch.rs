@@ -93,9 +93,7 @@ impl WireBatch {
 
     /// Each event's JSON.
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.bytes
-            .split(|&byte| byte == b'\n')
-            .take(self.count)
+        self.bytes.split(|&byte| byte == b'\n').take(self.count)
     }
 
     /// The events read back as activities (strictly, as

@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(estimate(3, &[10, 20, 30]), 60);
         assert_eq!(estimate(100, &[1; 16]), 100);
         assert_eq!(estimate(116, &[1000; 16]), 116_000);
-        assert_eq!(estimate(32, &[3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5]), 128);
+        assert_eq!(
+            estimate(32, &[3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5, 3, 5]),
+            128
+        );
         // Never below one event an entry.
         assert_eq!(estimate(20, &[0; 16]), 20);
         assert_eq!(estimate(20, &[]), 20);

@@ -1,6 +1,6 @@
 //! Private servers for tests that stop, kill or restart Redis or
 //! PostgreSQL, never touching the shared ones; free ports; waiting with a
-//! deadline.
+//! deadline; a stream read back as the processor reads it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -24,10 +24,12 @@
 
 mod postgres;
 mod redis;
+mod stream;
 mod wait;
 
 pub use self::postgres::PrivatePostgres;
 pub use self::redis::PrivateRedis;
+pub use self::stream::{stream_activities, stream_events};
 pub use self::wait::{WaitTimeout, wait_until};
 
 use std::io;

@@ -585,8 +585,15 @@ mod tests {
     #[test]
     #[cfg(feature = "tracker")]
     fn latencies_are_written_as_serde_json_writes_the_float() {
-        let micros = (0..5000u64)
-            .chain([9_999, 10_000, 123_456, 1_000_000, 86_400_000_000, (1 << 53) + 7, u64::MAX]);
+        let micros = (0..5000u64).chain([
+            9_999,
+            10_000,
+            123_456,
+            1_000_000,
+            86_400_000_000,
+            (1 << 53) + 7,
+            u64::MAX,
+        ]);
         for micros in micros {
             let mut ours = Vec::new();
             write_millis(&mut ours, micros);
@@ -607,7 +614,14 @@ mod tests {
         ];
         for handler in handlers {
             let mut ours = Vec::new();
-            write_request_details(&mut ours, handler.as_ref(), "POST", "/cases/{id}", 201, 1234);
+            write_request_details(
+                &mut ours,
+                handler.as_ref(),
+                "POST",
+                "/cases/{id}",
+                201,
+                1234,
+            );
             let mut expected = handler.clone().unwrap_or_default();
             expected.insert("method".into(), Value::from("POST"));
             expected.insert("route".into(), Value::from("/cases/{id}"));

@@ -17,8 +17,8 @@ use super::client_ip::{ForwardedHeaders, HeaderValues, TrustedProxies};
 use super::routes::Route;
 use super::session;
 use super::{ActivityEnrichment, ActivityUser};
-use crate::activity::wire::{WireDetails, WireFields, write_fields};
 use crate::activity::prefix_chars;
+use crate::activity::wire::{WireDetails, WireFields, write_fields};
 use crate::limits;
 
 /// Which client facts to believe: the trusted proxies (for the client IP)

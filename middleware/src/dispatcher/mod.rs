@@ -544,10 +544,7 @@ impl Dispatcher {
 
     /// Drops the oldest events past the buffer's capacity.
     fn trim(&mut self) {
-        let over = self
-            .queue
-            .len()
-            .saturating_sub(self.config.buffer_capacity);
+        let over = self.queue.len().saturating_sub(self.config.buffer_capacity);
         if over > 0 {
             self.queue.drop_oldest(over);
             let reason = if self.spool_full {

@@ -156,7 +156,11 @@ impl RedisStreamSink {
         pipe.cmd("XTRIM")
             .arg(self.key.as_str())
             .arg("MAXLEN")
-            .arg(if max_entries < EXACT_TRIM_BELOW { "=" } else { "~" })
+            .arg(if max_entries < EXACT_TRIM_BELOW {
+                "="
+            } else {
+                "~"
+            })
             .arg(max_entries);
         pipe
     }

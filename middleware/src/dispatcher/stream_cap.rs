@@ -124,7 +124,11 @@ mod tests {
         // 3 * 3 more events: one 5-event entry less is needed, but the
         // newest entries must still hold at least the cap.
         let kept = cap.max_entries();
-        assert!(cap.events >= 10_000 && cap.events < 10_000 + 5, "{}", cap.events);
+        assert!(
+            cap.events >= 10_000 && cap.events < 10_000 + 5,
+            "{}",
+            cap.events
+        );
         assert_eq!(kept, cap.entries);
     }
 

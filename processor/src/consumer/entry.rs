@@ -70,11 +70,7 @@ fn unreadable(reason: impl Into<String>) -> DecodeError {
 }
 
 /// The items of `entry` of `stream_key`, read at `received`.
-pub(crate) fn items(
-    stream_key: &str,
-    entry: Entry,
-    received: tokio::time::Instant,
-) -> Vec<Item> {
+pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Instant) -> Vec<Item> {
     let Entry { id, mut fields } = entry;
     let mut take = |name: &str| {
         fields
@@ -128,7 +124,10 @@ pub(crate) fn items(
             return whole(id, unreadable("entry holds no events"), events, n);
         }
         Some(count) if count != lines.len() => {
-            let reason = unreadable(format!("n is {count} but events holds {} lines", lines.len()));
+            let reason = unreadable(format!(
+                "n is {count} but events holds {} lines",
+                lines.len()
+            ));
             return whole(id, reason, events, n);
         }
         Some(_) => {}
@@ -240,9 +239,13 @@ mod tests {
         let ok: Vec<bool> = items.iter().map(|item| item.decoded.is_ok()).collect();
         assert_eq!(ok, [true, false, false, true]);
         assert!(matches!(items[2].decoded, Err(DecodeError::BlankLine)));
-        let Payload::Data(line) = &items[1].payload else { panic!() };
+        let Payload::Data(line) = &items[1].payload else {
+            panic!()
+        };
         assert_eq!(&line[..], b"not json");
-        let Origin::Stream { entry, line } = &items[3].origin else { panic!() };
+        let Origin::Stream { entry, line } = &items[3].origin else {
+            panic!()
+        };
         assert_eq!(*line, Some(3));
         // Acknowledged after the fourth event, not before.
         assert!(!entry.event_done() && !entry.event_done() && !entry.event_done());
@@ -258,13 +261,23 @@ mod tests {
     fn unreadable_entries_are_dead_lettered_whole() {
         let two = format!("{GOOD}\n{GOOD}");
         let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
-            (vec![("n", b"3"), ("events", two.as_bytes())], "n is 3 but events holds 2 lines"),
-            (vec![("n", b"x"), ("events", two.as_bytes())], "not a whole number"),
+            (
+                vec![("n", b"3"), ("events", two.as_bytes())],
+                "n is 3 but events holds 2 lines",
+            ),
+            (
+                vec![("n", b"x"), ("events", two.as_bytes())],
+                "not a whole number",
+            ),
             (vec![("events", two.as_bytes())], "not a whole number"),
             (vec![("n", b"2"), ("events", b"\xff\xfe\n{}")], "not UTF-8"),
             (vec![("n", b"0"), ("events", b"")], "no events"),
             (
-                vec![("n", b"2"), ("events", two.as_bytes()), ("data", GOOD.as_bytes())],
+                vec![
+                    ("n", b"2"),
+                    ("events", two.as_bytes()),
+                    ("data", GOOD.as_bytes()),
+                ],
                 "both data and events",
             ),
         ];
@@ -284,7 +297,9 @@ mod tests {
         assert!(items[0].decoded.is_ok());
         let items = read(&[("other", b"x")]);
         assert!(matches!(items[0].decoded, Err(DecodeError::MissingData)));
-        let Payload::Data(kept) = &items[0].payload else { panic!() };
+        let Payload::Data(kept) = &items[0].payload else {
+            panic!()
+        };
         assert_eq!(&kept[..], br#"{"other":"x"}"#);
     }
 }

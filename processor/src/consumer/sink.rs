@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Backoff;
-use super::link::Link;
 use super::entry::Payload;
+use super::link::Link;
 use super::{Item, Origin, Settings, legacy};
 use crate::stats::ProcessorStats;
 
