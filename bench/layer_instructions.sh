@@ -20,6 +20,7 @@
 # mean events per stream entry, so that what was measured is on record.
 #
 # Usage: bench/layer_instructions.sh      (REQUESTS=20000 WARMUP=2000 CONNECTIONS=32)
+#        KEEP_DUMPS=/tmp/cg MODES=layer bench/layer_instructions.sh   (keeps the dumps for callgrind_annotate)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -62,17 +63,20 @@ measure() {
     [[ -n "$addr" ]] || { echo "bench_app did not start under valgrind" >&2; cat "$WORK/$mode.err" >&2; exit 1; }
     "$LOAD" count "$addr" /hello "$WARMUP" "$CONNECTIONS" >/dev/null
     sleep 2
-    callgrind_control -z "$APP_PID" >/dev/null
+    callgrind_control -z "$APP_PID" >/dev/null 2>&1
     "$LOAD" count "$addr" /hello "$REQUESTS" "$CONNECTIONS" >/dev/null
     # The last batch goes after its linger; leave it time to be written.
     sleep 3
-    callgrind_control -d "$APP_PID" >/dev/null
+    callgrind_control -d "$APP_PID" >/dev/null 2>&1
     sleep 1
     stop_app
     # The dump made by `-d` is the file numbered `.1`.
     local dump
     dump=$(ls "$WORK/$mode".*.cg.1 2>/dev/null | head -n1)
     [[ -n "$dump" ]] || { echo "no callgrind dump for $mode" >&2; ls "$WORK" >&2; exit 1; }
+    if [[ -n "${KEEP_DUMPS:-}" ]]; then
+        mkdir -p "$KEEP_DUMPS" && cp "$dump" "$KEEP_DUMPS/$mode.cg"
+    fi
     local total
     total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
     local entries=0 events=0

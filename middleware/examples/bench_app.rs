@@ -22,7 +22,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use activity_tracker::{Activity, ActivityTracker, ActivityType, CaptureConfig, Sink, SinkError};
+use activity_tracker::{
+    Activity, ActivityTracker, ActivityType, CaptureConfig, Sink, SinkError, WireBatch,
+};
 use axum::Router;
 use axum::routing::get;
 use futures_util::future::BoxFuture;
@@ -124,6 +126,10 @@ struct Discard;
 
 impl Sink for Discard {
     fn send<'a>(&'a self, _batch: &'a [Activity]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn send_wire<'a>(&'a self, _batch: &'a WireBatch) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
         &WireFields {
             id: activity.id,
             user_id: activity.user_id.as_deref(),
-            action: activity.action.as_str(),
+            action: WireText::Plain(activity.action.as_str()),
             resource_type: activity.resource_type.as_deref(),
             resource_id: activity.resource_id.as_deref(),
             details: match &activity.details {
@@ -47,7 +47,7 @@ pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
 pub(crate) struct WireFields<'a> {
     pub(crate) id: uuid::Uuid,
     pub(crate) user_id: Option<&'a str>,
-    pub(crate) action: &'a str,
+    pub(crate) action: WireText<'a>,
     pub(crate) resource_type: Option<&'a str>,
     pub(crate) resource_id: Option<&'a str>,
     pub(crate) details: WireDetails<'a>,
@@ -55,6 +55,16 @@ pub(crate) struct WireFields<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) session_id: Option<&'a str>,
     pub(crate) created_at: &'a chrono::DateTime<chrono::Utc>,
+}
+
+/// A string field, as text to escape or as JSON made already.
+#[derive(Debug)]
+pub(crate) enum WireText<'a> {
+    /// Text, escaped as it is written.
+    Plain(&'a str),
+    /// A JSON string, quotes included, written as it is.
+    #[cfg(feature = "tracker")]
+    Json(&'a [u8]),
 }
 
 /// What `details` holds.
@@ -73,6 +83,10 @@ pub(crate) enum WireDetails<'a> {
         handler: Option<&'a Map<String, Value>>,
         method: &'a str,
         route: &'a str,
+        /// `,"method":..,"route":..,"status":`, made once per route: with
+        /// no handler details, the object is `{"latency_ms":` latency, this,
+        /// status `}`.
+        tail: &'a [u8],
         status: u16,
         latency_micros: u64,
     },
@@ -93,7 +107,11 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
     out.extend_from_slice(b"\",\"user_id\":");
     write_opt_str(out, event.user_id);
     out.extend_from_slice(b",\"action\":");
-    write_str(out, event.action);
+    match event.action {
+        WireText::Plain(text) => write_str(out, text),
+        #[cfg(feature = "tracker")]
+        WireText::Json(json) => out.extend_from_slice(json),
+    }
     out.extend_from_slice(b",\"resource_type\":");
     write_opt_str(out, event.resource_type);
     out.extend_from_slice(b",\"resource_id\":");
@@ -104,12 +122,27 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
         WireDetails::Map(details) => write_map(out, details),
         #[cfg(feature = "tracker")]
         WireDetails::Request {
-            handler,
+            handler: None,
+            tail,
+            status,
+            latency_micros,
+            ..
+        } => {
+            out.extend_from_slice(b"{\"latency_ms\":");
+            write_millis(out, *latency_micros);
+            out.extend_from_slice(tail);
+            write_u32(out, u32::from(*status));
+            out.push(b'}');
+        }
+        #[cfg(feature = "tracker")]
+        WireDetails::Request {
+            handler: Some(handler),
             method,
             route,
             status,
             latency_micros,
-        } => write_request_details(out, *handler, method, route, *status, *latency_micros),
+            ..
+        } => write_request_details(out, Some(handler), method, route, *status, *latency_micros),
     }
     out.extend_from_slice(b",\"ip_address\":");
     match event.ip_address {

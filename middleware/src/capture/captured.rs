@@ -18,7 +18,7 @@ use super::routes::Route;
 use super::session;
 use super::{ActivityEnrichment, ActivityUser};
 use crate::activity::prefix_chars;
-use crate::activity::wire::{WireDetails, WireFields, write_fields};
+use crate::activity::wire::{WireDetails, WireFields, WireText, write_fields};
 use crate::limits;
 
 /// Which client facts to believe: the trusted proxies (for the client IP)
@@ -60,20 +60,28 @@ pub(crate) struct CapturedRequest {
 }
 
 impl CapturedRequest {
+    /// When the request started, to the microsecond: its `created_at`.
+    pub(crate) fn created_at(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.started_at).trunc_subsecs(6)
+    }
+
     /// Appends the event's wire JSON to `out`, off the request path (in
-    /// the dispatcher), with `id` as its id: `created_at`, the strings, the
+    /// the dispatcher), with `id` as its id and `created_at` as [`CapturedRequest::created_at`]
+    /// gave it: `created_at`, the strings, the
     /// client IP, and `details` with `method`, `route`, `status` and
     /// `latency_ms` over the handler's own, written straight from the
     /// captured facts (no [`Activity`](crate::Activity), no map, no owned strings for what
     /// is borrowed). Whether the request is recorded at all was settled by
     /// `Pending::finish`, which never hands over a skipped one.
-    pub(crate) fn write_wire_json(&self, id: Uuid, client: &ClientResolver, out: &mut Vec<u8>) {
+    pub(crate) fn write_wire_json(
+        &self,
+        id: Uuid,
+        created_at: &DateTime<Utc>,
+        client: &ClientResolver,
+        out: &mut Vec<u8>,
+    ) {
         let enrichment = self.enrichment.as_ref();
         let route = &*self.route;
-        let action = enrichment
-            .and_then(|e| e.action.as_ref())
-            .unwrap_or(&route.action);
-        let created_at = DateTime::<Utc>::from(self.started_at).trunc_subsecs(6);
         let user_id = enrichment
             .and_then(|e| e.user_id.as_deref())
             .or(self.user.as_ref().map(ActivityUser::as_str));
@@ -124,7 +132,10 @@ impl CapturedRequest {
             &WireFields {
                 id,
                 user_id: user_id.map(|text| prefix_chars(text, limits::USER_ID_MAX_CHARS)),
-                action: action.as_str(),
+                action: match enrichment.and_then(|e| e.action.as_ref()) {
+                    Some(action) => WireText::Plain(action.as_str()),
+                    None => WireText::Json(&route.json.action),
+                },
                 resource_type: resource_type
                     .map(|text| prefix_chars(text, limits::RESOURCE_TYPE_MAX_CHARS)),
                 resource_id: resource_id
@@ -133,6 +144,7 @@ impl CapturedRequest {
                     handler,
                     method: route.method.as_str(),
                     route: &route.pattern,
+                    tail: &route.json.details_tail,
                     status: self.status.as_u16(),
                     latency_micros: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
                 },
@@ -140,7 +152,7 @@ impl CapturedRequest {
                 // Bounded already.
                 user_agent: user_agent.as_deref(),
                 session_id: session_id.as_deref(),
-                created_at: &created_at,
+                created_at,
             },
         );
     }

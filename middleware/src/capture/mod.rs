@@ -85,7 +85,12 @@ mod tests {
             let mut response = response;
             let captured = self.config.begin(&request, peer)?.finish(&mut response)?;
             let mut json = Vec::new();
-            captured.write_wire_json(uuid::Uuid::now_v7(), &self.client, &mut json);
+            captured.write_wire_json(
+                uuid::Uuid::now_v7(),
+                &captured.created_at(),
+                &self.client,
+                &mut json,
+            );
             Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
         }
     }

@@ -64,7 +64,7 @@ impl CaptureConfig {
             .as_ref()
             .and_then(|name| headers.get(name).cloned());
         Some(Pending {
-            captured: CapturedRequest {
+            captured: Box::new(CapturedRequest {
                 route: route.clone(),
                 uri: route.resource.is_some().then(|| request.uri().clone()),
                 started_at,
@@ -77,7 +77,7 @@ impl CaptureConfig {
                 session_header,
                 user: extensions.get::<ActivityUser>().cloned(),
                 enrichment: None,
-            },
+            }),
             start,
             record_errors: self.record_errors,
         })
@@ -87,7 +87,9 @@ impl CaptureConfig {
 /// A mapped request whose response has not come yet.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    captured: CapturedRequest,
+    /// Boxed from the start: the request's future holds a pointer, not the
+    /// facts, and the box is what goes on the channel.
+    captured: Box<CapturedRequest>,
     /// For the latency (monotonic, unlike `captured.started_at`).
     start: Instant,
     /// The config's `record_errors`, copied so a pending request needs no
@@ -100,7 +102,7 @@ impl Pending {
     /// the response), latency. `None` when the request is not recorded
     /// after all (the handler asked to skip it, or its status is not
     /// recorded): this is the only place that decides it.
-    pub(crate) fn finish<B>(mut self, response: &mut Response<B>) -> Option<CapturedRequest> {
+    pub(crate) fn finish<B>(mut self, response: &mut Response<B>) -> Option<Box<CapturedRequest>> {
         let status = response.status();
         let enrichment = response.extensions_mut().remove::<ActivityEnrichment>();
         if enrichment.as_ref().is_some_and(ActivityEnrichment::is_skip) {

@@ -22,6 +22,40 @@ pub(crate) struct Route {
     pub(crate) action: ActivityType,
     /// Where the resource id comes from, if anywhere.
     pub(crate) resource: Option<ResourceSpec>,
+    /// The wire JSON that is the same for every request of the route,
+    /// written once when the route is made.
+    pub(crate) json: RouteJson,
+}
+
+/// A route's constant wire JSON (see [`RouteJson::new`]).
+#[derive(Debug)]
+pub(crate) struct RouteJson {
+    /// `action` as a JSON string.
+    pub(crate) action: Box<[u8]>,
+    /// `,"method":"GET","route":"/pattern","status":`, what follows
+    /// `latency_ms` in the layer's `details` when the handler adds none.
+    pub(crate) details_tail: Box<[u8]>,
+}
+
+impl RouteJson {
+    pub(crate) fn new(method: &Method, pattern: &str, action: &ActivityType) -> Self {
+        RouteJson {
+            action: json_string(action.as_str()),
+            details_tail: format!(
+                ",\"method\":{},\"route\":{},\"status\":",
+                String::from_utf8_lossy(&json_string(method.as_str())),
+                String::from_utf8_lossy(&json_string(pattern))
+            )
+            .into_bytes()
+            .into_boxed_slice(),
+        }
+    }
+}
+
+fn json_string(text: &str) -> Box<[u8]> {
+    serde_json::to_vec(text)
+        .expect("a string always serializes")
+        .into_boxed_slice()
 }
 
 /// A resource named by a path parameter.
@@ -110,6 +144,7 @@ impl RouteTable {
             }
         };
         self.patterns[index].routes.push(Arc::new(Route {
+            json: RouteJson::new(&method, pattern, &action),
             method: method.clone(),
             pattern: Arc::from(pattern),
             action,
@@ -143,6 +178,7 @@ impl RouteTable {
             .insert(&*slot.pattern, ())
             .expect("the pattern was accepted by the table's router");
         *slot = Arc::new(Route {
+            json: RouteJson::new(&slot.method, &slot.pattern, &slot.action),
             method: slot.method.clone(),
             pattern: slot.pattern.clone(),
             action: slot.action.clone(),

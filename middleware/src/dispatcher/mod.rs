@@ -47,6 +47,7 @@
 //! ```
 
 pub(crate) mod fallback;
+mod ids;
 mod queue;
 mod redis;
 pub(crate) mod spool;
@@ -59,12 +60,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub use self::redis::{RedisStreamSink, StreamFormat};
 pub(crate) use crate::sink::{Sink, SinkError};
 
 use self::fallback::{Chain, FallbackConfig, Route};
+use self::ids::IdGenerator;
 use self::queue::Queue;
 use self::writes::Writes;
 use crate::capture::ClientResolver;
@@ -163,6 +164,8 @@ pub(crate) struct Dispatcher {
     config: DispatcherConfig,
     /// Events waiting to be sent, serialized, oldest first.
     queue: Queue,
+    /// Makes the ids of captured requests.
+    ids: IdGenerator,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
     /// `max_batch` and the linger, with the clock started when the first
@@ -219,6 +222,7 @@ impl Dispatcher {
             counters,
             scratch: Vec::with_capacity(config.max_batch),
             queue: Queue::new(config.max_batch),
+            ids: IdGenerator::new(),
             batch: BatchLimits::new(config.max_batch, config.linger),
             writes: Writes::new(Backoff::new(config.backoff_initial, config.backoff_max)),
             config,
@@ -522,10 +526,11 @@ impl Dispatcher {
                     self.queue.push_with(|out| activity.write_wire_json(out));
                 }
                 Envelope::Captured(captured) => {
-                    let id = Uuid::now_v7();
+                    let created_at = captured.created_at();
+                    let id = self.ids.v7_at(&created_at);
                     let client = &self.client;
                     self.queue
-                        .push_with(|out| captured.write_wire_json(id, client, out));
+                        .push_with(|out| captured.write_wire_json(id, &created_at, client, out));
                 }
             }
         }

@@ -21,7 +21,7 @@ pub(super) struct Queue {
     events: usize,
     /// Most events a batch holds.
     max_batch: usize,
-    /// Bytes the last full batch took: the open batch starts with room for
+    /// The most bytes a batch took: the open batch starts with room for
     /// that much, so a batch buffer is allocated once, not grown.
     batch_bytes: usize,
 }
@@ -72,7 +72,10 @@ impl Queue {
     pub(super) fn pop_batch(&mut self) -> Option<WireBatch> {
         let batch = match self.sealed.pop_front() {
             Some(batch) => batch,
-            None if !self.open.is_empty() => std::mem::take(&mut self.open),
+            None if !self.open.is_empty() => {
+                self.batch_bytes = self.batch_bytes.max(self.open.as_bytes().len());
+                std::mem::take(&mut self.open)
+            }
             None => return None,
         };
         self.events -= batch.len();

@@ -67,7 +67,7 @@ impl InFlight {
     /// not recorded after all, offers it with one `try_send`.
     pub(crate) fn finish<B>(self, response: &mut Response<B>) {
         if let Some(captured) = self.pending.finish(response) {
-            let envelope = Envelope::Captured(Box::new(captured));
+            let envelope = Envelope::Captured(captured);
             self.context
                 .counters
                 .record_offer(self.context.sender.try_send(envelope));

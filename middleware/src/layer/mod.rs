@@ -131,7 +131,12 @@ mod tests {
             match self.receiver.try_recv().ok()? {
                 Envelope::Captured(captured) => {
                     let mut json = Vec::new();
-                    captured.write_wire_json(uuid::Uuid::now_v7(), &self.client, &mut json);
+                    captured.write_wire_json(
+                        uuid::Uuid::now_v7(),
+                        &captured.created_at(),
+                        &self.client,
+                        &mut json,
+                    );
                     Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
                 }
                 Envelope::Activity(activity) => Some(*activity),
