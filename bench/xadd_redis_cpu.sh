@@ -10,20 +10,28 @@
 #   xadd+xtrim    XADD <key> * data <json> per event, one XTRIM <key>
 #                 MAXLEN ~ <cap> per batch (what the tracker sends)
 #   lua-batch     one EVALSHA per batch running the XADDs in a script
+#   v2-entry      XADD <key> * n <BATCH> events <json lines>, one entry per
+#                 batch, and one XTRIM per batch (what the tracker sends
+#                 from the v2 issue on)
 #
-# The shapes alternate ROUNDS times, so drift on the machine hits each alike.
+# The shapes alternate ROUNDS times, so drift on the machine hits each alike;
+# each round prints v2-entry's cost over xadd+xtrim's (target <= 1/8).
+# Then Redis's memory per waiting event: MEMORY USAGE (every node sampled)
+# of a stream of MEMORY_EVENTS events, one entry each (v1) and in entries
+# of BATCH (v2), over the events.
 #
-# Usage: bench/xadd_redis_cpu.sh     (ROUNDS=2 BATCHES=400 BATCH=1024)
+# Usage: bench/xadd_redis_cpu.sh     (ROUNDS=2 BATCHES=400 BATCH=1024 MEMORY_EVENTS=1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
 BATCHES=${BATCHES:-400}
 BATCH=${BATCH:-1024}
+MEMORY_EVENTS=${MEMORY_EVENTS:-1000000}
 
 # A private Redis: sets PORT, WORK and REDIS_PID, stopped on exit.
 source bench/lib/private_redis.sh
 
-PORT=$PORT ROUNDS=$ROUNDS BATCHES=$BATCHES BATCH=$BATCH python3 - <<'EOF'
+PORT=$PORT ROUNDS=$ROUNDS BATCHES=$BATCHES BATCH=$BATCH MEMORY_EVENTS=$MEMORY_EVENTS python3 - <<'EOF'
 import json, os, socket, sys, time
 
 port, rounds = int(os.environ["PORT"]), int(os.environ["ROUNDS"])
@@ -72,10 +80,14 @@ shapes = {
     "xadd+xtrim": (b"".join(command("XADD", "s:xtrim", "*", "data", event) for _ in range(batch))
                    + command("XTRIM", "s:xtrim", "MAXLEN", "~", cap), batch + 1),
     "lua-batch": (command("EVALSHA", sha, "1", "s:lua", cap, *([event] * batch)), 1),
+    "v2-entry": (command("XADD", "s:v2", "*", "n", str(batch), "events", b"\n".join([event] * batch))
+                 + command("XTRIM", "s:v2", "MAXLEN", "~", str(int(cap) // batch)), 2),
 }
 print(f"Redis CPU per event: {rounds} rounds of {batches} pipelines of {batch} events "
       f"({len(event)} bytes of JSON), private redis-server :{port}")
+ratios = []
 for round_ in range(1, rounds + 1):
+    per_event = {}
     for name, (payload, count) in shapes.items():
         cpu, started = redis_cpu(), time.time()
         for _ in range(batches):
@@ -84,6 +96,37 @@ for round_ in range(1, rounds + 1):
                 read_reply()
         cpu, secs = redis_cpu() - cpu, time.time() - started
         events = batches * batch
+        per_event[name] = cpu * 1e6 / events
         print(f"round {round_} {name:12} {cpu * 1e6 / events:5.2f} us of Redis CPU per event, "
               f"{events / secs:8.0f} events/s")
+    ratio = per_event["v2-entry"] / per_event["xadd+xtrim"]
+    ratios.append(ratio)
+    print(f"round {round_} v2-entry / xadd+xtrim = {ratio:.3f} (1/{1 / ratio:.0f})")
+ratios.sort()
+median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+print(f"median v2-entry / xadd+xtrim: {median:.3f} (target <= 0.125: {'met' if median <= 0.125 else 'NOT met'})")
+
+# Memory per waiting event, both shapes, nothing trimmed.
+memory_events = int(os.environ["MEMORY_EVENTS"])
+for name, key, per_entry in (("v1", "s:mem1", 1), ("v2", "s:mem2", batch)):
+    conn.sendall(command("DEL", key)); read_reply()
+    left = memory_events
+    while left > 0:
+        entries = min(left // per_entry or 1, max(1, 1024 // per_entry))
+        pipe = []
+        for _ in range(entries):
+            n = min(per_entry, left)
+            if per_entry == 1:
+                pipe.append(command("XADD", key, "*", "data", event))
+            else:
+                pipe.append(command("XADD", key, "*", "n", str(n), "events", b"\n".join([event] * n)))
+            left -= n
+        conn.sendall(b"".join(pipe))
+        for _ in pipe:
+            read_reply()
+    conn.sendall(command("MEMORY", "USAGE", key, "SAMPLES", "0"))
+    used = int(read_reply())
+    print(f"memory per waiting event, {name}: {used / memory_events:6.1f} bytes "
+          f"(MEMORY USAGE {used} for {memory_events} events, {len(event)} bytes of JSON each)")
+    conn.sendall(command("DEL", key)); read_reply()
 EOF

@@ -41,6 +41,24 @@ impl WireBatch {
         }
     }
 
+    /// The buffer, emptied, for another batch to reuse.
+    #[cfg(feature = "tracker")]
+    pub(crate) fn into_empty_buffer(self) -> Vec<u8> {
+        let mut bytes = self.bytes;
+        bytes.clear();
+        bytes
+    }
+
+    /// An empty batch writing into `buffer` (emptied).
+    #[cfg(feature = "tracker")]
+    pub(crate) fn in_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        WireBatch {
+            bytes: buffer,
+            count: 0,
+        }
+    }
+
     /// Makes room for `bytes` more bytes of lines.
     #[cfg(feature = "tracker")]
     pub(crate) fn reserve(&mut self, bytes: usize) {

@@ -1,10 +1,11 @@
 //! The processor end to end, as a separate process (the release binary):
 //!
-//! 1. throughput: `--events` events preloaded into a stream (pipelined
-//!    `XADD`), drained by `activity-processor serve` into an empty table;
+//! 1. throughput: `--events` events preloaded into two streams (pipelined
+//!    `XADD`s: one entry per event, and v2 entries of `--entry-events`),
+//!    each drained by `activity-processor serve` into an empty table;
 //!    events/s against `psql \copy` of the same rows (CSV) into an identical
-//!    empty table, measured in the same run; the processor's peak RSS
-//!    (`VmHWM` of `/proc/<pid>/status`) while draining;
+//!    empty table, measured in the same run, and v2 against v1; the
+//!    processor's peak RSS (`VmHWM` of `/proc/<pid>/status`) while draining;
 //! 2. latency: a steady `--rate` events/s for `--seconds` seconds; for each
 //!    event the time from just before its `XADD` to its row being visible
 //!    (a poller reads new rows every 10 ms), p50/p99/max against the bound
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use activity_store::rollups;
-use activity_tracker::{Activity, ActivityType};
+use activity_tracker::{Activity, ActivityType, WireBatch};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
@@ -45,6 +46,9 @@ struct Args {
     /// Events preloaded for the throughput run.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// Events per entry of the v2 stream drained after the v1 one.
+    #[arg(long, default_value_t = 1000)]
+    entry_events: usize,
     /// Events per second in the latency run.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
@@ -316,35 +320,87 @@ async fn throughput(
     .execute(&mut *admin)
     .await?;
 
-    // Preload the stream.
-    let stream = format!("bench:{tag}");
+    // Preload both streams: one entry per event (v1), and the tracker's
+    // v2 entries of `--entry-events` events (the lines the tracker's
+    // `WireBatch` writes, as one `XADD n events`).
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let started = Instant::now();
-    for chunk in events.chunks(10_000) {
-        let mut pipe = redis::pipe();
-        for event in chunk {
-            pipe.cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("data")
-                .arg(event.to_wire_json())
-                .ignore();
+    let mut streams = Vec::new();
+    for (shape, per_entry) in [("v1", 1), ("v2", args.entry_events.max(1))] {
+        let stream = format!("bench:{tag}:{shape}");
+        let started = Instant::now();
+        for chunk in events.chunks(10_000) {
+            let mut pipe = redis::pipe();
+            if per_entry == 1 {
+                for event in chunk {
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("*")
+                        .arg("data")
+                        .arg(event.to_wire_json())
+                        .ignore();
+                }
+            } else {
+                for entry in chunk.chunks(per_entry) {
+                    let batch = WireBatch::from(entry);
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("*")
+                        .arg("n")
+                        .arg(batch.len())
+                        .arg("events")
+                        .arg(batch.as_bytes())
+                        .ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut conn).await?;
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        // The group the processor would create, so that XPENDING answers
+        // from the first poll.
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg("activity-processor")
+            .arg("0")
+            .query_async(&mut conn)
+            .await?;
+        streams.push((shape, per_entry, stream, started.elapsed().as_secs_f64()));
     }
-    let preload_secs = started.elapsed().as_secs_f64();
     drop(events);
-    // The group the processor would create, so that XPENDING answers from
-    // the first poll.
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg("activity-processor")
-        .arg("0")
-        .query_async(&mut conn)
-        .await?;
 
+    let copy_rate = args.events as f64 / copy_secs;
+    println!("throughput: {} events", args.events);
+    println!(
+        "  baseline psql \\copy (CSV): {copy_secs:.2} s, {copy_rate:.0} rows/s; \
+         PostgreSQL CPU {copy_postgres_cpu:.1} s"
+    );
+    let mut rates = Vec::new();
+    for (shape, per_entry, stream, preload_secs) in streams {
+        println!(
+            "  {shape} entries ({per_entry} event(s) each), preloaded in {preload_secs:.1} s:"
+        );
+        let rate = drain(args, redis_url, admin, tag, &mut conn, &stream, copy_rate).await?;
+        rates.push(rate);
+    }
+    println!(
+        "  v2 drain / v1 drain: {:.3} (target >= 1)",
+        rates[1] / rates[0]
+    );
+    Ok(())
+}
+
+/// Drains `stream` (preloaded with `args.events` events) with the release
+/// processor into an empty table; prints its figures and returns its
+/// events/s.
+async fn drain(
+    args: &Args,
+    redis_url: &str,
+    admin: &mut PgConnection,
+    tag: &str,
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    copy_rate: f64,
+) -> anyhow::Result<f64> {
     let name = format!("bench_processor_{tag}_drain");
     let url = scratch(
         admin,
@@ -353,18 +409,18 @@ async fn throughput(
         Utc::now() - Duration::days(1),
     )
     .await?;
-    let redis_cpu_before = redis_cpu_secs(&mut conn).await?;
+    let redis_cpu_before = redis_cpu_secs(conn).await?;
     let postgres_cpu_before = postgres_cpu_secs();
     let started = Instant::now();
-    let (processor, _) = start_processor(args, redis_url, &url, &stream)?;
+    let (processor, _) = start_processor(args, redis_url, &url, stream)?;
     let pid = processor.0.id();
     let mut peak = 0;
     loop {
         peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
         let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&stream);
-        pipe.cmd("XPENDING").arg(&stream).arg("activity-processor");
-        let (length, pending): (u64, redis::Value) = pipe.query_async(&mut conn).await?;
+        pipe.cmd("XLEN").arg(stream);
+        pipe.cmd("XPENDING").arg(stream).arg("activity-processor");
+        let (length, pending): (u64, redis::Value) = pipe.query_async(conn).await?;
         let pending = match pending {
             redis::Value::Array(summary) => match summary.first() {
                 Some(redis::Value::Int(n)) => *n,
@@ -383,7 +439,7 @@ async fn throughput(
     let drain_secs = started.elapsed().as_secs_f64();
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
     let processor_cpu = cpu_secs(pid).unwrap_or(f64::NAN);
-    let redis_cpu = redis_cpu_secs(&mut conn).await? - redis_cpu_before;
+    let redis_cpu = redis_cpu_secs(conn).await? - redis_cpu_before;
     let postgres_cpu = postgres_cpu_secs() - postgres_cpu_before;
     stop(processor)?;
     let stored = count(&url).await?;
@@ -397,45 +453,40 @@ async fn throughput(
     sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
         .execute(&mut *admin)
         .await?;
-    let _: () = redis::cmd("DEL")
-        .arg(&stream)
-        .query_async(&mut conn)
-        .await?;
+    let _: () = redis::cmd("DEL").arg(stream).query_async(conn).await?;
     if stored != args.events as i64 {
         bail!("the processor stored {stored} rows of {}", args.events);
     }
 
-    let copy_rate = args.events as f64 / copy_secs;
     let rate = args.events as f64 / drain_secs;
     println!(
-        "throughput: {} events; preload (pipelined XADD) {preload_secs:.1} s",
-        args.events
-    );
-    println!(
-        "  baseline psql \\copy (CSV): {copy_secs:.2} s, {copy_rate:.0} rows/s; \
-         PostgreSQL CPU {copy_postgres_cpu:.1} s"
-    );
-    println!(
-        "  processor drain (start to XLEN 0, XPENDING 0): {drain_secs:.2} s, {rate:.0} events/s = {:.0}% of COPY (target >= 80%)",
+        "    processor drain (start to XLEN 0, XPENDING 0): {drain_secs:.2} s, {rate:.0} events/s = {:.0}% of COPY (target >= 80%)",
         100.0 * rate / copy_rate
     );
+    let events = args.events as f64;
     println!(
-        "  CPU while draining: processor {processor_cpu:.1} s, Redis {redis_cpu:.1} s, \
-         PostgreSQL {postgres_cpu:.1} s (of {:.1} s of two cores)",
-        2.0 * drain_secs
+        "    CPU while draining: processor {processor_cpu:.1} s, Redis {redis_cpu:.1} s, \
+         PostgreSQL {postgres_cpu:.1} s (of {:.1} s of two cores); per event: \
+         processor {:.2} us, Redis {:.2} us, PostgreSQL {:.2} us",
+        2.0 * drain_secs,
+        processor_cpu * 1e6 / events,
+        redis_cpu * 1e6 / events,
+        postgres_cpu * 1e6 / events,
     );
-    println!("  per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s");
-    let with_fold = args.events as f64 / (drain_secs + fold_secs);
     println!(
-        "  drain and that fold: {:.2} s, {with_fold:.0} events/s = {:.0}% of COPY",
+        "    per-user counts left pending at the end: {left} rows, folded in {fold_secs:.2} s"
+    );
+    let with_fold = events / (drain_secs + fold_secs);
+    println!(
+        "    drain and that fold: {:.2} s, {with_fold:.0} events/s = {:.0}% of COPY",
         drain_secs + fold_secs,
         100.0 * with_fold / copy_rate
     );
     println!(
-        "  processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",
+        "    processor peak RSS (VmHWM) while draining: {:.1} MB (target < 100 MB)",
         peak as f64 / 1024.0
     );
-    Ok(())
+    Ok(rate)
 }
 
 async fn latency(

@@ -23,10 +23,7 @@ pub async fn stream_events(conn: &mut MultiplexedConnection, key: &str) -> Optio
         reply
             .ids
             .iter()
-            .map(|entry| match entry.get::<u64>("n") {
-                Some(n) => n,
-                None => 1,
-            })
+            .map(|entry| entry.get::<u64>("n").unwrap_or(1))
             .sum(),
     )
 }

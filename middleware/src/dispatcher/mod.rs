@@ -427,6 +427,7 @@ impl Dispatcher {
                     Route::Spool => &self.counters.spooled,
                 };
                 Counters::add(counter, batch.len() as u64);
+                self.queue.recycle(batch);
                 // A small batch squeezed into a nearly full spool
                 // does not make room for the buffer's backlog.
                 if route != Route::Spool {

@@ -24,7 +24,15 @@ pub(super) struct Queue {
     /// The most bytes a batch took: the open batch starts with room for
     /// that much, so a batch buffer is allocated once, not grown.
     batch_bytes: usize,
+    /// Buffers of batches written, kept for new batches: a batch's buffer
+    /// is large (hundreds of KiB), and allocating and freeing one per batch
+    /// costs page faults and, when the allocator maps and unmaps it, stalls
+    /// of the app's own threads.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most buffers kept in [`Queue::spare`].
+const SPARE_BUFFERS: usize = 4;
 
 impl Queue {
     pub(super) fn new(max_batch: usize) -> Self {
@@ -34,6 +42,7 @@ impl Queue {
             events: 0,
             max_batch: max_batch.max(1),
             batch_bytes: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -49,6 +58,9 @@ impl Queue {
     /// Appends one event, written by `write` as its wire JSON.
     pub(super) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         if self.open.is_empty() {
+            if let Some(buffer) = self.spare.pop() {
+                self.open = WireBatch::in_buffer(buffer);
+            }
             self.open.reserve(self.batch_bytes);
         }
         self.open.push_with(write);
@@ -80,6 +92,13 @@ impl Queue {
         };
         self.events -= batch.len();
         Some(batch)
+    }
+
+    /// Takes back the buffer of a batch that was written.
+    pub(super) fn recycle(&mut self, batch: WireBatch) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(batch.into_empty_buffer());
+        }
     }
 
     /// Drops the `n` oldest events; returns how many there were.

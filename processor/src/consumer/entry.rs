@@ -260,7 +260,8 @@ mod tests {
     #[test]
     fn unreadable_entries_are_dead_lettered_whole() {
         let two = format!("{GOOD}\n{GOOD}");
-        let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+        type Fields<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(Fields, &str)> = vec![
             (
                 vec![("n", b"3"), ("events", two.as_bytes())],
                 "n is 3 but events holds 2 lines",
