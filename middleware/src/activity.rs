@@ -248,21 +248,28 @@ pub struct Activity {
     /// UUID v7 made at capture; the idempotency key end to end.
     pub id: Uuid,
     /// The app's own user id; `None` for anonymous actions (failed login).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// What was done.
     pub action: ActivityType,
     /// Kind of the object acted on (`"case"`), at most 50 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     /// Id of the object acted on, at most 255 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     /// Free-form JSON object (≤ 16 KiB serialized); the layer adds `method`,
     /// `route`, `status` and `latency_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Map<String, Value>>,
     /// Client IP after trusted-proxy resolution.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<IpAddr>,
     /// User agent, at most 500 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// Session id, at most 255 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// When the request started (UTC).
     #[serde(with = "rfc3339")]

@@ -104,22 +104,33 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
     out.extend_from_slice(b",\"id\":\"");
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
     out.extend_from_slice(event.id.hyphenated().encode_lower(&mut id).as_bytes());
-    out.extend_from_slice(b"\",\"user_id\":");
-    write_opt_str(out, event.user_id);
+    out.push(b'"');
+    // Fields with no value are left out: a reader takes an absent field as
+    // null, and the bytes are what Redis stores while an event waits.
+    if let Some(user_id) = event.user_id {
+        out.extend_from_slice(b",\"user_id\":");
+        write_str(out, user_id);
+    }
     out.extend_from_slice(b",\"action\":");
     match event.action {
         WireText::Plain(text) => write_str(out, text),
         #[cfg(feature = "tracker")]
         WireText::Json(json) => out.extend_from_slice(json),
     }
-    out.extend_from_slice(b",\"resource_type\":");
-    write_opt_str(out, event.resource_type);
-    out.extend_from_slice(b",\"resource_id\":");
-    write_opt_str(out, event.resource_id);
-    out.extend_from_slice(b",\"details\":");
+    if let Some(kind) = event.resource_type {
+        out.extend_from_slice(b",\"resource_type\":");
+        write_str(out, kind);
+    }
+    if let Some(id) = event.resource_id {
+        out.extend_from_slice(b",\"resource_id\":");
+        write_str(out, id);
+    }
     match &event.details {
-        WireDetails::Null => out.extend_from_slice(b"null"),
-        WireDetails::Map(details) => write_map(out, details),
+        WireDetails::Null => {}
+        WireDetails::Map(details) => {
+            out.extend_from_slice(b",\"details\":");
+            write_map(out, details);
+        }
         #[cfg(feature = "tracker")]
         WireDetails::Request {
             handler: None,
@@ -128,7 +139,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
             latency_micros,
             ..
         } => {
-            out.extend_from_slice(b"{\"latency_ms\":");
+            out.extend_from_slice(b",\"details\":{\"latency_ms\":");
             write_millis(out, *latency_micros);
             out.extend_from_slice(tail);
             write_u32(out, u32::from(*status));
@@ -142,13 +153,15 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
             status,
             latency_micros,
             ..
-        } => write_request_details(out, Some(handler), method, route, *status, *latency_micros),
+        } => {
+            out.extend_from_slice(b",\"details\":");
+            write_request_details(out, Some(handler), method, route, *status, *latency_micros);
+        }
     }
-    out.extend_from_slice(b",\"ip_address\":");
     match event.ip_address {
         // An address's text never needs escaping.
         Some(IpAddr::V4(ip)) => {
-            out.push(b'"');
+            out.extend_from_slice(b",\"ip_address\":\"");
             for (i, octet) in ip.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
@@ -158,16 +171,20 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
             out.push(b'"');
         }
         Some(IpAddr::V6(ip)) => {
-            out.push(b'"');
+            out.extend_from_slice(b",\"ip_address\":\"");
             write!(out, "{ip}").expect("writing to a Vec cannot fail");
             out.push(b'"');
         }
-        None => out.extend_from_slice(b"null"),
+        None => {}
     }
-    out.extend_from_slice(b",\"user_agent\":");
-    write_opt_str(out, event.user_agent);
-    out.extend_from_slice(b",\"session_id\":");
-    write_opt_str(out, event.session_id);
+    if let Some(agent) = event.user_agent {
+        out.extend_from_slice(b",\"user_agent\":");
+        write_str(out, agent);
+    }
+    if let Some(session) = event.session_id {
+        out.extend_from_slice(b",\"session_id\":");
+        write_str(out, session);
+    }
     out.extend_from_slice(b",\"created_at\":\"");
     write_timestamp(out, event.created_at);
     out.extend_from_slice(b"\"}");
@@ -306,13 +323,6 @@ fn write_timestamp(out: &mut Vec<u8>, at: &chrono::DateTime<chrono::Utc>) {
     out.extend_from_slice(&text);
 }
 
-fn write_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => write_str(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
@@ -365,6 +375,18 @@ fn word_needs_escape(word: u64) -> bool {
     (below_space | quote | backslash) != 0
 }
 
+/// Whether any byte of `bytes` must be escaped: a word at a time, then
+/// the last few bytes.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        if word_needs_escape(u64::from_ne_bytes(word.try_into().expect("eight bytes"))) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&byte| byte_needs_escape(byte))
+}
+
 fn byte_needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
@@ -377,6 +399,12 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if !needs_escape(bytes) {
+        // Most text: one copy.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     // Start of the bytes not written yet.
     let mut start = 0;
     let mut i = 0;
