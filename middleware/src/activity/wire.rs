@@ -384,7 +384,10 @@ fn needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    words.remainder().iter().any(|&byte| byte_needs_escape(byte))
+    words
+        .remainder()
+        .iter()
+        .any(|&byte| byte_needs_escape(byte))
 }
 
 fn byte_needs_escape(byte: u8) -> bool {

@@ -1,8 +1,8 @@
 //! The off-request-path half of capturing: the facts kept for a mapped
 //! request ([`CapturedRequest`]) and how the dispatcher writes them as the
 //! event's wire JSON (id, strings, client IP, session, `details`) without
-//! making an [`Activity`](crate::Activity), with the little it needs from the config
-//! ([`ClientResolver`]).
+//! making an [`Activity`](crate::Activity), with the little it needs from
+//! the config ([`ClientResolver`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,8 +33,8 @@ pub(crate) struct ClientResolver {
 }
 
 /// Cheap facts gathered on the request path, written as an event's wire
-/// JSON by the dispatcher with [`CapturedRequest::write_wire_json`]. Filled in by
-/// the request half (`request.rs`).
+/// JSON by the dispatcher with [`CapturedRequest::write_wire_json`].
+/// Filled in by the request half (`request.rs`).
 #[derive(Debug)]
 pub(crate) struct CapturedRequest {
     /// The mapped route (action, pattern, resource parameter).
@@ -66,11 +66,11 @@ impl CapturedRequest {
     }
 
     /// Appends the event's wire JSON to `out`, off the request path (in
-    /// the dispatcher), with `id` as its id and `created_at` as [`CapturedRequest::created_at`]
-    /// gave it: `created_at`, the strings, the
-    /// client IP, and `details` with `method`, `route`, `status` and
-    /// `latency_ms` over the handler's own, written straight from the
-    /// captured facts (no [`Activity`](crate::Activity), no map, no owned strings for what
+    /// the dispatcher), with `id` and `created_at` (as
+    /// [`CapturedRequest::created_at`] gives it): the strings, the client
+    /// IP, and `details` with `method`, `route`, `status` and `latency_ms`
+    /// over the handler's own, written straight from the captured facts
+    /// (no [`Activity`](crate::Activity), no map, no owned strings for what
     /// is borrowed). Whether the request is recorded at all was settled by
     /// `Pending::finish`, which never hands over a skipped one.
     pub(crate) fn write_wire_json(

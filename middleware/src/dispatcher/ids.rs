@@ -6,10 +6,9 @@
 //! cryptographic generator for every id: a few hundred instructions per
 //! event on the dispatcher's thread. The request's start time is already
 //! known, and an id needs to be unique, not unpredictable: SplitMix64 (a
-//! 64-bit state, two steps an id) seeded from the system's randomness fills the 74 bits a
-//! draw from a 64-bit state, so two ids of one millisecond collide with a
-//! chance of about 2^-64.
-//! The seed comes from the standard library's per-process hash keys.
+//! 64-bit state, two steps an id), seeded from the standard library's
+//! per-process hash keys, fills the random bits; two ids of one
+//! millisecond collide with a chance of about 2^-64.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
