@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod consumer;
+pub mod db_message;
 pub mod server;
 pub mod stats;
 
