@@ -183,7 +183,7 @@ pub enum QuickstartError {
         reason: String,
     },
     /// The migrations failed.
-    #[error("applying the migrations failed: {0}")]
+    #[error("{}", activity_processor::db_message::describe_schema(.0))]
     Schema(#[from] schema::SchemaError),
     /// The tracker's settings were refused.
     #[error("the activity tracker could not start: {0}")]
@@ -211,7 +211,10 @@ pub enum QuickstartError {
         reason: String,
     },
     /// A query of the database failed.
-    #[error("querying the database failed: {0}")]
+    #[error(
+        "querying the database failed: {}",
+        activity_processor::db_message::describe(.0)
+    )]
     Database(#[from] sqlx::Error),
     /// An analytics query failed (Redis-down mode reads figures directly).
     #[error("{0}")]
