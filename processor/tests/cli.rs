@@ -75,7 +75,8 @@ fn help_lists_every_option_with_its_variable_and_default() {
     }
 }
 
-fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
+/// The one line of a run that fails, with what it printed on stderr.
+fn the_one_line(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = processor()
         .args(args)
         .envs(env.iter().copied())
@@ -84,16 +85,17 @@ fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
     assert!(!output.status.success(), "{args:?} {env:?} succeeded");
     let stderr = String::from_utf8(output.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?} {env:?}: expected one line, got:\n{stderr}"
-    );
+    assert_eq!(lines.len(), 1, "{args:?} {env:?}:\n{stderr}");
+    lines[0].to_owned()
+}
+
+fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let line = the_one_line(args, env);
     assert!(
-        lines[0].contains(needle),
-        "{args:?} {env:?}: {needle:?} not in {stderr}"
+        line.contains(needle),
+        "{args:?} {env:?}: {needle:?} not in {line}"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!line.contains("panicked"), "{line}");
 }
 
 #[test]
@@ -226,20 +228,6 @@ async fn unreachable_redis_at_start_is_one_clear_line(pool: sqlx::PgPool) {
         lines[0].contains("is Redis running at REDIS_URL (redis://127.0.0.1:1)?"),
         "{stderr}"
     );
-}
-
-/// The one line of a run that fails, with what it printed on stderr.
-fn the_one_line(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = processor()
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "{args:?} {env:?} succeeded");
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?} {env:?}:\n{stderr}");
-    lines[0].to_owned()
 }
 
 #[test]
