@@ -22,9 +22,10 @@
 pub mod admin;
 pub mod config;
 pub mod consumer;
-pub mod db_message;
 pub mod server;
 pub mod stats;
+
+pub mod db_message;
 
 mod run;
 
