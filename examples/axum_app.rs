@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only for a terminal, not into a file the output goes to.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let listen = env_or("APP_LISTEN", "127.0.0.1:3000");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");

@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only for a terminal, not into a file the output goes to.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let listen = env_or("APP_LISTEN", "127.0.0.1:3000");
     let trusted: Vec<String> = std::env::var("TRUSTED_PROXIES")

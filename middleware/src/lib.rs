@@ -26,6 +26,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The client IP comes from the connection: serve an axum app with
+//! `app.into_make_service_with_connect_info::<SocketAddr>()` (plain hyper:
+//! [`ActivityLayer::peer_addr`] per connection, or a [`PeerAddr`] request
+//! extension). Served with `axum::serve(listener, app)` alone, the app
+//! records every activity with `"ip_address": null`, and the layer logs a
+//! warning saying so the first time.
+//!
 //! Requests reach the handler untouched; the layer hands cheap facts to a
 //! bounded channel (`try_send`, dropped and counted when full), and a
 //! background task, on a thread of its own, pipelines them into the Redis

@@ -26,6 +26,8 @@ mod queue_length;
 pub mod server;
 pub mod stats;
 
+pub mod db_message;
+
 mod run;
 
 pub use config::Config;

@@ -1,12 +1,14 @@
 //! `activity-processor`: drains the activity stream into PostgreSQL and
 //! serves the health, metrics and admin endpoints. See `--help`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use activity_processor::config::{Cli, Command, DatabaseArgs, RebuildArgs};
+use activity_processor::db_message::describe_schema;
 use activity_store::schema;
-use clap::Parser;
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -21,10 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            // One line: what is wrong (clap's first line names the flag and value).
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("activity-processor: {first} (see --help)");
+            eprintln!("activity-processor: {} (see --help)", usage_error(&e));
             return ExitCode::from(2);
         }
     };
@@ -76,10 +75,12 @@ async fn migrate(args: DatabaseArgs) -> Result<(), String> {
     let pool = activity_processor::connect_database(&args.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    schema::migrate(&pool).await.map_err(|e| e.to_string())?;
+    schema::migrate(&pool)
+        .await
+        .map_err(|e| describe_schema(&e))?;
     let created = schema::ensure_partitions(&pool, chrono::Utc::now(), 2)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe_schema(&e))?;
     println!("migrations applied; partitions created: {}", created.len());
     pool.close().await;
     Ok(())
@@ -90,7 +91,9 @@ async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
     let pool = activity_processor::connect_database(&args.database.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    schema::migrate(&pool).await.map_err(|e| e.to_string())?;
+    schema::migrate(&pool)
+        .await
+        .map_err(|e| describe_schema(&e))?;
     let outcome = activity_store::rollups::rebuild_rollups(&pool, args.since)
         .await
         .map_err(|e| e.to_string())?;
@@ -132,6 +135,42 @@ async fn wait_for_signal() {
     }
 }
 
+/// clap's error as one line without its own `error: ` prefix; a bad value
+/// that came from an environment variable is named by the variable
+/// (`BATCH_SIZE`), not by the flag it stands for.
+fn usage_error(error: &clap::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return first;
+    };
+    let Some(long) = arg
+        .split_whitespace()
+        .next()
+        .and_then(|flag| flag.strip_prefix("--"))
+    else {
+        return first;
+    };
+    let on_command_line = std::env::args_os().any(|given| {
+        given
+            .to_str()
+            .and_then(|given| given.strip_prefix("--"))
+            .is_some_and(|given| given == long || given.starts_with(&format!("{long}=")))
+    });
+    let cli = Cli::command();
+    let env = cli
+        .get_subcommands()
+        .flat_map(|command| command.get_arguments())
+        .find(|argument| argument.get_long() == Some(long))
+        .and_then(|argument| argument.get_env())
+        .and_then(|env| env.to_str());
+    match env {
+        Some(var) if !on_command_line => first.replace(&format!("'{arg}'"), var),
+        _ => first,
+    }
+}
+
 fn init_logging(level: Option<String>) {
     use tracing_subscriber::EnvFilter;
     let filter = level
@@ -141,5 +180,7 @@ fn init_logging(level: Option<String>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
+use crate::db_message;
 use crate::server;
 use crate::stats::ProcessorStats;
 use activity_store::schema::{self, SchemaError};
@@ -52,9 +53,12 @@ pub enum RunError {
     /// A setting cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The database cannot be reached at start.
+    /// The database cannot be reached at start (or refused the
+    /// connection: no such database or role, a wrong password).
     #[error(
-        "cannot connect to the database at DATABASE_URL ({url}): {source}; is PostgreSQL running and the URL right?"
+        "cannot connect to the database at DATABASE_URL ({url}): {}; {}",
+        db_message::describe(source),
+        db_message::connect_hint(source)
     )]
     Database {
         /// The URL, without its password.
@@ -64,11 +68,17 @@ pub enum RunError {
         source: sqlx::Error,
     },
     /// Migrations or partitions failed.
-    #[error("{0}")]
+    #[error("{}", db_message::describe_schema(.0))]
     Schema(#[from] SchemaError),
     /// Redis cannot be reached at start.
-    #[error("{0}; is Redis running at REDIS_URL?")]
-    Redis(#[from] ConsumerError),
+    #[error("{source}; is Redis running at REDIS_URL ({url})?")]
+    Redis {
+        /// `REDIS_URL`, without its password.
+        url: String,
+        /// What failed.
+        #[source]
+        source: ConsumerError,
+    },
     /// `ADMIN_LISTEN` cannot be bound.
     #[error("cannot listen on ADMIN_LISTEN {addr}: {source}; choose a free address")]
     Listen {
@@ -89,12 +99,24 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Checks the settings, connects, applies the migrations, makes the
-    /// partitions ahead, binds `ADMIN_LISTEN`, and starts the consumer, the
+    /// Checks the settings, binds `ADMIN_LISTEN`, connects, applies the
+    /// migrations, makes the partitions ahead, and starts the consumer, the
     /// HTTP server and the timers. They run until `token` is cancelled.
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
         let listen = config.listen_addr()?;
+        // First: a taken address is found before anything is connected to
+        // or changed.
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
+            addr: listen,
+            source,
+        })?;
         // Besides the writers: folds, retention and admin queries.
         let writers = u32::try_from(config.db_writers).unwrap_or(u32::MAX);
         let pool = connect_pool(&config.database_url, writers.saturating_add(5)).await?;
@@ -109,28 +131,26 @@ impl Processor {
         let startup = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(STARTUP_REPLY_TIMEOUT));
+        let redis_error = |source| RunError::Redis {
+            url: redact(&config.redis_url),
+            source,
+        };
         let mut conn = redis
             .get_multiplexed_async_connection_with_config(&startup)
             .await
-            .map_err(|source| ConsumerError::Group {
-                stream: config.stream_key.clone(),
-                group: config.consumer_group.clone(),
-                source,
+            .map_err(|source| {
+                redis_error(ConsumerError::Group {
+                    stream: config.stream_key.clone(),
+                    group: config.consumer_group.clone(),
+                    source,
+                })
             })?;
-        consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group).await?;
+        consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group)
+            .await
+            .map_err(redis_error)?;
         // Both servers are reachable: only now change the database.
         schema::migrate(&pool).await?;
         schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| RunError::Listen {
-                addr: listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
-            addr: listen,
-            source,
-        })?;
         server::install_metrics();
 
         let ctx = Context {
@@ -199,7 +219,11 @@ async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, RunErro
     // a fold of 100k pending counts can while a backlog drains, which is
     // no news. Ten seconds is.
     let options =
-        sqlx::ConnectOptions::log_slow_statements(options, log::LevelFilter::Warn, SLOW_STATEMENT);
+        sqlx::ConnectOptions::log_slow_statements(options, log::LevelFilter::Warn, SLOW_STATEMENT)
+            // PostgreSQL's notices (`relation "_sqlx_migrations" already
+            // exists, skipping` at every start, "partition ... does not
+            // exist, skipping") are no news; its warnings are.
+            .options([("client_min_messages", "warning")]);
     let error = |source| RunError::Database {
         url: redact(url),
         source,

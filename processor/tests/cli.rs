@@ -75,7 +75,8 @@ fn help_lists_every_option_with_its_variable_and_default() {
     }
 }
 
-fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
+/// The one line of a run that fails, with what it printed on stderr.
+fn the_one_line(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = processor()
         .args(args)
         .envs(env.iter().copied())
@@ -84,16 +85,17 @@ fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
     assert!(!output.status.success(), "{args:?} {env:?} succeeded");
     let stderr = String::from_utf8(output.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?} {env:?}: expected one line, got:\n{stderr}"
-    );
+    assert_eq!(lines.len(), 1, "{args:?} {env:?}:\n{stderr}");
+    lines[0].to_owned()
+}
+
+fn fails_with_one_line(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let line = the_one_line(args, env);
     assert!(
-        lines[0].contains(needle),
-        "{args:?} {env:?}: {needle:?} not in {stderr}"
+        line.contains(needle),
+        "{args:?} {env:?}: {needle:?} not in {line}"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!line.contains("panicked"), "{line}");
 }
 
 #[test]
@@ -223,7 +225,111 @@ async fn unreachable_redis_at_start_is_one_clear_line(pool: sqlx::PgPool) {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[0].contains("is Redis running at REDIS_URL"),
+        lines[0].contains("is Redis running at REDIS_URL (redis://127.0.0.1:1)?"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_bad_value_is_named_as_it_was_given_with_one_prefix() {
+    let line = the_one_line(&["serve"], &[("BATCH_SIZE", "abc")]);
+    assert!(
+        line.starts_with("activity-processor: invalid value 'abc' for BATCH_SIZE: "),
+        "{line}"
+    );
+    assert!(!line.contains("error:"), "{line}");
+    assert!(!line.contains("--batch-size"), "{line}");
+
+    let line = the_one_line(&["serve", "--batch-size", "lots"], &[]);
+    assert!(
+        line.starts_with(
+            "activity-processor: invalid value 'lots' for '--batch-size <BATCH_SIZE>': "
+        ),
+        "{line}"
+    );
+    assert!(!line.contains("error:"), "{line}");
+}
+
+#[test]
+fn database_errors_say_what_failed_without_postgres_source_lines() {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let server = base.rsplit_once('/').unwrap().0.to_owned();
+    let host = server.rsplit_once('@').unwrap().1.to_owned();
+    let name = format!("no_such_database_{}", uuid::Uuid::new_v4().simple());
+    for (url, says, hint) in [
+        (
+            format!("{server}/{name}"),
+            format!("database \"{name}\" does not exist (SQLSTATE 3D000)"),
+            "createdb",
+        ),
+        (
+            format!("postgres://no_such_role@{host}/postgres"),
+            "role \"no_such_role\" does not exist (SQLSTATE 28000)".to_owned(),
+            "check the user in DATABASE_URL",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:1/postgres".to_owned(),
+            "Connection refused".to_owned(),
+            "is PostgreSQL running",
+        ),
+    ] {
+        let line = the_one_line(
+            &["migrate"],
+            &[("DATABASE_URL", &url), ("ADMIN_LISTEN", "127.0.0.1:0")],
+        );
+        assert!(line.contains("cannot connect to the database"), "{line}");
+        assert!(line.contains(&says), "{says:?} not in {line}");
+        assert!(line.contains(hint), "{hint:?} not in {line}");
+        assert!(!line.contains(" at line "), "{line}");
+        if hint != "is PostgreSQL running" {
+            assert!(!line.contains("is PostgreSQL running"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_taken_admin_listen_is_found_before_connecting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    // Nothing listens on port 1: had it connected first, that would be the error.
+    let line = the_one_line(
+        &["serve"],
+        &[
+            ("ADMIN_LISTEN", &addr),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/postgres"),
+        ],
+    );
+    assert!(
+        line.contains(&format!("cannot listen on ADMIN_LISTEN {addr}")),
+        "{line}"
+    );
+}
+
+/// A second start applies no migration: PostgreSQL's notices about what
+/// already exists are not logged, and a log that is not a terminal gets
+/// no colour codes.
+#[sqlx::test(migrations = false)]
+async fn restarts_log_no_notices_and_no_colours(pool: sqlx::PgPool) {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let server = base.rsplit_once('/').unwrap().0.to_owned();
+    let database = pool.connect_options().get_database().unwrap().to_owned();
+    let url = format!("{server}/{database}");
+    for _ in 0..2 {
+        let url = url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            processor()
+                .arg("migrate")
+                .env("DATABASE_URL", url)
+                .env("LOG_LEVEL", "info")
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("skipping"), "{stderr}");
+        assert!(!stderr.contains("_sqlx_migrations"), "{stderr}");
+        assert!(!stderr.contains('\x1b'), "{stderr}");
+    }
 }

@@ -21,7 +21,8 @@ use super::{QuickstartError, STORE_TIMEOUT};
 const CLEAR_LINE: &str = "\r\x1b[2K";
 
 /// How many of the last steps of alice's path are printed: earlier ones
-/// (earlier runs' today included) only show as a count.
+/// (with a `DATABASE_URL` of the user's, earlier runs' today included)
+/// only show as a count.
 const PATH_STEPS_SHOWN: usize = 12;
 
 /// Waits until the `expected` events of this run are rows of
@@ -318,6 +319,22 @@ pub(super) fn print_curl_lines(
         out,
         "  curl -s -X POST http://{app}/api/v1/cases -H 'authorization: Bearer user:erin' \
          -H 'content-type: application/json' -d '{{\"amount\":700}}'"
+    )?;
+    writeln!(out)
+}
+
+/// With `--once`, instead of the `curl` lines: the servers stop right
+/// after the report, so how to get lines that work.
+pub(super) fn print_once_note(out: &mut (dyn Write + Send), admin_api: bool) -> io::Result<()> {
+    let what = if admin_api {
+        "the admin API and the app"
+    } else {
+        "the app"
+    };
+    writeln!(
+        out,
+        "Run without `--once` to try {what} yourself: it then serves until Ctrl-C and \
+         prints the curl lines that reach it (with its admin token)."
     )?;
     writeln!(out)
 }

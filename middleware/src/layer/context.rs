@@ -4,10 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::extract::ConnectInfo;
+use axum::extract::connect_info::MockConnectInfo;
 use http::{Request, Response};
 use tokio::sync::mpsc;
 
+use crate::PeerAddr;
 use crate::capture::{CaptureConfig, CaptureConfigError, Pending};
 use crate::counters::Counters;
 use crate::envelope::Envelope;
@@ -23,6 +27,9 @@ pub(crate) struct CaptureContext {
     pub(crate) sender: mpsc::Sender<Envelope>,
     /// Bumped on every offer: `captured`, `dropped_full`, `dropped_closed`.
     pub(crate) counters: Arc<Counters>,
+    /// Whether a mapped request without any client address was logged
+    /// (once per tracker: the app's set-up is wrong, not the request).
+    pub(crate) warned_no_peer: AtomicBool,
 }
 
 impl CaptureContext {
@@ -37,6 +44,7 @@ impl CaptureContext {
             config,
             sender,
             counters,
+            warned_no_peer: AtomicBool::new(false),
         })
     }
 
@@ -47,11 +55,41 @@ impl CaptureContext {
         layer_peer: Option<SocketAddr>,
     ) -> Option<InFlight> {
         let pending = self.config.begin(request, layer_peer)?;
+        if layer_peer.is_none()
+            && !self.warned_no_peer.load(Ordering::Relaxed)
+            && !carries_peer(request)
+        {
+            self.warn_no_peer();
+        }
         Some(InFlight {
             pending,
             context: self.clone(),
         })
     }
+}
+
+impl CaptureContext {
+    /// Logs, once, that activities are recorded without a client IP.
+    #[cold]
+    fn warn_no_peer(&self) {
+        if !self.warned_no_peer.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "a tracked request carries no client address, so its activity has no ip_address: \
+                 serve the axum app with `into_make_service_with_connect_info::<SocketAddr>()`, \
+                 or give the layer the peer address (`ActivityLayer::peer_addr`, or a `PeerAddr` \
+                 request extension); said once"
+            );
+        }
+    }
+}
+
+/// Whether `request` carries the client's address in an extension the
+/// capture reads (axum's `ConnectInfo` or `MockConnectInfo`, a `PeerAddr`).
+fn carries_peer<B>(request: &Request<B>) -> bool {
+    let extensions = request.extensions();
+    extensions.get::<ConnectInfo<SocketAddr>>().is_some()
+        || extensions.get::<PeerAddr>().is_some()
+        || extensions.get::<MockConnectInfo<SocketAddr>>().is_some()
 }
 
 /// A mapped request inside the inner service: what was captured so far,

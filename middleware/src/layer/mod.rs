@@ -114,11 +114,9 @@ mod tests {
             let config = Arc::new(config);
             let counters = Arc::new(Counters::default());
             let (sender, receiver) = mpsc::channel(capacity);
-            let layer = ActivityLayer::new(Arc::new(CaptureContext {
-                config: config.clone(),
-                sender,
-                counters: counters.clone(),
-            }));
+            let layer = ActivityLayer::new(Arc::new(
+                CaptureContext::new(config.clone(), sender, counters.clone()).unwrap(),
+            ));
             Harness {
                 layer,
                 client: config.client_resolver(),
@@ -380,5 +378,68 @@ mod tests {
                 .unwrap();
         }
         assert!(harness.next().is_none());
+    }
+
+    /// A `std::io::Write` into a shared buffer, for a log subscriber.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_client_address_are_warned_about_once() {
+        let log = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut harness = Harness::new(config(), 8);
+        // `axum::serve(listener, app)` without connect info: no address.
+        let app = Router::new()
+            .route("/api/v1/cases/{id}", get(|| async { "case" }))
+            .layer(harness.layer.clone());
+        let warnings = || {
+            String::from_utf8(log.0.lock().unwrap().clone())
+                .unwrap()
+                .matches("carries no client address")
+                .count()
+        };
+
+        let mut with_peer = Request::get("/api/v1/cases/c-1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        with_peer
+            .extensions_mut()
+            .insert(PeerAddr("203.0.113.1:1".parse().unwrap()));
+        app.clone().oneshot(with_peer).await.unwrap();
+        assert!(harness.next().unwrap().ip_address.is_some());
+        assert_eq!(warnings(), 0);
+
+        for _ in 0..2 {
+            let request = Request::get("/api/v1/cases/c-2")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(request).await.unwrap();
+            assert_eq!(harness.next().unwrap().ip_address, None);
+        }
+        assert_eq!(warnings(), 1, "{:?}", log.0.lock().unwrap());
+        assert!(
+            String::from_utf8(log.0.lock().unwrap().clone())
+                .unwrap()
+                .contains("into_make_service_with_connect_info")
+        );
     }
 }
