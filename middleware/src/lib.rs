@@ -35,9 +35,10 @@
 //!
 //! Requests reach the handler untouched; the layer hands cheap facts to a
 //! bounded channel (`try_send`, dropped and counted when full), and a
-//! background task, on a thread of its own, pipelines them into the Redis
-//! Stream `user_activities_stream` (see `docs/wire-format.md`), retrying with
-//! backoff while Redis is down. The `activity-processor` sidecar stores
+//! background task, on a thread of its own, writes each batch as one entry
+//! of the Redis Stream `user_activities_stream` (a version 2 entry; see
+//! `docs/wire-format.md` and [`StreamFormat`]), retrying with backoff while
+//! Redis is down. The `activity-processor` sidecar stores
 //! them in PostgreSQL. Optionally, while Redis is down, batches go to a
 //! fallback [`Sink`] (`activity-store`'s `PostgresSink` writes them straight
 //! into PostgreSQL) and, when that is down too, into a local spool file
@@ -50,7 +51,7 @@
 //!   processor ([`Backoff`], [`BatchLimits`]), always available, with no
 //!   web framework, Redis or database client behind them;
 //! - with the `tracker` feature (default): the tower layer that captures
-//!   mapped requests, the background dispatcher that pipelines them into a
+//!   mapped requests, the background dispatcher that writes them into a
 //!   Redis Stream, and the manual `track_*` API.
 //!
 //! ```
