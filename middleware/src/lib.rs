@@ -56,6 +56,7 @@
 mod activity;
 mod backoff;
 mod batch;
+mod ip_truncation;
 mod sink;
 
 pub use activity::{
@@ -64,6 +65,7 @@ pub use activity::{
 };
 pub use backoff::Backoff;
 pub use batch::BatchLimits;
+pub use ip_truncation::{IpTruncation, IpTruncationError};
 pub use sink::{Sink, SinkError, SinkFuture};
 
 #[cfg(feature = "tracker")]

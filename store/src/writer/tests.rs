@@ -340,7 +340,7 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert!(!whole.is_transient(), "{whole}");
     assert_eq!(count(&pool).await, 0, "all or nothing");
 
-    let outcome = isolating(&pool, &batch, method).await.unwrap();
+    let outcome = isolating(&pool, &batch, method, &StorageRules::NONE).await.unwrap();
     assert_eq!(
         outcome.written,
         WriteOutcome {
@@ -372,7 +372,7 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert_eq!(stored(&pool).await, good);
 
     // A redelivery of the same batch: the good rows are duplicates now.
-    let again = isolating(&pool, &batch, method).await.unwrap();
+    let again = isolating(&pool, &batch, method, &StorageRules::NONE).await.unwrap();
     assert_eq!(
         again.written,
         WriteOutcome {
