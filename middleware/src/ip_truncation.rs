@@ -31,9 +31,7 @@ pub struct IpTruncation {
 
 /// A prefix longer than the address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "IP truncation must be <IPv4 prefix 0..=32>,<IPv6 prefix 0..=128>, e.g. 24,48 (got {0:?})"
-)]
+#[error("IP truncation must be <IPv4 prefix 0..=32>,<IPv6 prefix 0..=128>, e.g. 24,48 (got {0:?})")]
 pub struct IpTruncationError(pub String);
 
 impl IpTruncation {
@@ -63,10 +61,16 @@ impl IpTruncation {
     pub fn apply(&self, ip: IpAddr) -> IpAddr {
         match ip.to_canonical() {
             IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(
-                u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(self.v4_prefix)).unwrap_or(0),
+                u32::from(v4)
+                    & u32::MAX
+                        .checked_shl(32 - u32::from(self.v4_prefix))
+                        .unwrap_or(0),
             )),
             IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
-                u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(self.v6_prefix)).unwrap_or(0),
+                u128::from(v6)
+                    & u128::MAX
+                        .checked_shl(128 - u32::from(self.v6_prefix))
+                        .unwrap_or(0),
             )),
         }
     }
@@ -108,7 +112,10 @@ mod tests {
     fn keeps_the_network_address_of_each_family() {
         let cut = IpTruncation::new(24, 48).unwrap();
         assert_eq!(cut.apply(ip("203.0.113.255")), ip("203.0.113.0"));
-        assert_eq!(cut.apply(ip("2001:db8:aaaa:bbbb:cccc::9")), ip("2001:db8:aaaa::"));
+        assert_eq!(
+            cut.apply(ip("2001:db8:aaaa:bbbb:cccc::9")),
+            ip("2001:db8:aaaa::")
+        );
         assert_eq!(cut.apply(ip("::ffff:203.0.113.9")), ip("203.0.113.0"));
         assert!(!cut.changes(ip("203.0.113.0")));
         assert!(cut.changes(ip("::ffff:203.0.113.0")), "mapped becomes IPv4");

@@ -23,7 +23,9 @@ const CHUNK_ROWS: i64 = 5_000;
 #[non_exhaustive]
 pub enum ErasureError {
     /// Pseudonymizing needs the key.
-    #[error("pseudonymizing needs PSEUDONYM_KEY, which is not set; set it, or erase with mode=delete")]
+    #[error(
+        "pseudonymizing needs PSEUDONYM_KEY, which is not set; set it, or erase with mode=delete"
+    )]
     NoKey,
     /// The user id is empty.
     #[error("the user id must not be empty")]

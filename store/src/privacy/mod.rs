@@ -161,9 +161,14 @@ mod tests {
         assert_ne!(p, PseudonymKey::new(b"k2").pseudonym("alice"));
         // RFC 4231 test case 2: the hash is plain HMAC-SHA-256.
         assert_eq!(
-            PseudonymKey::new(b"Jefe").hash("what do ya want for nothing?").to_string(),
+            PseudonymKey::new(b"Jefe")
+                .hash("what do ya want for nothing?")
+                .to_string(),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(format!("{key:?}"), "PseudonymKey(***)");
     }
 }
+
+#[cfg(test)]
+mod db_tests;

@@ -66,7 +66,8 @@ impl<'a> Columns<'a> {
                 continue;
             }
             let details = event.details_json();
-            if verdict != Verdict::AsIs || normalize::needs_normalizing(activity, details.as_deref())
+            if verdict != Verdict::AsIs
+                || normalize::needs_normalizing(activity, details.as_deref())
             {
                 let mut owned = owned_activity(event);
                 normalize::normalize(&mut owned);
