@@ -90,9 +90,16 @@ async fn delete_removes_every_row_of_the_user_and_keeps_the_rollups_exact(pool: 
     let before = rows_of(&pool, TARGET).await;
     let others_before = others(&pool, TARGET).await;
     assert!(before > 50, "{before}");
-    let receipt = erase_user_with_chunk(&pool, TARGET, ErasureMode::Delete, &policy(), 7)
-        .await
-        .unwrap();
+    let receipt = erase_user_with_chunk(
+        &pool,
+        TARGET,
+        ErasureMode::Delete,
+        &policy(),
+        &ErasureList::new(),
+        7,
+    )
+    .await
+    .unwrap();
     assert_eq!(receipt.rows as i64, before);
     assert_eq!(
         receipt.partitions.iter().map(|p| p.rows).sum::<u64>(),
@@ -121,9 +128,15 @@ async fn delete_removes_every_row_of_the_user_and_keeps_the_rollups_exact(pool: 
         vec![policy().key.unwrap().hash(TARGET).as_bytes().to_vec()]
     );
     // Again: nothing left to erase.
-    let again = erase_user(&pool, TARGET, ErasureMode::Delete, &policy())
-        .await
-        .unwrap();
+    let again = erase_user(
+        &pool,
+        TARGET,
+        ErasureMode::Delete,
+        &policy(),
+        &ErasureList::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.rows, 0);
     assert_rollups_match_raw(&pool).await;
 }
@@ -141,9 +154,16 @@ async fn pseudonymize_leaves_only_the_pseudonym_and_the_figures_unchanged(pool: 
     };
     let activities_before = totals(pool.clone()).await;
     let policy = policy();
-    let receipt = erase_user_with_chunk(&pool, TARGET, ErasureMode::Pseudonymize, &policy, 11)
-        .await
-        .unwrap();
+    let receipt = erase_user_with_chunk(
+        &pool,
+        TARGET,
+        ErasureMode::Pseudonymize,
+        &policy,
+        &ErasureList::new(),
+        11,
+    )
+    .await
+    .unwrap();
     let pseudonym = policy.key.as_ref().unwrap().pseudonym(TARGET);
     assert_eq!(receipt.pseudonym.as_deref(), Some(pseudonym.as_str()));
     assert_eq!(receipt.rows as i64, before);
@@ -183,6 +203,7 @@ async fn pseudonymize_without_a_key_is_refused(pool: PgPool) {
         TARGET,
         ErasureMode::Pseudonymize,
         &ErasurePolicy::new(None),
+        &ErasureList::new(),
     )
     .await
     .unwrap_err();
@@ -199,9 +220,15 @@ async fn a_user_stored_truncated_is_found_by_the_full_id(pool: PgPool) {
     )
     .await
     .unwrap();
-    let receipt = erase_user(&pool, &long, ErasureMode::Delete, &policy())
-        .await
-        .unwrap();
+    let receipt = erase_user(
+        &pool,
+        &long,
+        ErasureMode::Delete,
+        &policy(),
+        &ErasureList::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(receipt.rows, 1);
     assert_rollups_match_raw(&pool).await;
 }
@@ -221,10 +248,9 @@ async fn late_events_are_erased_by_the_writer_and_by_the_sweep(pool: PgPool) {
     };
 
     // Deleted: the writer drops the late event.
-    erase_user(&pool, TARGET, ErasureMode::Delete, &policy)
+    erase_user(&pool, TARGET, ErasureMode::Delete, &policy, &list)
         .await
         .unwrap();
-    list.refresh(&pool).await.unwrap();
     let outcome = write_batch_with_rules(
         &pool,
         &[late(), Activity::new(ActivityType::Login).user_id("user-1")],
@@ -254,10 +280,9 @@ async fn late_events_are_erased_by_the_writer_and_by_the_sweep(pool: PgPool) {
     let other = "user-5";
     let pseudonym = policy.key.as_ref().unwrap().pseudonym(other);
     let before = rows_of(&pool, other).await;
-    erase_user(&pool, other, ErasureMode::Pseudonymize, &policy)
+    erase_user(&pool, other, ErasureMode::Pseudonymize, &policy, &list)
         .await
         .unwrap();
-    list.refresh(&pool).await.unwrap();
     let late_other = || late().user_id(other);
     let outcome = write_batch_with_rules(&pool, &[late_other()], &rules)
         .await

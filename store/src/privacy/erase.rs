@@ -77,9 +77,9 @@ pub struct ErasureReceipt {
 ///
 /// `user_id` is looked up as the writer stores it (truncated to the column's
 /// length), so every stored user can be found. With a key, the user is put
-/// on the erasure list first (for `policy.hold_days`), so that events of
-/// theirs arriving later are erased the same way by the writer (or by the
-/// [`sweep`]). Writers are never blocked for long: the rows go in chunks of
+/// on the erasure list first (for `policy.hold_days`, and `list` reloaded),
+/// so that events of theirs arriving later are erased the same way by the
+/// writer (or by the [`sweep`]). Writers are never blocked for long: the rows go in chunks of
 /// their own transactions, and the admin figures may lag by the chunk in
 /// progress until it returns. Running it again is harmless (it finds
 /// nothing more to erase).
@@ -88,8 +88,9 @@ pub async fn erase_user(
     user_id: &str,
     mode: ErasureMode,
     policy: &ErasurePolicy,
+    list: &ErasureList,
 ) -> Result<ErasureReceipt, ErasureError> {
-    erase_user_with_chunk(pool, user_id, mode, policy, CHUNK_ROWS).await
+    erase_user_with_chunk(pool, user_id, mode, policy, list, CHUNK_ROWS).await
 }
 
 /// [`erase_user`] with chunks of `chunk_rows` rows (for tests).
@@ -99,6 +100,7 @@ pub async fn erase_user_with_chunk(
     user_id: &str,
     mode: ErasureMode,
     policy: &ErasurePolicy,
+    list: &ErasureList,
     chunk_rows: i64,
 ) -> Result<ErasureReceipt, ErasureError> {
     let started_at = Utc::now();
@@ -115,6 +117,8 @@ pub async fn erase_user_with_chunk(
         Some(hash) if policy.hold_days > 0 => {
             let until = started_at + TimeDelta::days(i64::from(policy.hold_days));
             list::hold(pool, &hash, mode, until).await?;
+            // This process's writers erase the user's new events from now on.
+            list.refresh(pool).await?;
             Some(until)
         }
         _ => None,
@@ -252,7 +256,7 @@ pub async fn sweep(
     }
     let mut receipts = Vec::with_capacity(found.len());
     for (user, mode) in found {
-        receipts.push(erase_user(pool, &user, mode, policy).await?);
+        receipts.push(erase_user(pool, &user, mode, policy, list).await?);
     }
     Ok(receipts)
 }

@@ -13,10 +13,12 @@
 //!
 //! ```no_run
 //! # async fn demo(pool: sqlx::PgPool) -> Result<(), activity_store::privacy::ErasureError> {
-//! use activity_store::privacy::{self, ErasureMode, ErasurePolicy, PseudonymKey};
+//! use activity_store::privacy::{self, ErasureList, ErasureMode, ErasurePolicy, PseudonymKey};
 //!
 //! let policy = ErasurePolicy::new(Some(PseudonymKey::new(b"a long random secret")));
-//! let receipt = privacy::erase_user(&pool, "user-42", ErasureMode::Pseudonymize, &policy).await?;
+//! let list = ErasureList::new();
+//! let receipt =
+//!     privacy::erase_user(&pool, "user-42", ErasureMode::Pseudonymize, &policy, &list).await?;
 //! println!("{} rows now belong to {:?}", receipt.rows, receipt.pseudonym);
 //! # Ok(()) }
 //! ```
