@@ -15,6 +15,7 @@ use super::client_ip::{ForwardedHeaders, HeaderValues, TrustedProxies};
 use super::routes::Route;
 use super::session;
 use super::{ActivityEnrichment, ActivityUser};
+use crate::IpTruncation;
 use crate::{Activity, limits, truncate_chars};
 
 /// Which client facts to believe: the trusted proxies (for the client IP)
@@ -26,6 +27,8 @@ pub(crate) struct ClientResolver {
     pub(super) trusted: TrustedProxies,
     /// The cookie holding the session id, if one is configured.
     pub(super) session_cookie: Option<Arc<str>>,
+    /// The client address cut to its network before it is kept, if set.
+    pub(super) ip_truncation: Option<IpTruncation>,
 }
 
 /// Cheap facts gathered on the request path, made into an [`Activity`] by
@@ -98,7 +101,10 @@ impl CapturedRequest {
         details.insert("latency_ms".into(), latency_ms(self.latency));
         activity.details = Some(details);
 
-        activity.ip_address = client.trusted.resolve(self.peer, self.forwarded.as_ref());
+        activity.ip_address = client
+            .trusted
+            .resolve(self.peer, self.forwarded.as_ref())
+            .map(|ip| client.ip_truncation.map_or(ip, |cut| cut.apply(ip)));
         activity.user_agent = self.user_agent.as_ref().map(session::user_agent);
         activity.session_id = client
             .session_cookie
