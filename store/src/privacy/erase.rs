@@ -126,6 +126,7 @@ pub async fn erase_user_with_chunk(
 
     let mut partitions = Vec::new();
     let mut corrected = 0;
+
     for partition in schema::partitions(pool).await? {
         let mut rows = 0;
         loop {
