@@ -192,8 +192,8 @@ pub struct Config {
     pub ip_truncation: Option<activity_tracker::IpTruncation>,
 
     /// Record each admin read of one user's data (`user/{id}`,
-    /// `user/{id}/path`, `user/{id}/profile`) as an `admin_read` activity
-    /// (who, which user, which endpoint).
+    /// `user/{id}/path`) as an `admin_read` activity (who, which user,
+    /// which endpoint).
     #[arg(long, env = "AUDIT_ADMIN_READS", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_admin_reads: bool,
 
