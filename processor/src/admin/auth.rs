@@ -267,29 +267,10 @@ impl AdminAuth {
     }
 }
 
-/// Middleware: lets the request through only with admin credentials.
-pub(super) async fn require_admin(
-    state: State<AdminState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(Role::Admin, state, request, next).await
-}
-
-/// Middleware: lets the request through only with privacy credentials.
-pub(super) async fn require_privacy(
-    state: State<AdminState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    require(Role::Privacy, state, request, next).await
-}
-
-/// Lets the request through with credentials of `role`, the [`Caller`] in
-/// its extensions.
-async fn require(
-    role: Role,
-    State(state): State<AdminState>,
+/// Middleware: lets the request through with credentials of `role`, the
+/// [`Caller`] in its extensions.
+pub(super) async fn require(
+    State((state, role)): State<(AdminState, Role)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

@@ -186,20 +186,12 @@ pub fn router(state: AdminState) -> Router {
     // One method router per path: the methods of a path may need different roles.
     let mut by_path: Vec<(String, MethodRouter<AdminState>)> = Vec::new();
     for route in routes() {
-        let handler = match route.role {
-            Role::Admin => route
-                .handler
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    auth::require_admin,
-                )),
-            Role::Privacy => route
-                .handler
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    auth::require_privacy,
-                )),
-        };
+        let handler = route
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route.role),
+                auth::require,
+            ));
         match by_path.iter_mut().find(|(path, _)| *path == route.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
             None => by_path.push((route.path, handler)),
