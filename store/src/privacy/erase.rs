@@ -129,20 +129,26 @@ pub async fn erase_user_with_chunk(
 
     for partition in schema::partitions(pool).await? {
         let mut rows = 0;
+        // Each chunk starts where the last ended (the (user_id, created_at)
+        // index), not at the entries of the rows already erased.
+        let mut from = None;
         loop {
             let chunk = match &pseudonym {
-                None => delete_chunk(pool, &partition, &user, chunk_rows).await,
-                Some(p) => pseudonymize_chunk(pool, &partition, &user, p, policy, chunk_rows).await,
+                None => delete_chunk(pool, &partition, &user, from, chunk_rows).await,
+                Some(p) => {
+                    pseudonymize_chunk(pool, &partition, &user, p, policy, from, chunk_rows).await
+                }
             };
-            let (changed, fixed) = match chunk {
+            let done = match chunk {
                 Ok(done) => done,
                 // Dropped by retention meanwhile: nothing left in it.
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => break,
                 Err(e) => return Err(e.into()),
             };
-            rows += changed;
-            corrected += fixed;
-            if changed < chunk_rows as u64 {
+            rows += done.rows;
+            corrected += done.corrected;
+            from = done.last.or(from);
+            if done.rows < chunk_rows as u64 {
                 break;
             }
         }
@@ -163,23 +169,46 @@ pub async fn erase_user_with_chunk(
     })
 }
 
-/// Deletes up to `limit` rows of `user` from `partition` and takes them out
-/// of the per-hour and per-day counts, in one transaction; returns the rows
-/// deleted and the rollup rows corrected.
+/// What one chunk did.
+struct Chunk {
+    /// Rows deleted or pseudonymized.
+    rows: u64,
+    /// Rollup rows corrected.
+    corrected: u64,
+    /// The latest `created_at` among them: where the next chunk starts.
+    last: Option<DateTime<Utc>>,
+}
+
+/// The condition selecting a chunk of `table` (a quoted partition): the
+/// rows of `$1` from `$2` on (all when null), oldest first, at most `$3`,
+/// by their `ctid`.
+fn chunk_of_user(table: &str) -> String {
+    format!(
+        "ctid = ANY(ARRAY(
+             SELECT ctid FROM {table}
+             WHERE user_id = $1 AND created_at >= COALESCE($2::timestamptz, '-infinity')
+             ORDER BY created_at LIMIT $3))"
+    )
+}
+
+/// Deletes up to `limit` rows of `user` from `partition`, from `from` on,
+/// and takes them out of the per-hour and per-day counts, in one
+/// transaction.
 async fn delete_chunk(
     pool: &PgPool,
     partition: &str,
     user: &str,
+    from: Option<DateTime<Utc>>,
     limit: i64,
-) -> Result<(u64, u64), sqlx::Error> {
+) -> Result<Chunk, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let gone: Vec<(String, DateTime<Utc>)> = sqlx::query_as(AssertSqlSafe(format!(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM {table} WHERE user_id = $1 LIMIT $2))
-         RETURNING action::text, created_at",
-        table = schema::quote_ident(partition)
+        "DELETE FROM {table} WHERE {rows} RETURNING action::text, created_at",
+        table = schema::quote_ident(partition),
+        rows = chunk_of_user(&schema::quote_ident(partition)),
     )))
     .bind(user)
+    .bind(from)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
@@ -188,35 +217,45 @@ async fn delete_chunk(
         rollups::sums::subtract(&mut tx, gone.iter().map(|(a, at)| (None, a.as_str(), *at)))
             .await?;
     tx.commit().await?;
-    Ok((gone.len() as u64, fixed))
+    Ok(Chunk {
+        rows: gone.len() as u64,
+        corrected: fixed,
+        last: gone.iter().map(|(_, at)| *at).max(),
+    })
 }
 
-/// Pseudonymizes up to `limit` rows of `user` in `partition`; returns the
-/// rows changed (the per-hour and per-day counts do not change).
+/// Pseudonymizes up to `limit` rows of `user` in `partition`, from `from`
+/// on (the per-hour and per-day counts do not change).
 async fn pseudonymize_chunk(
     pool: &PgPool,
     partition: &str,
     user: &str,
     pseudonym: &str,
     policy: &ErasurePolicy,
+    from: Option<DateTime<Utc>>,
     limit: i64,
-) -> Result<(u64, u64), sqlx::Error> {
-    let changed = sqlx::query(AssertSqlSafe(format!(
+) -> Result<Chunk, sqlx::Error> {
+    let changed: Vec<DateTime<Utc>> = sqlx::query_scalar(AssertSqlSafe(format!(
         "UPDATE {table}
-         SET user_id = $3, ip_address = NULL, user_agent = NULL, session_id = NULL,
+         SET user_id = $4, ip_address = NULL, user_agent = NULL, session_id = NULL,
              details = (SELECT jsonb_object_agg(k, v) FROM jsonb_each(details) AS e(k, v)
-                        WHERE k = ANY($4))
-         WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE user_id = $1 LIMIT $2))",
-        table = schema::quote_ident(partition)
+                        WHERE k = ANY($5))
+         WHERE {rows} RETURNING created_at",
+        table = schema::quote_ident(partition),
+        rows = chunk_of_user(&schema::quote_ident(partition)),
     )))
     .bind(user)
+    .bind(from)
     .bind(limit)
     .bind(pseudonym)
     .bind(&policy.keep_detail_keys)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok((changed, 0))
+    .fetch_all(pool)
+    .await?;
+    Ok(Chunk {
+        rows: changed.len() as u64,
+        corrected: 0,
+        last: changed.into_iter().max(),
+    })
 }
 
 /// Erases again the users on the erasure list whose rows reached the table
