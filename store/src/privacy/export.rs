@@ -13,6 +13,17 @@ use crate::normalize::stored_user_id;
 /// Rows read per page.
 const PAGE_ROWS: i64 = 1_000;
 
+/// Every column of the rows of the user `$1`.
+macro_rules! export_select {
+    () => {
+        "SELECT id, user_id, action::text AS action, resource_type::text AS resource_type,
+                resource_id::text AS resource_id, details,
+                host(ip_address) AS ip_address, user_agent::text AS user_agent,
+                session_id::text AS session_id, created_at
+         FROM user_activity_logs WHERE user_id = $1"
+    };
+}
+
 /// One stored row, every column.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ExportRow {
@@ -113,22 +124,34 @@ impl ExportCursor {
         if self.done {
             return Ok(None);
         }
-        let rows: Vec<ExportRow> = sqlx::query_as(
-            "SELECT id, user_id, action::text AS action, resource_type::text AS resource_type,
-                    resource_id::text AS resource_id, details,
-                    host(ip_address) AS ip_address, user_agent::text AS user_agent,
-                    session_id::text AS session_id, created_at
-             FROM user_activity_logs
-             WHERE user_id = $1
-               AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
-             ORDER BY created_at, id LIMIT $4",
-        )
-        .bind(&self.user_id)
-        .bind(self.after.map(|(at, _)| at))
-        .bind(self.after.map(|(_, id)| id))
-        .bind(PAGE_ROWS)
-        .fetch_all(&self.pool)
-        .await?;
+        // The first page, then each from the last row read: two statements,
+        // so that each is planned as an index range on (user_id, created_at)
+        // rather than a scan from the user's first row.
+        let rows: Vec<ExportRow> = match self.after {
+            None => {
+                sqlx::query_as(concat!(
+                    export_select!(),
+                    " ORDER BY created_at, id LIMIT $2"
+                ))
+                .bind(&self.user_id)
+                .bind(PAGE_ROWS)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some((at, id)) => {
+                sqlx::query_as(concat!(
+                    export_select!(),
+                    " AND created_at >= $2 AND (created_at, id) > ($2, $3)
+                  ORDER BY created_at, id LIMIT $4"
+                ))
+                .bind(&self.user_id)
+                .bind(at)
+                .bind(id)
+                .bind(PAGE_ROWS)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         self.done = rows.len() < PAGE_ROWS as usize;
         match rows.last() {
             None => Ok(None),
