@@ -64,6 +64,7 @@
 mod activity;
 mod backoff;
 mod batch;
+mod ip_truncation;
 mod sink;
 mod wire_batch;
 
@@ -73,6 +74,7 @@ pub use activity::{
 };
 pub use backoff::Backoff;
 pub use batch::BatchLimits;
+pub use ip_truncation::{IpTruncation, IpTruncationError};
 pub use sink::{Sink, SinkError, SinkFuture};
 pub use wire_batch::WireBatch;
 

@@ -151,9 +151,51 @@ pub struct Config {
     pub admin_tokens: Option<crate::admin::Secret>,
 
     /// Secret of the HS256 JWTs accepted by the admin API (claims `role:
-    /// admin` and a future `exp` required).
+    /// admin` or `role: privacy`, and a future `exp`, required; the `sub`
+    /// names the caller in audit records).
     #[arg(long, env = "ADMIN_JWT_SECRET", hide_env_values = true)]
     pub admin_jwt_secret: Option<crate::admin::Secret>,
+
+    /// Static bearer tokens of the privacy role, comma-separated, each
+    /// `name=token` or a bare token (named by its position): they may erase
+    /// and export a user's data, and nothing else. A token also in
+    /// ADMIN_TOKENS has both roles. ADMIN_TOKENS entries may be
+    /// `name=token` too.
+    #[arg(long, env = "ADMIN_PRIVACY_TOKENS", hide_env_values = true)]
+    pub admin_privacy_tokens: Option<crate::admin::Secret>,
+
+    /// Key of the pseudonyms (`erased:` + HMAC-SHA-256 of the user id) and
+    /// of the erasure list's hashes. Unset: erasure with mode=pseudonymize
+    /// is refused (409), and erased users are not held against late events.
+    #[arg(long, env = "PSEUDONYM_KEY", hide_env_values = true)]
+    pub pseudonym_key: Option<crate::admin::Secret>,
+
+    /// The `details` keys a pseudonymized row keeps, comma-separated (empty:
+    /// none).
+    #[arg(
+        long,
+        env = "ERASE_KEEP_DETAIL_KEYS",
+        default_value = "method,route,status,latency_ms,request_id"
+    )]
+    pub erase_keep_detail_keys: String,
+
+    /// Days an erased user's late events (still in the stream, in an app's
+    /// spool, from its direct fallback) are erased the same way on arrival;
+    /// 0: not held.
+    #[arg(long, env = "ERASURE_HOLD_DAYS", default_value_t = activity_store::privacy::DEFAULT_HOLD_DAYS)]
+    pub erasure_hold_days: u32,
+
+    /// Store client addresses cut to their network: `<IPv4 prefix>,<IPv6
+    /// prefix>`, e.g. `24,48` (the /24 and the /48), for events from every
+    /// producer. Unset: addresses are stored whole.
+    #[arg(long, env = "IP_TRUNCATION")]
+    pub ip_truncation: Option<activity_tracker::IpTruncation>,
+
+    /// Record each admin read of one user's data (`user/{id}`,
+    /// `user/{id}/path`) as an `admin_read` activity (who, which user,
+    /// which endpoint).
+    #[arg(long, env = "AUDIT_ADMIN_READS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_admin_reads: bool,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// tracing-subscriber directive such as `activity_processor=debug`)
@@ -201,6 +243,9 @@ pub enum ConfigError {
     /// A key or name is empty.
     #[error("{0} must not be empty")]
     Empty(&'static str),
+    /// A secret key is too short to resist guessing.
+    #[error("{0} must be at least 16 characters (a long random secret)")]
+    ShortKey(&'static str),
 }
 
 impl Config {
@@ -265,6 +310,13 @@ impl Config {
         if self.legacy_list_key.as_deref() == Some("") {
             return Err(ConfigError::Empty("LEGACY_LIST_KEY"));
         }
+        if self
+            .pseudonym_key
+            .as_ref()
+            .is_some_and(|key| key.expose().len() < 16)
+        {
+            return Err(ConfigError::ShortKey("PSEUDONYM_KEY"));
+        }
         Ok(())
     }
 
@@ -289,6 +341,16 @@ impl Config {
     /// `CLAIM_IDLE_MS` as a duration.
     pub fn claim_idle(&self) -> Duration {
         Duration::from_millis(self.claim_idle_ms)
+    }
+
+    /// `ERASE_KEEP_DETAIL_KEYS` as a list.
+    pub fn erase_keep_detail_keys(&self) -> Vec<String> {
+        self.erase_keep_detail_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The dead-letter stream: `<STREAM_KEY>:dead`.
@@ -349,6 +411,29 @@ fn hostname() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn privacy_settings_parse() {
+        let config = serve(&[
+            "--ip-truncation",
+            "24,48",
+            "--audit-admin-reads",
+            "true",
+            "--erase-keep-detail-keys",
+            "status, route,",
+        ]);
+        assert_eq!(
+            config.ip_truncation,
+            Some(activity_tracker::IpTruncation::new(24, 48).unwrap())
+        );
+        assert!(config.audit_admin_reads);
+        assert_eq!(config.erase_keep_detail_keys(), ["status", "route"]);
+        let error =
+            Cli::try_parse_from(["activity-processor", "serve", "--ip-truncation", "33,48"])
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("e.g. 24,48"), "{error}");
+    }
+
     fn serve(args: &[&str]) -> Config {
         let mut all = vec!["activity-processor", "serve"];
         all.extend_from_slice(args);
@@ -366,6 +451,12 @@ mod tests {
         assert_eq!(config.dead_letter_key(), "user_activities_stream:dead");
         assert_eq!(config.retention_days, 0);
         assert!(config.legacy_list_key.is_none());
+        assert!(config.ip_truncation.is_none() && !config.audit_admin_reads);
+        assert_eq!(config.erasure_hold_days, 30);
+        assert_eq!(
+            config.erase_keep_detail_keys(),
+            ["method", "route", "status", "latency_ms", "request_id"]
+        );
         assert!(
             config
                 .consumer_name()
@@ -380,6 +471,7 @@ mod tests {
             (&["--redis-url", "http://x"][..], "REDIS_URL"),
             (&["--database-url", "mysql://x"][..], "DATABASE_URL"),
             (&["--admin-listen", "nowhere"][..], "ADMIN_LISTEN"),
+            (&["--pseudonym-key", "short"][..], "PSEUDONYM_KEY"),
         ] {
             let message = serve(args).validate().unwrap_err().to_string();
             assert!(message.contains(needle), "{message}");

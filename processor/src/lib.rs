@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod consumer;
+pub mod privacy;
 mod queue_length;
 pub mod server;
 pub mod stats;

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::db_message;
+use crate::privacy::{self, Privacy};
 use crate::server;
 use crate::stats::ProcessorStats;
 use activity_store::schema::{self, SchemaError};
@@ -43,6 +44,8 @@ pub struct Context {
     pub redis: redis::Client,
     /// The consumer's counters.
     pub stats: Arc<ProcessorStats>,
+    /// The storage rules, the erasure policy and list, the audit of reads.
+    pub privacy: Arc<Privacy>,
 }
 
 /// Why the processor could not start or stopped with an error; each says
@@ -152,12 +155,23 @@ impl Processor {
         schema::migrate(&pool).await?;
         schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         server::install_metrics();
+        let privacy = Privacy::from_config(&config);
+        privacy.warn_if_unkeyed();
+        privacy
+            .list
+            .refresh(&pool)
+            .await
+            .map_err(|source| RunError::Database {
+                url: redact(&config.database_url),
+                source,
+            })?;
 
         let ctx = Context {
             config: Arc::new(config),
             pool,
             redis,
             stats: Arc::new(ProcessorStats::new()),
+            privacy: Arc::new(privacy),
         };
         let app = server::router(ctx.clone(), extra_routes(&ctx));
         let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
@@ -255,6 +269,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
 fn extra_routes(ctx: &Context) -> Router {
     let auth = crate::admin::AdminAuth::from_secrets(
         ctx.config.admin_tokens.as_ref(),
+        ctx.config.admin_privacy_tokens.as_ref(),
         ctx.config.admin_jwt_secret.as_ref(),
     );
     auth.warn_if_unconfigured();
@@ -282,11 +297,17 @@ async fn run_parts(
     tracker.spawn(maintenance(ctx.clone(), token.clone()));
     tracker.spawn(gauges(ctx.clone(), token.clone()));
     tracker.spawn(fold_rollups(ctx.clone(), token.clone()));
+    tracker.spawn(privacy::maintain(
+        ctx.privacy.clone(),
+        ctx.pool.clone(),
+        token.clone(),
+    ));
     let consumed = consumer::run(
         &ctx.config,
         ctx.pool.clone(),
         ctx.redis.clone(),
         ctx.stats.clone(),
+        ctx.privacy.storage_rules(),
         token.clone(),
     )
     .await;

@@ -9,6 +9,8 @@
 //! - [`rollups`]: the aggregate tables the admin figures come from, each
 //!   sum defined once and used by every insert path and by the rebuild;
 //! - [`queries`]: the admin API's read queries as library functions;
+//! - [`privacy`]: erasing, pseudonymizing and exporting one user, and the
+//!   erasure list that keeps erasing their late events;
 //! - [`PostgresSink`]: the writer as an [`activity_tracker::Sink`], for the
 //!   tracker's Redis-down fallback.
 //!
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod normalize;
+pub mod privacy;
 pub mod queries;
 pub mod rollups;
 pub mod schema;

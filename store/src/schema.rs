@@ -192,13 +192,7 @@ pub async fn drop_expired_partitions(
     let mut tx = pool.begin().await?;
     lock_partitions(&mut tx).await?;
 
-    let partitions: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_inherits i \
-         JOIN pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = 'user_activity_logs'::regclass",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let partitions = partitions(&mut *tx).await?;
 
     let mut expired: Vec<(String, DateTime<Utc>)> = Vec::new();
     for name in partitions {
@@ -231,6 +225,20 @@ pub async fn drop_expired_partitions(
         tracing::info!(partition = %name, retention_days, "dropped expired partition");
     }
     Ok(dropped)
+}
+
+/// The names of every partition of the table, the default one included,
+/// in name order (the monthly ones oldest first).
+pub(crate) async fn partitions<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'user_activity_logs'::regclass ORDER BY 1",
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// Serializes partition maintenance across processors until the
@@ -312,7 +320,7 @@ async fn create_partition(
 
 /// Double-quotes an identifier (names here are made by this module, but
 /// quoting keeps that from mattering).
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

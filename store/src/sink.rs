@@ -7,6 +7,8 @@ use activity_tracker::{Activity, Sink, SinkError, SinkFuture};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::normalize::StorageRules;
+
 /// Stores batches straight into `user_activity_logs` with
 /// [`write_batch`](crate::writer::write_batch), the processor's own
 /// idempotent writer, so rows and rollups are the same as through the
@@ -32,6 +34,10 @@ use sqlx::postgres::PgPoolOptions;
 pub struct PostgresSink {
     /// Shared with the app when it passed its own pool.
     pool: PgPool,
+    /// What the processor's writer would apply too (IP truncation); no
+    /// erasure list: the app has no key, the processor's sweep erases what
+    /// this stores of an erased user.
+    rules: StorageRules,
 }
 
 impl PostgresSink {
@@ -45,7 +51,18 @@ impl PostgresSink {
 
     /// A sink over a pool the app already has.
     pub fn new(pool: PgPool) -> Self {
-        PostgresSink { pool }
+        PostgresSink {
+            pool,
+            rules: StorageRules::NONE,
+        }
+    }
+
+    /// Applies `rules` to what it stores (set the same IP truncation as the
+    /// processor's `IP_TRUNCATION`, when the layer does not truncate at
+    /// capture already).
+    pub fn with_rules(mut self, rules: StorageRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// A sink with a pool of its own, of at most
@@ -57,7 +74,7 @@ impl PostgresSink {
             .max_connections(Self::MAX_CONNECTIONS)
             .acquire_timeout(Self::ACQUIRE_TIMEOUT)
             .connect_lazy(url)?;
-        Ok(PostgresSink { pool })
+        Ok(PostgresSink::new(pool))
     }
 
     /// The pool it writes through.
@@ -69,7 +86,7 @@ impl PostgresSink {
 impl Sink for PostgresSink {
     fn send<'a>(&'a self, batch: &'a [Activity]) -> SinkFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            crate::writer::write_batch(&self.pool, batch)
+            crate::writer::write_batch_with_rules(&self.pool, batch, &self.rules)
                 .await
                 .map(drop)
                 .map_err(SinkError::unavailable)

@@ -17,6 +17,7 @@ use super::client_ip::{ForwardedHeaders, HeaderValues, TrustedProxies};
 use super::routes::Route;
 use super::session;
 use super::{ActivityEnrichment, ActivityUser};
+use crate::IpTruncation;
 use crate::activity::prefix_chars;
 use crate::activity::wire::{WireDetails, WireFields, WireText, write_fields};
 use crate::limits;
@@ -30,6 +31,8 @@ pub(crate) struct ClientResolver {
     pub(super) trusted: TrustedProxies,
     /// The cookie holding the session id, if one is configured.
     pub(super) session_cookie: Option<Arc<str>>,
+    /// The client address cut to its network before it is kept, if set.
+    pub(super) ip_truncation: Option<IpTruncation>,
 }
 
 /// Cheap facts gathered on the request path, written as an event's wire
@@ -148,7 +151,10 @@ impl CapturedRequest {
                     status: self.status.as_u16(),
                     latency_micros: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
                 },
-                ip_address: client.trusted.resolve(self.peer, self.forwarded.as_ref()),
+                ip_address: client
+                    .trusted
+                    .resolve(self.peer, self.forwarded.as_ref())
+                    .map(|ip| client.ip_truncation.map_or(ip, |cut| cut.apply(ip))),
                 // Bounded already.
                 user_agent: user_agent.as_deref(),
                 session_id: session_id.as_deref(),

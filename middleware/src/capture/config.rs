@@ -10,7 +10,7 @@ use http::{HeaderName, Method};
 use super::ActivityEnrichment;
 use super::captured::ClientResolver;
 use super::routes::RouteTable;
-use crate::ActivityType;
+use crate::{ActivityType, IpTruncation, IpTruncationError};
 
 /// Why a [`CaptureConfig`] is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,9 @@ pub enum CaptureConfigError {
     /// An empty session cookie name.
     #[error("the session cookie name is empty")]
     EmptyCookieName,
+    /// An IP truncation prefix longer than the address.
+    #[error(transparent)]
+    IpTruncation(#[from] IpTruncationError),
 }
 
 /// How requests map to activities and where client facts come from.
@@ -143,6 +146,19 @@ impl CaptureConfig {
             if let Err(error) = self.client.trusted.add(proxy.as_ref()) {
                 self.errors.push(error);
             }
+        }
+        self
+    }
+
+    /// Keeps only the network of each client address: its first
+    /// `v4_prefix` bits for IPv4 (an IPv4-mapped IPv6 address counts as
+    /// IPv4), `v6_prefix` bits for IPv6; `ip_truncation(24, 48)` stores the
+    /// /24 and the /48 (default: the whole address). Applied on the
+    /// dispatcher's thread, after the trusted proxies are resolved.
+    pub fn ip_truncation(mut self, v4_prefix: u8, v6_prefix: u8) -> Self {
+        match IpTruncation::new(v4_prefix, v6_prefix) {
+            Ok(cut) => self.client.ip_truncation = Some(cut),
+            Err(error) => self.errors.push(error.into()),
         }
         self
     }

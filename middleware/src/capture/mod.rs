@@ -149,6 +149,29 @@ mod tests {
     }
 
     #[test]
+    fn ip_truncation_keeps_the_network_of_each_family() {
+        let mut harness = Harness::new(config().ip_truncation(24, 48));
+        for (peer, stored) in [
+            ("203.0.113.9:1", "203.0.113.0"),
+            ("[2001:db8:1:2::7]:1", "2001:db8:1::"),
+            ("[::ffff:203.0.113.9]:1", "203.0.113.0"),
+        ] {
+            let request = Request::post("/login").body(()).unwrap();
+            let activity = harness.run(request, Some(peer), ok()).unwrap();
+            assert_eq!(activity.ip_address, Some(stored.parse().unwrap()), "{peer}");
+        }
+        // Behind a trusted proxy, the client's address is the one cut.
+        let proxied = Request::post("/login")
+            .header("x-forwarded-for", "198.51.100.23")
+            .body(())
+            .unwrap();
+        let activity = harness.run(proxied, Some("10.0.0.1:1"), ok()).unwrap();
+        assert_eq!(activity.ip_address, Some("198.51.100.0".parse().unwrap()));
+        let error = config().ip_truncation(33, 48).validate().unwrap_err();
+        assert!(error.to_string().contains("e.g. 24,48"), "{error}");
+    }
+
+    #[test]
     fn unmapped_requests_capture_nothing() {
         let harness = Harness::new(config());
         let request = Request::get("/cases").body(()).unwrap();

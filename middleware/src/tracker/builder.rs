@@ -264,6 +264,13 @@ impl ActivityTrackerBuilder {
         self
     }
 
+    /// Stores only the network of each client address (the /24 and /48
+    /// with `ip_truncation(24, 48)`); see [`CaptureConfig::ip_truncation`].
+    pub fn ip_truncation(mut self, v4_prefix: u8, v6_prefix: u8) -> Self {
+        self.capture = self.capture.ip_truncation(v4_prefix, v6_prefix);
+        self
+    }
+
     /// Reads the session id from this cookie.
     pub fn session_cookie(mut self, name: &str) -> Self {
         self.capture = self.capture.session_cookie(name);

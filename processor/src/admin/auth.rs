@@ -13,14 +13,67 @@ use subtle::ConstantTimeEq;
 use super::AdminState;
 use super::error::ApiError;
 
-/// The role a JWT must carry.
+/// The role of the admin endpoints (static tokens in `ADMIN_TOKENS`, or a
+/// JWT's `role`).
 pub const ADMIN_ROLE: &str = "admin";
+/// The role of erasure and export (static tokens in `ADMIN_PRIVACY_TOKENS`,
+/// or a JWT's `role`).
+pub const PRIVACY_ROLE: &str = "privacy";
+
+/// What a route demands of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything but erasure and export.
+    Admin,
+    /// Erasure and export only.
+    Privacy,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Admin => ADMIN_ROLE,
+            Role::Privacy => PRIVACY_ROLE,
+        }
+    }
+}
+
+/// Who called, as the audit records name them: a static token's name
+/// (`name=token`, or `admin#N` / `privacy#N` for the N-th bare token of
+/// its list), or a JWT's `sub`. Put in the request's extensions for the
+/// handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The name.
+    pub name: String,
+    admin: bool,
+    privacy: bool,
+}
+
+impl Caller {
+    /// Whether it has `role`.
+    pub fn has(&self, role: Role) -> bool {
+        match role {
+            Role::Admin => self.admin,
+            Role::Privacy => self.privacy,
+        }
+    }
+}
+
+/// One static token.
+#[derive(Clone)]
+struct StaticToken {
+    name: String,
+    /// Bytes, for the constant-time compare.
+    secret: Vec<u8>,
+    role: Role,
+}
 
 /// Who may call the admin API. Its `Debug` never shows a token or the secret.
 #[derive(Clone, Default)]
 pub struct AdminAuth {
-    /// The accepted static tokens (bytes, for the constant-time compare).
-    tokens: Vec<Vec<u8>>,
+    /// The accepted static tokens, of both roles.
+    tokens: Vec<StaticToken>,
     /// The HS256 key, when a JWT secret is configured.
     jwt: Option<DecodingKey>,
 }
@@ -32,6 +85,36 @@ impl std::fmt::Debug for AdminAuth {
             .field("jwt", &self.jwt.is_some())
             .finish()
     }
+}
+
+/// The entries of a token list: `name=token` or a bare token, named
+/// `<role>#<position>`; blanks ignored. A bare token holding `=` (base64
+/// padding) is read whole when what follows the first `=` starts with `=`
+/// or is empty; give it a name otherwise.
+fn parse_tokens(list: Option<&str>, role: Role) -> Vec<StaticToken> {
+    list.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .enumerate()
+        .map(|(i, entry)| {
+            let (name, secret) = match entry.split_once('=') {
+                Some((name, secret))
+                    if !name.trim().is_empty()
+                        && !secret.trim().is_empty()
+                        && !secret.starts_with('=') =>
+                {
+                    (name.trim().to_owned(), secret.trim())
+                }
+                _ => (format!("{}#{}", role.name(), i + 1), entry),
+            };
+            StaticToken {
+                name,
+                secret: secret.as_bytes().to_vec(),
+                role,
+            }
+        })
+        .collect()
 }
 
 /// A setting that must never be shown (a token list, a signing secret):
@@ -77,40 +160,52 @@ impl From<&str> for Secret {
 struct Claims {
     #[serde(default)]
     role: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
 }
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Admin,
-    NotAdmin,
+    Accepted(Caller),
+    /// A valid JWT whose role is neither.
+    NoRole,
     Expired,
     Invalid,
 }
 
 impl AdminAuth {
-    /// From `ADMIN_TOKENS` (comma-separated; blanks ignored) and
-    /// `ADMIN_JWT_SECRET` (an empty secret counts as unset).
+    /// From `ADMIN_TOKENS` (comma-separated `name=token` or bare tokens;
+    /// blanks ignored) and `ADMIN_JWT_SECRET` (an empty secret counts as
+    /// unset).
     pub fn new(admin_tokens: Option<&str>, jwt_secret: Option<&str>) -> Self {
-        let tokens = admin_tokens
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| t.as_bytes().to_vec())
-            .collect();
+        let tokens = parse_tokens(admin_tokens, Role::Admin);
         let jwt = jwt_secret
             .filter(|s| !s.is_empty())
             .map(|s| DecodingKey::from_secret(s.as_bytes()));
         Self { tokens, jwt }
     }
 
-    /// From the `ADMIN_TOKENS` and `ADMIN_JWT_SECRET` settings.
-    pub fn from_secrets(admin_tokens: Option<&Secret>, jwt_secret: Option<&Secret>) -> Self {
+    /// Adds the privacy role's static tokens (`ADMIN_PRIVACY_TOKENS`, the
+    /// same syntax as `ADMIN_TOKENS`).
+    pub fn with_privacy_tokens(mut self, privacy_tokens: Option<&str>) -> Self {
+        self.tokens
+            .extend(parse_tokens(privacy_tokens, Role::Privacy));
+        self
+    }
+
+    /// From the `ADMIN_TOKENS`, `ADMIN_PRIVACY_TOKENS` and
+    /// `ADMIN_JWT_SECRET` settings.
+    pub fn from_secrets(
+        admin_tokens: Option<&Secret>,
+        privacy_tokens: Option<&Secret>,
+        jwt_secret: Option<&Secret>,
+    ) -> Self {
         Self::new(
             admin_tokens.map(Secret::expose),
             jwt_secret.map(Secret::expose),
         )
+        .with_privacy_tokens(privacy_tokens.map(Secret::expose))
     }
 
     /// Whether any credential is accepted at all.
@@ -122,7 +217,7 @@ impl AdminAuth {
     pub fn warn_if_unconfigured(&self) {
         if !self.is_configured() {
             tracing::warn!(
-                "neither ADMIN_TOKENS nor ADMIN_JWT_SECRET is set: the admin API refuses every request"
+                "none of ADMIN_TOKENS, ADMIN_PRIVACY_TOKENS and ADMIN_JWT_SECRET is set: the admin API refuses every request"
             );
         }
     }
@@ -130,12 +225,22 @@ impl AdminAuth {
     fn verdict(&self, token: &str) -> Verdict {
         // Every configured token is compared, whatever matched, so the time
         // taken does not tell which one (or how much of one) matched.
-        let mut matched = subtle::Choice::from(0u8);
+        let mut caller: Option<Caller> = None;
         for t in &self.tokens {
-            matched |= t.as_slice().ct_eq(token.as_bytes());
+            if bool::from(t.secret.as_slice().ct_eq(token.as_bytes())) {
+                let caller = caller.get_or_insert_with(|| Caller {
+                    name: t.name.clone(),
+                    admin: false,
+                    privacy: false,
+                });
+                match t.role {
+                    Role::Admin => caller.admin = true,
+                    Role::Privacy => caller.privacy = true,
+                }
+            }
         }
-        if bool::from(matched) {
-            return Verdict::Admin;
+        if let Some(caller) = caller {
+            return Verdict::Accepted(caller);
         }
         let Some(key) = &self.jwt else {
             return Verdict::Invalid;
@@ -144,25 +249,36 @@ impl AdminAuth {
         validation.set_required_spec_claims(&["exp"]);
         validation.leeway = 0;
         match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-            Ok(data) if data.claims.role.as_deref() == Some(ADMIN_ROLE) => Verdict::Admin,
-            Ok(_) => Verdict::NotAdmin,
+            Ok(data) => {
+                let role = data.claims.role.as_deref();
+                let (admin, privacy) = (role == Some(ADMIN_ROLE), role == Some(PRIVACY_ROLE));
+                if !admin && !privacy {
+                    return Verdict::NoRole;
+                }
+                Verdict::Accepted(Caller {
+                    name: data.claims.sub.unwrap_or_else(|| "jwt".to_owned()),
+                    admin,
+                    privacy,
+                })
+            }
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Verdict::Expired,
             Err(_) => Verdict::Invalid,
         }
     }
 }
 
-/// Middleware: lets the request through only with admin credentials.
-pub(super) async fn require_admin(
-    State(state): State<AdminState>,
-    request: Request,
+/// Middleware: lets the request through with credentials of `role`, the
+/// [`Caller`] in its extensions.
+pub(super) async fn require(
+    State((state, role)): State<(AdminState, Role)>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let auth = &state.auth;
     if !auth.is_configured() {
         return Err(ApiError::unauthorized(
             "admin_api_disabled",
-            "the admin API is disabled: set ADMIN_TOKENS or ADMIN_JWT_SECRET",
+            "the admin API is disabled: set ADMIN_TOKENS, ADMIN_PRIVACY_TOKENS or ADMIN_JWT_SECRET",
         ));
     }
     let Some(header) = request.headers().get(AUTHORIZATION) else {
@@ -185,10 +301,14 @@ pub(super) async fn require_admin(
         ));
     };
     match auth.verdict(token) {
-        Verdict::Admin => Ok(next.run(request).await),
-        Verdict::NotAdmin => Err(ApiError::forbidden(
-            "the token is valid but its role is not admin",
-        )),
+        Verdict::Accepted(caller) if caller.has(role) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.run(request).await)
+        }
+        Verdict::Accepted(_) | Verdict::NoRole => Err(ApiError::forbidden(format!(
+            "the token is valid but its role is not {}",
+            role.name()
+        ))),
         Verdict::Expired => Err(ApiError::unauthorized(
             "token_expired",
             "the token has expired",
@@ -212,13 +332,42 @@ mod tests {
         assert!(shown.contains("static_tokens: 2"));
     }
 
+    fn caller(auth: &AdminAuth, token: &str) -> Caller {
+        match auth.verdict(token) {
+            Verdict::Accepted(caller) => caller,
+            other => panic!("{token}: {other:?}"),
+        }
+    }
+
     #[test]
     fn static_tokens_match_exactly() {
         let auth = AdminAuth::new(Some(" a-token ,,b-token"), None);
-        assert_eq!(auth.verdict("a-token"), Verdict::Admin);
-        assert_eq!(auth.verdict("b-token"), Verdict::Admin);
+        assert!(caller(&auth, "a-token").has(Role::Admin));
+        assert!(!caller(&auth, "b-token").has(Role::Privacy));
         assert_eq!(auth.verdict("a-toke"), Verdict::Invalid);
         assert_eq!(auth.verdict("a-tokenx"), Verdict::Invalid);
         assert!(!AdminAuth::new(Some(" , "), Some("")).is_configured());
+        assert!(
+            AdminAuth::new(None, None)
+                .with_privacy_tokens(Some("p"))
+                .is_configured()
+        );
+    }
+
+    #[test]
+    fn tokens_are_named_and_roles_add_up() {
+        let auth = AdminAuth::new(Some("ops=admin-secret, shared, padded=="), None)
+            .with_privacy_tokens(Some("dpo=privacy-secret,shared"));
+        let ops = caller(&auth, "admin-secret");
+        assert_eq!(ops.name, "ops");
+        assert!(ops.has(Role::Admin) && !ops.has(Role::Privacy));
+        let dpo = caller(&auth, "privacy-secret");
+        assert_eq!(dpo.name, "dpo");
+        assert!(dpo.has(Role::Privacy) && !dpo.has(Role::Admin));
+        let both = caller(&auth, "shared");
+        assert_eq!(both.name, "admin#2");
+        assert!(both.has(Role::Admin) && both.has(Role::Privacy));
+        assert_eq!(caller(&auth, "padded==").name, "admin#3");
+        assert_eq!(auth.verdict("ops=admin-secret"), Verdict::Invalid);
     }
 }

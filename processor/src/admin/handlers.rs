@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
@@ -12,17 +12,19 @@ use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::auth::Caller;
+use super::privacy::audit_read;
 use super::{AdminState, ApiDoc, ApiError, ErrorBody};
 use crate::queue_length::{QueueLength, queue_length};
 use activity_store::queries::{
     self, ActionUsageReport, RecentPage, Statistics, TopUsers, UserActivityStats, UserPath,
 };
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(super) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// The query string as a map; a malformed one is a 400 like any bad parameter.
-fn params(params: Params) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn params(params: Params) -> Result<HashMap<String, String>, ApiError> {
     params.map(|Query(p)| p).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -239,10 +241,12 @@ pub(super) async fn statistics(
 )]
 pub(super) async fn user(
     State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
     Path(user_id): Path<String>,
     p: Params,
 ) -> ApiResult<UserActivityStats> {
     let p = params(p)?;
+    audit_read(&state, &caller, &user_id, "user").await;
     let days = number(&p, "days", 30)?;
     let page = RecentPage {
         limit: Some(number(&p, "limit", queries::DEFAULT_RECENT_LIMIT)?),
@@ -273,10 +277,12 @@ pub(super) async fn user(
 )]
 pub(super) async fn user_path(
     State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
     Path(user_id): Path<String>,
     p: Params,
 ) -> ApiResult<UserPath> {
     let p = params(p)?;
+    audit_read(&state, &caller, &user_id, "path").await;
     let days = number(&p, "days", 1)?;
     let limit = number(&p, "limit", 200)?;
     Ok(Json(
@@ -343,6 +349,6 @@ pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "the admin API answers GET only",
+        "this path does not answer this method (the admin API answers GET, and DELETE on user/{user_id})",
     )
 }

@@ -15,26 +15,34 @@
 //! # let _ = app; }
 //! ```
 //!
-//! Every answer is JSON; every error is `{"error": "<code>", "message":
-//! "<text>"}`: 401 (with `WWW-Authenticate: Bearer`) without valid
-//! credentials, 403 for a valid JWT without the admin role, 400 naming the
-//! parameter that is out of bounds.
+//! Two roles: `admin` calls every endpoint but erasure and export, which
+//! only `privacy` may call (`DELETE user/{user_id}`, `user/{user_id}/export`);
+//! a token of both roles calls all.
+//!
+//! Every answer is JSON (but an export's download); every error is
+//! `{"error": "<code>", "message": "<text>"}`: 401 (with `WWW-Authenticate:
+//! Bearer`) without valid credentials, 403 for valid credentials without
+//! the endpoint's role, 400 naming the parameter that is out of bounds.
 
 mod auth;
 mod error;
+mod export;
 mod handlers;
+mod privacy;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{MethodRouter, get};
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get};
 use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::privacy::Privacy;
 use crate::stats::ProcessorStats;
 
-pub use auth::{ADMIN_ROLE, AdminAuth, Secret};
+pub use auth::{ADMIN_ROLE, AdminAuth, Caller, PRIVACY_ROLE, Role, Secret};
 pub use error::{ApiError, ErrorBody};
 pub use handlers::{ConsumerStatus, QueueStatus};
 
@@ -59,6 +67,8 @@ pub struct AdminState {
     stats: Arc<ProcessorStats>,
     /// Who may call; read-only after start.
     auth: Arc<AdminAuth>,
+    /// The erasure policy and list, the audit of reads.
+    privacy: Arc<Privacy>,
 }
 
 impl AdminState {
@@ -78,7 +88,14 @@ impl AdminState {
             consumer_group: consumer_group.into().into(),
             stats,
             auth: Arc::new(auth),
+            privacy: Arc::new(Privacy::default()),
         }
+    }
+
+    /// With these privacy settings (the default: no key, no audit of reads).
+    pub fn with_privacy(mut self, privacy: Arc<Privacy>) -> Self {
+        self.privacy = privacy;
+        self
     }
 
     /// State from the running processor's context.
@@ -91,39 +108,100 @@ impl AdminState {
             ctx.stats.clone(),
             auth,
         )
+        .with_privacy(ctx.privacy.clone())
     }
 }
 
-/// The authenticated admin routes: (path, handler). The router and the
-/// OpenAPI test both read this list, so a route cannot be missing from the
-/// document unnoticed.
-fn admin_routes() -> Vec<(String, MethodRouter<AdminState>)> {
-    [
-        ("queue-status", get(handlers::queue_status)),
-        ("statistics", get(handlers::statistics)),
-        ("user/{user_id}", get(handlers::user)),
-        ("user/{user_id}/path", get(handlers::user_path)),
-        ("top-users", get(handlers::top_users)),
-        ("actions", get(handlers::actions)),
+/// One authenticated route: its path, method, role and handler. The router
+/// and the OpenAPI test both read [`routes`], so a route cannot be missing
+/// from the document unnoticed.
+struct AdminRoute {
+    path: String,
+    /// What `handler` answers; read by the OpenAPI test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    method: Method,
+    role: Role,
+    handler: MethodRouter<AdminState>,
+}
+
+/// Every authenticated route.
+fn routes() -> Vec<AdminRoute> {
+    let route = |path: &str, method, role, handler| AdminRoute {
+        path: format!("{PREFIX}/{path}"),
+        method,
+        role,
+        handler,
+    };
+    vec![
+        route(
+            "queue-status",
+            Method::GET,
+            Role::Admin,
+            get(handlers::queue_status),
+        ),
+        route(
+            "statistics",
+            Method::GET,
+            Role::Admin,
+            get(handlers::statistics),
+        ),
+        route(
+            "user/{user_id}",
+            Method::GET,
+            Role::Admin,
+            get(handlers::user),
+        ),
+        route(
+            "user/{user_id}",
+            Method::DELETE,
+            Role::Privacy,
+            delete(privacy::erase_user),
+        ),
+        route(
+            "user/{user_id}/path",
+            Method::GET,
+            Role::Admin,
+            get(handlers::user_path),
+        ),
+        route(
+            "user/{user_id}/export",
+            Method::GET,
+            Role::Privacy,
+            get(export::export_user),
+        ),
+        route(
+            "top-users",
+            Method::GET,
+            Role::Admin,
+            get(handlers::top_users),
+        ),
+        route("actions", Method::GET, Role::Admin, get(handlers::actions)),
     ]
-    .into_iter()
-    .map(|(path, route)| (format!("{PREFIX}/{path}"), route))
-    .collect()
 }
 
 /// The admin API: every path under [`PREFIX`] behind bearer
-/// authentication, and the OpenAPI document at [`OPENAPI_PATH`].
+/// authentication of its role, and the OpenAPI document at
+/// [`OPENAPI_PATH`].
 pub fn router(state: AdminState) -> Router {
-    let mut admin = Router::new();
-    for (path, route) in admin_routes() {
-        admin = admin.route(&path, route);
+    // One method router per path: the methods of a path may need different roles.
+    let mut by_path: Vec<(String, MethodRouter<AdminState>)> = Vec::new();
+    for route in routes() {
+        let handler = route
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), route.role),
+                auth::require,
+            ));
+        match by_path.iter_mut().find(|(path, _)| *path == route.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
+            None => by_path.push((route.path, handler)),
+        }
     }
-    let admin = admin
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_admin,
-        ))
-        .method_not_allowed_fallback(handlers::method_not_allowed);
+    let mut admin = Router::new();
+    for (path, methods) in by_path {
+        admin = admin.route(&path, methods);
+    }
+    let admin = admin.method_not_allowed_fallback(handlers::method_not_allowed);
     Router::new()
         .route(OPENAPI_PATH, get(handlers::openapi_json))
         .merge(admin)
@@ -135,20 +213,25 @@ pub fn router(state: AdminState) -> Router {
 #[openapi(
     info(
         title = "activity-processor admin API",
-        description = "Queue status, statistics and analysis of recorded user activities."
+        description = "Queue status, statistics and analysis of recorded user activities; erasure and export of one user's data."
     ),
     paths(
         handlers::queue_status,
         handlers::statistics,
         handlers::user,
+        privacy::erase_user,
         handlers::user_path,
+        export::export_user,
         handlers::top_users,
         handlers::actions,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
-    tags((name = "admin", description = "Authenticated admin endpoints"))
+    tags(
+        (name = "admin", description = "Endpoints of the admin role"),
+        (name = "privacy", description = "Erasure and export, endpoints of the privacy role")
+    )
 )]
 pub struct ApiDoc;
 
@@ -163,7 +246,7 @@ impl utoipa::Modify for BearerScheme {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("static token or HS256 JWT with role=admin")
+                    .bearer_format("static token or HS256 JWT with role=admin or role=privacy")
                     .build(),
             ),
         );
@@ -172,3 +255,6 @@ impl utoipa::Modify for BearerScheme {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod privacy_tests;

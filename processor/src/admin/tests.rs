@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use activity_store::writer::write_batch;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -17,15 +17,15 @@ use super::*;
 use activity_store::queries;
 use activity_store::testing::random_activities;
 
-const TOKEN: &str = "static-admin-token-0123456789";
-const SECRET: &str = "jwt-secret-for-tests";
+pub(super) const TOKEN: &str = "static-admin-token-0123456789";
+pub(super) const SECRET: &str = "jwt-secret-for-tests";
 
 fn redis_client() -> redis::Client {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     redis::Client::open(url).expect("REDIS_URL parses")
 }
 
-fn state_with(pool: PgPool, stream_key: &str, auth: AdminAuth) -> AdminState {
+pub(super) fn state_with(pool: PgPool, stream_key: &str, auth: AdminAuth) -> AdminState {
     AdminState::new(
         pool,
         redis_client(),
@@ -45,8 +45,14 @@ fn app(pool: PgPool) -> Router {
     ))
 }
 
-async fn call(app: &Router, uri: &str, auth: Option<&str>) -> (StatusCode, HeaderMap, Value) {
-    let mut request = Request::get(uri);
+/// Sends a request; the status, headers and whole body.
+pub(super) async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    auth: Option<&str>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut request = Request::builder().method(method).uri(uri);
     if let Some(auth) = auth {
         request = request.header(header::AUTHORIZATION, auth);
     }
@@ -58,9 +64,24 @@ async fn call(app: &Router, uri: &str, auth: Option<&str>) -> (StatusCode, Heade
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+/// [`send`] with a JSON answer.
+pub(super) async fn call_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    auth: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let (status, headers, bytes) = send(app, method, uri, auth).await;
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{uri}: body is not JSON ({e}): {bytes:?}"));
     (status, headers, body)
+}
+
+async fn call(app: &Router, uri: &str, auth: Option<&str>) -> (StatusCode, HeaderMap, Value) {
+    call_with(app, Method::GET, uri, auth).await
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
@@ -68,7 +89,7 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
-fn jwt(claims: Value, secret: &str) -> String {
+pub(super) fn jwt(claims: Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::default(),
         &claims,
@@ -77,11 +98,11 @@ fn jwt(claims: Value, secret: &str) -> String {
     .unwrap()
 }
 
-fn in_an_hour() -> i64 {
+pub(super) fn in_an_hour() -> i64 {
     chrono::Utc::now().timestamp() + 3600
 }
 
-fn assert_error(body: &Value, code: &str) {
+pub(super) fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"], code, "{body}");
     assert!(
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -539,18 +560,20 @@ async fn openapi_lists_every_route_with_the_bearer_scheme(pool: PgPool) {
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
     let paths = doc["paths"].as_object().unwrap();
-    let routes = admin_routes();
-    assert_eq!(routes.len(), paths.len(), "{:?}", paths.keys());
-    for (path, _) in routes {
+    let routes = routes();
+    let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(routes.len(), operations, "{:?}", paths.keys());
+    for AdminRoute { path, method, .. } in routes {
         let op = &paths
             .get(&path)
-            .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"))["get"];
-        assert_eq!(op["security"], json!([{"bearer": []}]), "{path}");
-        assert!(op["responses"]["401"].is_object(), "{path}");
+            .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"))
+            [method.as_str().to_ascii_lowercase()];
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+        assert!(op["responses"]["401"].is_object(), "{method} {path}");
         // And the route really is served (auth runs before anything else).
         let concrete = path.replace("{user_id}", "u1");
-        let (status, _, _) = call(&app, &concrete, None).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{concrete}");
+        let (status, _, _) = call_with(&app, method.clone(), &concrete, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {concrete}");
     }
     for schema in [
         "QueueStatus",
@@ -559,6 +582,7 @@ async fn openapi_lists_every_route_with_the_bearer_scheme(pool: PgPool) {
         "UserPath",
         "TopUsers",
         "ActionUsageReport",
+        "ErasureReceipt",
         "ErrorBody",
     ] {
         assert!(

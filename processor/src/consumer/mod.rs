@@ -19,7 +19,8 @@
 //! let pool = sqlx::PgPool::connect(&config.database_url).await?;
 //! let redis = redis::Client::open(config.redis_url.as_str())?;
 //! let token = CancellationToken::new();
-//! consumer::run(&config, pool, redis, Arc::new(ProcessorStats::new()), token).await?;
+//! let rules = activity_store::normalize::StorageRules::default();
+//! consumer::run(&config, pool, redis, Arc::new(ProcessorStats::new()), rules, token).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -34,6 +35,7 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use activity_store::normalize::StorageRules;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +111,8 @@ pub(crate) struct Settings {
     /// How long the sink keeps retrying a write after cancellation before
     /// giving up (the entries stay pending and are claimed later).
     pub(crate) shutdown_grace: Duration,
+    /// What the writer applies besides the wire format's limits.
+    pub(crate) rules: StorageRules,
 }
 
 impl Settings {
@@ -127,6 +131,7 @@ impl Settings {
                 .flush_interval()
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(10),
+            rules: StorageRules::default(),
         }
     }
 }
@@ -163,9 +168,13 @@ pub async fn run(
     pool: PgPool,
     redis: redis::Client,
     stats: Arc<ProcessorStats>,
+    rules: StorageRules,
     token: CancellationToken,
 ) -> Result<(), ConsumerError> {
-    let settings = Settings::from_config(config);
+    let settings = Settings {
+        rules,
+        ..Settings::from_config(config)
+    };
     let mut setup = link::connect(&redis, None)
         .await
         .map_err(|source| ConsumerError::Group {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use activity_store::normalize::StorageRules;
 use activity_tracker::BatchLimits;
 
 use super::decode::Decoded;
@@ -114,11 +115,15 @@ struct Stored {
 async fn store(
     pool: &PgPool,
     activities: &[Decoded],
+    rules: &StorageRules,
 ) -> Result<Stored, activity_store::writer::WriteError> {
-    let outcome = activity_store::writer::write_batch_isolating(pool, activities).await?;
+    let outcome =
+        activity_store::writer::write_batch_isolating_with_rules(pool, activities, rules).await?;
+    // Events of erased users are skipped like duplicates: handled, not stored.
+    metrics::counter!("activity_processor_events_erased_total").increment(outcome.written.erased);
     Ok(Stored {
         inserted: outcome.written.inserted,
-        duplicates: outcome.written.duplicates,
+        duplicates: outcome.written.duplicates + outcome.written.erased,
         rejected: outcome
             .rejected
             .into_iter()
@@ -228,7 +233,7 @@ impl Sink {
         let mut retry = Retry::new();
         loop {
             let started = std::time::Instant::now();
-            match store(&self.pool, activities).await {
+            match store(&self.pool, activities, &self.settings.rules).await {
                 Ok(stored) => {
                     if self.stats.db_retrying() {
                         tracing::info!("database writes work again");

@@ -46,11 +46,13 @@
 
 mod rebuild;
 pub(crate) mod sums;
+mod users;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 pub use rebuild::{RebuildOutcome, rebuild_rollups};
+pub(crate) use users::move_user_locked;
 
 /// The key of the transaction-level advisory lock that folds, retention and
 /// rebuilds take so that they run one at a time.
@@ -96,7 +98,7 @@ async fn fold(pool: &PgPool, wait: bool) -> Result<Option<u64>, sqlx::Error> {
         if !locked {
             return Ok((folded > 0).then_some(folded));
         }
-        let chunk = fold_chunk(&mut tx).await?;
+        let chunk = fold_chunk(&mut tx, None).await?;
         tx.commit().await?;
         folded += chunk;
         if chunk < FOLD_CHUNK as u64 {
@@ -111,7 +113,7 @@ async fn fold(pool: &PgPool, wait: bool) -> Result<Option<u64>, sqlx::Error> {
 pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut folded = 0;
     loop {
-        let chunk = fold_chunk(tx).await?;
+        let chunk = fold_chunk(tx, None).await?;
         folded += chunk;
         if chunk < FOLD_CHUNK as u64 {
             return Ok(folded);
@@ -119,8 +121,9 @@ pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> 
     }
 }
 
-/// Moves up to [`FOLD_CHUNK`] pending rows into the per-user tables, in
-/// the caller's transaction (which holds the fold lock); returns how many.
+/// Moves up to [`FOLD_CHUNK`] pending rows (of `only_user`, when given)
+/// into the per-user tables, in the caller's transaction (which holds the
+/// fold lock); returns how many.
 ///
 /// One statement, all of it in the database: the pending rows it deletes
 /// are summed per key and upserted into each per-user table. The upserts
@@ -134,7 +137,7 @@ pub async fn fold_all_locked(tx: &mut PgConnection) -> Result<u64, sqlx::Error> 
 /// against deadlocks; their keys are sorted by bytes (the "C" collation,
 /// far cheaper to sort by) so that the index lookups walk the indexes in
 /// order. The per-day row, which writers lock too, is taken in key order.
-async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
+async fn fold_chunk(tx: &mut PgConnection, only_user: Option<&str>) -> Result<u64, sqlx::Error> {
     // Room for the chunk's sorts and aggregates in memory, not on disk.
     sqlx::query("SET LOCAL work_mem = '32MB'")
         .execute(&mut *tx)
@@ -142,7 +145,8 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let folded: i64 = sqlx::query_scalar(
         "WITH moved AS (
              DELETE FROM activity_rollup_pending
-             WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity_rollup_pending LIMIT $1))
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity_rollup_pending
+                                    WHERE $2::text IS NULL OR user_id = $2 LIMIT $1))
              RETURNING day, user_id, action, n
          ),
          user_daily AS (
@@ -206,6 +210,7 @@ async fn fold_chunk(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
          SELECT COUNT(*) FROM moved",
     )
     .bind(FOLD_CHUNK)
+    .bind(only_user)
     .fetch_one(&mut *tx)
     .await?;
     Ok(folded as u64)

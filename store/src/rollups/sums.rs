@@ -234,6 +234,31 @@ pub(crate) async fn add<'a>(
     Ok(())
 }
 
+/// Takes the per-hour and per-day counts of `rows` out of the rollups, in
+/// the caller's transaction, which has just deleted them (an erasure);
+/// returns how many rollup rows it corrected. `rows` carry no user: the
+/// per-user counts are corrected by the fold's owner
+/// ([`move_user_locked`](super::move_user_locked)).
+pub(crate) async fn subtract<'a>(
+    tx: &mut PgConnection,
+    rows: impl IntoIterator<Item = RowKey<'a>>,
+) -> Result<u64, sqlx::Error> {
+    let mut sums = BatchSums::of(rows);
+    if sums.daily.is_empty() {
+        return Ok(0);
+    }
+    debug_assert!(sums.pending.is_empty(), "rows to subtract carry no user");
+    let corrected = (sums.hourly.len() + sums.daily.len()) as u64;
+    sums.hourly.values_mut().for_each(|n| *n = -*n);
+    sums.daily.values_mut().for_each(|n| *n = -*n);
+    let _: i32 = sums
+        .into_columns()
+        .bind(sqlx::query_scalar(APPLY_SUMS))
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(corrected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

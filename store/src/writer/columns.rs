@@ -12,7 +12,7 @@ use foldhash::fast::RandomState;
 use uuid::Uuid;
 
 use super::{StoredEvent, owned_activity};
-use crate::normalize;
+use crate::normalize::{self, StorageRules, Verdict};
 
 /// The batch as columns, normalized and without repeated ids. Text is
 /// borrowed from the batch; only events that normalization changes are
@@ -28,6 +28,8 @@ pub(crate) struct Columns<'a> {
     pub(crate) user_agents: Vec<Option<Cow<'a, str>>>,
     pub(crate) session_ids: Vec<Option<Cow<'a, str>>>,
     pub(crate) created_ats: Vec<DateTime<Utc>>,
+    /// Events not stored because their user was erased by deletion.
+    pub(crate) erased: u64,
 }
 
 pub(crate) fn details_json(details: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -36,7 +38,7 @@ pub(crate) fn details_json(details: &serde_json::Map<String, serde_json::Value>)
 }
 
 impl<'a> Columns<'a> {
-    pub(crate) fn from_batch<E: StoredEvent>(batch: &'a [E]) -> Self {
+    pub(crate) fn from_batch<E: StoredEvent>(batch: &'a [E], rules: &StorageRules) -> Self {
         let n = batch.len();
         // foldhash: SipHash was a visible part of a drain's CPU time.
         let mut seen = HashSet::with_capacity_and_hasher(n, RandomState::default());
@@ -51,16 +53,25 @@ impl<'a> Columns<'a> {
             user_agents: Vec::with_capacity(n),
             session_ids: Vec::with_capacity(n),
             created_ats: Vec::with_capacity(n),
+            erased: 0,
         };
         for event in batch {
             let activity = event.activity();
             if !seen.insert(activity.id) {
                 continue;
             }
+            let verdict = rules.verdict(activity);
+            if verdict == Verdict::Drop {
+                columns.erased += 1;
+                continue;
+            }
             let details = event.details_json();
-            if normalize::needs_normalizing(activity, details.as_deref()) {
+            if verdict != Verdict::AsIs
+                || normalize::needs_normalizing(activity, details.as_deref())
+            {
                 let mut owned = owned_activity(event);
                 normalize::normalize(&mut owned);
+                rules.apply(&mut owned, &verdict);
                 columns.push_owned(owned);
             } else {
                 columns.push_borrowed(activity, details);

@@ -133,6 +133,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::normalize::StorageRules;
 
     #[test]
     fn copy_text_escapes_and_marks_nulls() {
@@ -141,7 +142,7 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         )
         .user_id("a\tb\\c\nd\re");
-        let columns = Columns::from_batch(std::slice::from_ref(&event));
+        let columns = Columns::from_batch(std::slice::from_ref(&event), &StorageRules::NONE);
         let text = String::from_utf8(copy_text(&columns)).unwrap();
         assert_eq!(
             text,

@@ -55,6 +55,7 @@ use std::ops::Range;
 use activity_tracker::Activity;
 use sqlx::PgPool;
 
+use crate::normalize::StorageRules;
 use columns::Columns;
 pub use error::WriteError;
 
@@ -67,12 +68,16 @@ pub struct WriteOutcome {
     /// Events already in the table (redelivery) or repeated within the
     /// batch, skipped.
     pub duplicates: u64,
+    /// Events of users erased by deletion, not stored
+    /// ([`StorageRules`]' erasure list).
+    pub erased: u64,
 }
 
 impl WriteOutcome {
     fn add(&mut self, other: WriteOutcome) {
         self.inserted += other.inserted;
         self.duplicates += other.duplicates;
+        self.erased += other.erased;
     }
 }
 
@@ -200,13 +205,23 @@ pub async fn write_batch<E: StoredEvent>(
     write_batch_with(pool, batch, InsertMethod::default()).await
 }
 
+/// [`write_batch`] applying the deployment's [`StorageRules`] (IP
+/// truncation, the erasure list) besides the wire format's limits.
+pub async fn write_batch_with_rules<E: StoredEvent>(
+    pool: &PgPool,
+    batch: &[E],
+    rules: &StorageRules,
+) -> Result<WriteOutcome, WriteError> {
+    write(pool, batch, InsertMethod::default(), true, rules).await
+}
+
 /// [`write_batch`] with an explicit [`InsertMethod`] (for benchmarks).
 pub async fn write_batch_with<E: StoredEvent>(
     pool: &PgPool,
     batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
-    write(pool, batch, method, true).await
+    write(pool, batch, method, true, &StorageRules::NONE).await
 }
 
 /// [`write_batch_with`] without updating the rollups, which it leaves
@@ -217,7 +232,7 @@ pub async fn write_batch_without_rollups<E: StoredEvent>(
     batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
-    write(pool, batch, method, false).await
+    write(pool, batch, method, false, &StorageRules::NONE).await
 }
 
 async fn write<E: StoredEvent>(
@@ -225,11 +240,16 @@ async fn write<E: StoredEvent>(
     batch: &[E],
     method: InsertMethod,
     with_rollups: bool,
+    rules: &StorageRules,
 ) -> Result<WriteOutcome, WriteError> {
-    if batch.is_empty() {
-        return Ok(WriteOutcome::default());
+    let rows = Columns::from_batch(batch, rules);
+    if rows.len() == 0 {
+        return Ok(WriteOutcome {
+            erased: rows.erased,
+            duplicates: batch.len() as u64 - rows.erased,
+            ..WriteOutcome::default()
+        });
     }
-    let rows = Columns::from_batch(batch);
     let method = match method {
         InsertMethod::Auto if rows.len() <= ONE_STATEMENT_MAX_ROWS => InsertMethod::OneStatement,
         InsertMethod::Auto => InsertMethod::CopyOptimistic,
@@ -259,7 +279,8 @@ async fn write<E: StoredEvent>(
     };
     Ok(WriteOutcome {
         inserted,
-        duplicates: batch.len() as u64 - inserted,
+        duplicates: batch.len() as u64 - inserted - rows.erased,
+        erased: rows.erased,
     })
 }
 
@@ -308,13 +329,24 @@ pub async fn write_batch_isolating<E: StoredEvent>(
     pool: &PgPool,
     batch: &[E],
 ) -> Result<IsolatedOutcome, WriteError> {
-    isolating(pool, batch, InsertMethod::default()).await
+    write_batch_isolating_with_rules(pool, batch, &StorageRules::NONE).await
+}
+
+/// [`write_batch_isolating`] applying the deployment's [`StorageRules`]
+/// (what the processor's consumer calls).
+pub async fn write_batch_isolating_with_rules<E: StoredEvent>(
+    pool: &PgPool,
+    batch: &[E],
+    rules: &StorageRules,
+) -> Result<IsolatedOutcome, WriteError> {
+    isolating(pool, batch, InsertMethod::default(), rules).await
 }
 
 async fn isolating<E: StoredEvent>(
     pool: &PgPool,
     batch: &[E],
     method: InsertMethod,
+    rules: &StorageRules,
 ) -> Result<IsolatedOutcome, WriteError> {
     let mut outcome = IsolatedOutcome::default();
     // Ranges still to write, the next one last: batch order is kept, so
@@ -325,7 +357,7 @@ async fn isolating<E: StoredEvent>(
         if range.is_empty() {
             continue;
         }
-        match write_batch_with(pool, &batch[range.clone()], method).await {
+        match write(pool, &batch[range.clone()], method, true, rules).await {
             Ok(written) => outcome.written.add(written),
             Err(error) if error.is_data_error() => {
                 if range.len() == 1 {

@@ -123,7 +123,8 @@ async fn rows_match_events(pool: PgPool, method: InsertMethod) {
         outcome,
         WriteOutcome {
             inserted: 4,
-            duplicates: 0
+            duplicates: 0,
+            erased: 0
         }
     );
 
@@ -235,7 +236,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         first,
         WriteOutcome {
             inserted: 4,
-            duplicates: 0
+            duplicates: 0,
+            erased: 0
         }
     );
     let again = write_batch(&pool, &events).await.unwrap();
@@ -243,7 +245,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         again,
         WriteOutcome {
             inserted: 0,
-            duplicates: 4
+            duplicates: 4,
+            erased: 0
         }
     );
     for method in [
@@ -256,7 +259,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
             again,
             WriteOutcome {
                 inserted: 0,
-                duplicates: 4
+                duplicates: 4,
+                erased: 0
             },
             "{method:?}"
         );
@@ -275,7 +279,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         outcome,
         WriteOutcome {
             inserted: 2,
-            duplicates: 2
+            duplicates: 2,
+            erased: 0
         }
     );
     assert_eq!(count(&pool).await, 6);
@@ -301,7 +306,8 @@ async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
             outcome,
             WriteOutcome {
                 inserted: 2,
-                duplicates: 1
+                duplicates: 1,
+                erased: 0
             },
             "{method:?}"
         );
@@ -340,12 +346,15 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert!(!whole.is_transient(), "{whole}");
     assert_eq!(count(&pool).await, 0, "all or nothing");
 
-    let outcome = isolating(&pool, &batch, method).await.unwrap();
+    let outcome = isolating(&pool, &batch, method, &StorageRules::NONE)
+        .await
+        .unwrap();
     assert_eq!(
         outcome.written,
         WriteOutcome {
             inserted: 10,
-            duplicates: 0
+            duplicates: 0,
+            erased: 0
         }
     );
     let rejected: Vec<usize> = outcome.rejected.iter().map(|row| row.index).collect();
@@ -372,12 +381,15 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
     assert_eq!(stored(&pool).await, good);
 
     // A redelivery of the same batch: the good rows are duplicates now.
-    let again = isolating(&pool, &batch, method).await.unwrap();
+    let again = isolating(&pool, &batch, method, &StorageRules::NONE)
+        .await
+        .unwrap();
     assert_eq!(
         again.written,
         WriteOutcome {
             inserted: 0,
-            duplicates: 10
+            duplicates: 10,
+            erased: 0
         }
     );
     assert_eq!(again.rejected.len(), 3);
