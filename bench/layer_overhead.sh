@@ -13,7 +13,8 @@
 # one event per request the layered app served (the `n` of its entries
 # summed). The p99 target (<= 1.10 x bare) is measured open loop: each round
 # then runs bare and layer again under `middleware/examples/bench_load.rs`
-# at a fixed rate of half the round's bare throughput (latency from when
+# (OPEN_CONNECTIONS connections, default 8) at a fixed rate of half the
+# round's bare throughput (latency from when
 # each request was due, so no coordinated omission), and prints their p99s. A third mode per round runs the
 # layer and the dispatcher with a sink that writes nothing, to tell the cost
 # of capturing from the cost of writing to Redis. Each round also prints the
@@ -32,6 +33,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=32
+# The open-loop generator uses a blocking thread per connection: few of
+# them, so that its own threads' scheduling on the shared cores does not
+# swamp the latencies it measures.
+OPEN_CONNECTIONS=${OPEN_CONNECTIONS:-8}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export REDIS_URL
 
@@ -76,7 +81,7 @@ run_open() {
     done
     [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/open.err" >&2; exit 1; }
     wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
-    "$LOAD" rate "$addr" /hello "$rate" "$DURATION" "$CONNECTIONS" >"$WORK/open.load"
+    "$LOAD" rate "$addr" /hello "$rate" "$DURATION" "$OPEN_CONNECTIONS" >"$WORK/open.load"
     kill -TERM "$APP_PID"
     wait "$APP_PID"
     APP_PID=

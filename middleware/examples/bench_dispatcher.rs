@@ -96,6 +96,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let pool_size: u32 = env_or("POOL_SIZE", 2);
     let client = redis::Client::open(url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
+    // Counting the tracker's events walks the whole stream in a script.
+    conn.set_response_timeout(Duration::from_secs(60));
     let run = std::process::id();
     let base_key = format!("bench:dispatcher:{run}:baseline");
     let tracker_key = format!("bench:dispatcher:{run}:tracker");
