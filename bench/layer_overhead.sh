@@ -50,22 +50,9 @@ cargo build --release -p activity-tracker --example bench_app --example bench_lo
 BIN=target/release/examples/bench_app
 LOAD=target/release/examples/bench_load
 
-# Events in a stream: each entry's `n` (1 for a v1 entry), summed in Redis.
+# Events in a stream (bench/lib/stream_events.lua).
 stream_events() {
-    redis-cli -u "$REDIS_URL" EVAL "
-        local total, from = 0, '-'
-        while true do
-          local entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 100)
-          if #entries == 0 then return total end
-          for _, entry in ipairs(entries) do
-            local n, fields = 1, entry[2]
-            for j = 1, #fields, 2 do
-              if fields[j] == 'n' then n = tonumber(fields[j + 1]) end
-            end
-            total = total + n
-          end
-          from = '(' .. entries[#entries][1]
-        end" 1 "$1"
+    redis-cli -u "$REDIS_URL" EVAL "$(cat bench/lib/stream_events.lua)" 1 "$1"
 }
 
 # run_open MODE KEY RATE: starts the app, loads it open loop at RATE

@@ -64,20 +64,7 @@ async fn stream_events(
     conn: &mut redis::aio::MultiplexedConnection,
     key: &str,
 ) -> redis::RedisResult<u64> {
-    const SUM: &str = r"
-        local total, from = 0, '-'
-        while true do
-          local entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 100)
-          if #entries == 0 then return total end
-          for _, entry in ipairs(entries) do
-            local n, fields = 1, entry[2]
-            for j = 1, #fields, 2 do
-              if fields[j] == 'n' then n = tonumber(fields[j + 1]) end
-            end
-            total = total + n
-          end
-          from = '(' .. entries[#entries][1]
-        end";
+    const SUM: &str = include_str!("../../bench/lib/stream_events.lua");
     redis::cmd("EVAL")
         .arg(SUM)
         .arg(1)

@@ -164,6 +164,17 @@ impl CapturedRequest {
     }
 }
 
+#[cfg(test)]
+impl CapturedRequest {
+    /// The activity a reader gets from the line the dispatcher writes: what
+    /// the capture tests check.
+    pub(crate) fn read_back(&self, client: &ClientResolver) -> crate::Activity {
+        let mut json = Vec::new();
+        self.write_wire_json(Uuid::now_v7(), &self.created_at(), client, &mut json);
+        crate::Activity::from_wire_json(&json).expect("the layer writes valid wire JSON")
+    }
+}
+
 /// `{"truncated": true, "original_bytes": N}` when a handler's details
 /// would not leave room for the layer's keys within the 16 KiB limit.
 fn oversize_marker(details: &Map<String, Value>) -> Option<Map<String, Value>> {

@@ -84,14 +84,7 @@ mod tests {
             let peer = peer.map(|peer| peer.parse().unwrap());
             let mut response = response;
             let captured = self.config.begin(&request, peer)?.finish(&mut response)?;
-            let mut json = Vec::new();
-            captured.write_wire_json(
-                uuid::Uuid::now_v7(),
-                &captured.created_at(),
-                &self.client,
-                &mut json,
-            );
-            Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
+            Some(captured.read_back(&self.client))
         }
     }
 

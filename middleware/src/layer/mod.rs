@@ -127,16 +127,7 @@ mod tests {
 
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => {
-                    let mut json = Vec::new();
-                    captured.write_wire_json(
-                        uuid::Uuid::now_v7(),
-                        &captured.created_at(),
-                        &self.client,
-                        &mut json,
-                    );
-                    Some(Activity::from_wire_json(&json).expect("the layer writes valid wire JSON"))
-                }
+                Envelope::Captured(captured) => Some(captured.read_back(&self.client)),
                 Envelope::Activity(activity) => Some(*activity),
             }
         }
