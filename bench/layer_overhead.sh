@@ -55,19 +55,29 @@ stream_events() {
     redis-cli -u "$REDIS_URL" EVAL "$(cat bench/lib/stream_events.lua)" 1 "$1"
 }
 
+# start_app MODE KEY OUT: starts the app (its stdout in OUT), waits for its
+# address, warms it up; sets APP_PID and APP_ADDR (not in a subshell, so
+# the EXIT trap knows the pid).
+start_app() {
+    local mode=$1 key=$2 out=$3
+    BENCH_MODE=$mode STREAM_KEY=$key APP_LISTEN=127.0.0.1:0 "$BIN" >"$out" 2>"$out.err" &
+    APP_PID=$!
+    APP_ADDR=
+    for _ in $(seq 100); do
+        APP_ADDR=$(sed -n 's/^listening on //p' "$out")
+        [[ -n "$APP_ADDR" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$APP_ADDR" ]] || { echo "bench_app did not start" >&2; cat "$out.err" >&2; exit 1; }
+    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$APP_ADDR/hello" >/dev/null
+}
+
 # run_open MODE KEY RATE: starts the app, loads it open loop at RATE
 # requests/s for DURATION seconds, stops it; prints "P99_US SERVED".
 run_open() {
-    local mode=$1 key=$2 rate=$3 out="$WORK/open.out" addr=
-    BENCH_MODE=$mode STREAM_KEY=$key APP_LISTEN=127.0.0.1:0 "$BIN" >"$out" 2>"$WORK/open.err" &
-    APP_PID=$!
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$out")
-        [[ -n "$addr" ]] && break
-        sleep 0.1
-    done
-    [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/open.err" >&2; exit 1; }
-    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
+    local mode=$1 key=$2 rate=$3 out="$WORK/open.out" addr
+    start_app "$mode" "$key" "$out"
+    addr=$APP_ADDR
     "$LOAD" rate "$addr" /hello "$rate" "$DURATION" "$OPEN_CONNECTIONS" >"$WORK/open.load"
     kill -TERM "$APP_PID"
     wait "$APP_PID"
@@ -126,16 +136,9 @@ wrk_cpu() {
 # run MODE KEY: starts the app, loads it, stops it; prints
 # "RPS P99_US CPU_US_PER_REQUEST SERVED COUNTERS...".
 run() {
-    local mode=$1 key=$2 out="$WORK/app.out" addr=
-    BENCH_MODE=$mode STREAM_KEY=$key APP_LISTEN=127.0.0.1:0 "$BIN" >"$out" 2>"$WORK/app.err" &
-    APP_PID=$!
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$out")
-        [[ -n "$addr" ]] && break
-        sleep 0.1
-    done
-    [[ -n "$addr" ]] || { echo "bench_app did not start" >&2; cat "$WORK/app.err" >&2; exit 1; }
-    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://$addr/hello" >/dev/null
+    local mode=$1 key=$2 out="$WORK/app.out" addr
+    start_app "$mode" "$key" "$out"
+    addr=$APP_ADDR
     local ticks_before redis_before dispatcher_before
     ticks_before=$(app_ticks)
     dispatcher_before=$(dispatcher_ns)
