@@ -64,6 +64,7 @@
 mod activity;
 mod backoff;
 mod batch;
+mod entry_codec;
 mod ip_truncation;
 mod sink;
 mod wire_batch;
@@ -74,6 +75,7 @@ pub use activity::{
 };
 pub use backoff::Backoff;
 pub use batch::BatchLimits;
+pub use entry_codec::{CodecError, EntryCodec, MAX_DECOMPRESSED_BYTES};
 pub use ip_truncation::{IpTruncation, IpTruncationError};
 pub use sink::{Sink, SinkError, SinkFuture};
 pub use wire_batch::WireBatch;

@@ -12,7 +12,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use chrono::{Datelike, SecondsFormat, Timelike};
+use chrono::SecondsFormat;
 use serde_json::{Map, Value};
 
 use super::{Activity, WIRE_VERSION};
@@ -34,7 +34,7 @@ pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
             ip_address: activity.ip_address,
             user_agent: activity.user_agent.as_deref(),
             session_id: activity.session_id.as_deref(),
-            created_at: &activity.created_at,
+            created_at: WireTime::At(&activity.created_at),
         },
     );
 }
@@ -54,7 +54,18 @@ pub(crate) struct WireFields<'a> {
     pub(crate) ip_address: Option<IpAddr>,
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) session_id: Option<&'a str>,
-    pub(crate) created_at: &'a chrono::DateTime<chrono::Utc>,
+    pub(crate) created_at: WireTime<'a>,
+}
+
+/// `created_at`, as the event holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WireTime<'a> {
+    /// A chrono time (an [`Activity`]'s).
+    At(&'a chrono::DateTime<chrono::Utc>),
+    /// Microseconds since the Unix epoch (a captured request's start):
+    /// written with no calendar type in between.
+    #[cfg(feature = "tracker")]
+    UnixMicros(i64),
 }
 
 /// A string field, as text to escape or as JSON made already.
@@ -186,7 +197,11 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
         write_str(out, session);
     }
     out.extend_from_slice(b",\"created_at\":\"");
-    write_timestamp(out, event.created_at);
+    match event.created_at {
+        WireTime::At(at) => write_timestamp(out, at),
+        #[cfg(feature = "tracker")]
+        WireTime::UnixMicros(micros) => write_unix_micros(out, micros),
+    }
     out.extend_from_slice(b"\"}");
 }
 
@@ -295,32 +310,71 @@ fn write_u8(out: &mut Vec<u8>, n: u8) {
 /// (`to_rfc3339_opts(SecondsFormat::Micros, true)`) writes it, without a
 /// `String` per event.
 fn write_timestamp(out: &mut Vec<u8>, at: &chrono::DateTime<chrono::Utc>) {
-    // The fields of the naive UTC time: `DateTime`'s own accessors apply
-    // the (zero) offset again on every call.
-    let utc = at.naive_utc();
-    let year = utc.year();
-    let nanos = utc.nanosecond();
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        // Years chrono writes with a sign, and leap seconds: rare enough to
-        // leave to chrono.
+    if at.timestamp_subsec_nanos() >= 1_000_000_000 {
+        // A leap second, which chrono writes as `:60`.
         out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
         return;
     }
+    write_unix_micros(out, at.timestamp_micros());
+}
+
+/// Microseconds since the Unix epoch as [`write_timestamp`] writes them:
+/// the civil date from the day count (Howard Hinnant's `civil_from_days`),
+/// then fixed-width digits.
+fn write_unix_micros(out: &mut Vec<u8>, micros: i64) {
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        // Years chrono writes with a sign: rare enough to leave to chrono.
+        // Past chrono's range (±262,000 years) only from a clock gone mad:
+        // written as chrono's nearest time rather than not at all.
+        let at = chrono::DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
+            chrono::DateTime::<chrono::Utc>::MIN_UTC
+        } else {
+            chrono::DateTime::<chrono::Utc>::MAX_UTC
+        });
+        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    }
+    let seconds = of_day / 1_000_000;
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |start: usize, digits: usize, mut value: u32| {
+    let mut put = |start: usize, digits: usize, mut value: u64| {
         for i in (start..start + digits).rev() {
             text[i] = b'0' + (value % 10) as u8;
             value /= 10;
         }
     };
-    put(0, 4, year as u32);
-    put(5, 2, utc.month());
-    put(8, 2, utc.day());
-    put(11, 2, utc.hour());
-    put(14, 2, utc.minute());
-    put(17, 2, utc.second());
-    put(20, 6, nanos / 1_000);
+    // All in range: checked above, or remainders.
+    put(0, 4, year as u64);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, (seconds / 3600) as u64);
+    put(14, 2, (seconds / 60 % 60) as u64);
+    put(17, 2, (seconds % 60) as u64);
+    put(20, 6, (of_day % 1_000_000) as u64);
     out.extend_from_slice(&text);
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count from
+/// 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
@@ -632,6 +686,46 @@ mod tests {
             let mut activity = Activity::new(ActivityType::Logout);
             activity.created_at = at;
             assert_eq!(activity.to_wire_json(), serde_wire(&activity));
+        }
+    }
+
+    #[test]
+    fn unix_microseconds_are_written_as_chrono_writes_them() {
+        // Every day boundary's neighbours across four-digit years, and a
+        // spread of times in between (a fixed-seed walk, no `rand`).
+        let mut micros: Vec<i64> = vec![
+            0,
+            -1,
+            1,
+            DateTime::<Utc>::MIN_UTC.timestamp_micros(),
+            DateTime::<Utc>::MAX_UTC.timestamp_micros(),
+        ];
+        for year in [
+            0, 1, 4, 100, 400, 1600, 1900, 1969, 1970, 2000, 2024, 2100, 9999, 10_000,
+        ] {
+            let start = Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap();
+            let at = start.timestamp_micros();
+            micros.extend([at - 1, at, at + 1]);
+            let leap_day = Utc.with_ymd_and_hms(year, 3, 1, 0, 0, 0).unwrap();
+            micros.extend([leap_day.timestamp_micros() - 1, leap_day.timestamp_micros()]);
+        }
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Within years 0..=9999 and beyond both ends.
+            micros.push((state % (400_000_000_000_000_000)) as i64 - 100_000_000_000_000_000);
+        }
+        for micros in micros {
+            let mut ours = Vec::new();
+            write_unix_micros(&mut ours, micros);
+            let at = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                "{micros}"
+            );
         }
     }
 

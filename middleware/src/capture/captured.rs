@@ -6,9 +6,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, SubsecRound, Utc};
 use http::{HeaderValue, StatusCode, Uri};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -19,7 +18,7 @@ use super::session;
 use super::{ActivityEnrichment, ActivityUser};
 use crate::IpTruncation;
 use crate::activity::prefix_chars;
-use crate::activity::wire::{WireDetails, WireFields, WireText, write_fields};
+use crate::activity::wire::{WireDetails, WireFields, WireText, WireTime, write_fields};
 use crate::limits;
 
 /// Which client facts to believe: the trusted proxies (for the client IP)
@@ -63,14 +62,23 @@ pub(crate) struct CapturedRequest {
 }
 
 impl CapturedRequest {
-    /// When the request started, to the microsecond: its `created_at`.
-    pub(crate) fn created_at(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(self.started_at).trunc_subsecs(6)
+    /// When the request started, in whole microseconds since the Unix
+    /// epoch (rounded down, before it too): its `created_at`.
+    pub(crate) fn created_at_micros(&self) -> i64 {
+        let saturate = |micros: u128| i64::try_from(micros).unwrap_or(i64::MAX);
+        match self.started_at.duration_since(UNIX_EPOCH) {
+            Ok(after) => saturate(after.as_micros()),
+            Err(before) => {
+                let before = before.duration();
+                let round_up = u128::from(before.subsec_nanos() % 1_000 != 0);
+                -saturate(before.as_micros() + round_up)
+            }
+        }
     }
 
     /// Appends the event's wire JSON to `out`, off the request path (in
     /// the dispatcher), with `id` and `created_at` (as
-    /// [`CapturedRequest::created_at`] gives it): the strings, the client
+    /// [`CapturedRequest::created_at_micros`] gives it): the strings, the client
     /// IP, and `details` with `method`, `route`, `status` and `latency_ms`
     /// over the handler's own, written straight from the captured facts
     /// (no [`Activity`](crate::Activity), no map, no owned strings for what
@@ -79,7 +87,7 @@ impl CapturedRequest {
     pub(crate) fn write_wire_json(
         &self,
         id: Uuid,
-        created_at: &DateTime<Utc>,
+        created_at_micros: i64,
         client: &ClientResolver,
         out: &mut Vec<u8>,
     ) {
@@ -158,7 +166,7 @@ impl CapturedRequest {
                 // Bounded already.
                 user_agent: user_agent.as_deref(),
                 session_id: session_id.as_deref(),
-                created_at,
+                created_at: WireTime::UnixMicros(created_at_micros),
             },
         );
     }
@@ -170,7 +178,7 @@ impl CapturedRequest {
     /// the capture tests check.
     pub(crate) fn read_back(&self, client: &ClientResolver) -> crate::Activity {
         let mut json = Vec::new();
-        self.write_wire_json(Uuid::now_v7(), &self.created_at(), client, &mut json);
+        self.write_wire_json(Uuid::now_v7(), self.created_at_micros(), client, &mut json);
         crate::Activity::from_wire_json(&json).expect("the layer writes valid wire JSON")
     }
 }

@@ -3,6 +3,7 @@
 //! axum `Router`, by the crate's own `matchit` router.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use http::Method;
@@ -100,7 +101,7 @@ pub(crate) struct RouteTable {
     /// The routes, one entry per distinct pattern.
     patterns: Vec<PatternRoutes>,
     /// Pattern → index in `patterns`, for the `MatchedPath` lookup inside axum.
-    by_pattern: HashMap<Arc<str>, usize>,
+    by_pattern: HashMap<Arc<str>, usize, BuildHasherDefault<PatternHasher>>,
     /// Path → index in `patterns`, for plain hyper (or a layer around a
     /// whole `Router`).
     matcher: matchit::Router<usize>,
@@ -204,6 +205,32 @@ impl RouteTable {
             None => *self.matcher.at(path).ok()?.value,
         };
         self.patterns[index].for_method(method)
+    }
+}
+
+/// FNV-1a, for the pattern map: looked up once per request, where the
+/// standard library's SipHash costs about a hundred instructions more. Its
+/// keys are the app's own patterns, and what is looked up is one of the
+/// patterns axum's router matched, never a string a client chose, so the
+/// map needs no defence against chosen collisions.
+#[derive(Debug)]
+struct PatternHasher(u64);
+
+impl Default for PatternHasher {
+    fn default() -> Self {
+        PatternHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for PatternHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -13,7 +13,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// See the module docs. Owned by the dispatcher alone.
@@ -30,9 +29,10 @@ impl IdGenerator {
         IdGenerator { state: seed }
     }
 
-    /// A UUID v7 for an event that happened at `at`.
-    pub(super) fn v7_at(&mut self, at: &DateTime<Utc>) -> Uuid {
-        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    /// A UUID v7 for an event that happened `unix_micros` after the epoch
+    /// (before it: at the epoch, the earliest time a v7 id holds).
+    pub(super) fn v7_at(&mut self, unix_micros: i64) -> Uuid {
+        let millis = u64::try_from(unix_micros.div_euclid(1000)).unwrap_or(0);
         let high = self.next().to_le_bytes();
         let low = self.next().to_le_bytes();
         let mut random = [0u8; 10];
@@ -54,6 +54,7 @@ impl IdGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use std::collections::HashSet;
 
     #[test]
@@ -62,7 +63,7 @@ mod tests {
         let mut ids = IdGenerator::new();
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
-            let id = ids.v7_at(&at);
+            let id = ids.v7_at(at.timestamp_micros());
             assert_eq!(id.get_version_num(), 7);
             assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
             let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
@@ -71,6 +72,6 @@ mod tests {
         }
         // Two generators do not repeat each other.
         let mut other = IdGenerator::new();
-        assert!(!seen.contains(&other.v7_at(&at)));
+        assert!(!seen.contains(&other.v7_at(at.timestamp_micros())));
     }
 }

@@ -519,19 +519,16 @@ impl Dispatcher {
         }
         for envelope in self.scratch.drain(..) {
             match envelope {
-                // The app's own activities are brought within the
-                // contract's limits; a captured request's facts are
-                // written within them.
-                Envelope::Activity(mut activity) => {
-                    activity.normalize();
-                    self.queue.push_with(|out| activity.write_wire_json(out));
-                }
+                // The app's own activities come written (by `track`); a
+                // captured request's facts are written here, within the
+                // contract's limits.
+                Envelope::Line(line) => self.queue.push_with(|out| out.extend_from_slice(&line)),
                 Envelope::Captured(captured) => {
-                    let created_at = captured.created_at();
-                    let id = self.ids.v7_at(&created_at);
+                    let created_at = captured.created_at_micros();
+                    let id = self.ids.v7_at(created_at);
                     let client = &self.client;
                     self.queue
-                        .push_with(|out| captured.write_wire_json(id, &created_at, client, out));
+                        .push_with(|out| captured.write_wire_json(id, created_at, client, out));
                 }
             }
         }
@@ -631,7 +628,8 @@ mod tests {
     fn offer(tx: &mpsc::Sender<Envelope>, counters: &Counters, n: usize) {
         for i in 0..n {
             let activity = Activity::new(ActivityType::Login).user_id(format!("u{i}"));
-            counters.record_offer(tx.try_send(Envelope::Activity(Box::new(activity))));
+            counters
+                .record_offer(tx.try_send(Envelope::Line(activity.to_wire_json().into_bytes())));
         }
     }
 

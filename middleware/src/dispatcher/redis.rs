@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 
 use super::stream_cap::{EXACT_TRIM_BELOW, StreamCap};
 use super::{Sink, SinkError};
-use crate::{Activity, WireBatch};
+use crate::{Activity, EntryCodec, WireBatch};
 
 /// Default for [`RedisStreamSink::response_timeout`].
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,11 +28,18 @@ pub enum StreamFormat {
     /// Redis stores a batch for about what it took to store one event.
     #[default]
     V2,
+    /// One entry per batch with its lines compressed as an LZ4 frame:
+    /// `XADD <key> * n <count> codec lz4 events <frame>`. Redis holds
+    /// about a quarter of the bytes while events wait (what a long
+    /// processor outage costs), for more CPU in the app's dispatcher
+    /// (docs/benchmarks.md). Needs processors that read `codec`.
+    V2Lz4,
 }
 
 /// Writes each batch to a Redis Stream with one pipelined round trip
 /// through a `bb8-redis` connection pool: one `XADD <key> * n <count>
-/// events <lines>` for the whole batch ([`StreamFormat::V2`], the default)
+/// events <lines>` for the whole batch ([`StreamFormat::V2`], the default;
+/// with `codec lz4` before `events` for [`StreamFormat::V2Lz4`])
 /// or one `XADD <key> * data <json>` per event ([`StreamFormat::V1`]),
 /// then one `XTRIM <key> MAXLEN` to the entries that hold the cap's events
 /// (module `stream_cap`).
@@ -111,20 +118,25 @@ impl RedisStreamSink {
     fn pipeline(&self, batch: &WireBatch) -> redis::Pipeline {
         let lines = batch.as_bytes();
         let (mut pipe, entries, events_per_entry) = match self.format {
-            StreamFormat::V2 => {
+            StreamFormat::V2 | StreamFormat::V2Lz4 => {
                 let mut count = itoa::Buffer::new();
                 let count = count.format(batch.len());
+                let codec = (self.format == StreamFormat::V2Lz4).then_some(EntryCodec::Lz4);
+                let compressed = codec.map(|codec| codec.compress(lines));
+                let events = compressed.as_deref().unwrap_or(lines);
                 let mut cmd = redis::Cmd::with_capacity(
-                    7,
-                    "XADD*neventse".len() + self.key.len() + count.len() + lines.len(),
+                    9,
+                    "XADD*neventscodeclz4".len() + self.key.len() + count.len() + events.len(),
                 );
                 cmd.arg("XADD")
                     .arg(self.key.as_str())
                     .arg("*")
                     .arg("n")
-                    .arg(count)
-                    .arg("events")
-                    .arg(lines);
+                    .arg(count);
+                if let Some(codec) = codec {
+                    cmd.arg("codec").arg(codec.name());
+                }
+                cmd.arg("events").arg(events);
                 let mut pipe = redis::Pipeline::with_capacity(2);
                 pipe.add_command(cmd);
                 (pipe, 1, batch.len())

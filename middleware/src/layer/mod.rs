@@ -128,7 +128,7 @@ mod tests {
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
                 Envelope::Captured(captured) => Some(captured.read_back(&self.client)),
-                Envelope::Activity(activity) => Some(*activity),
+                Envelope::Line(line) => Activity::from_wire_json(&line).ok(),
             }
         }
     }

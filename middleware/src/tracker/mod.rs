@@ -50,6 +50,10 @@ use crate::dispatcher::ShutdownSummary;
 use crate::envelope::Envelope;
 use crate::layer::{ActivityLayer, CaptureContext};
 
+/// Room a `track` line starts with: most events' lines fit, so it is
+/// allocated once and not grown.
+const LINE_CAPACITY: usize = 512;
+
 /// Default stream key (the `STREAM_KEY` contract).
 pub const DEFAULT_STREAM_KEY: &str = "user_activities_stream";
 
@@ -125,13 +129,20 @@ impl ActivityTracker {
     /// Queues one activity. Never blocks and never fails the caller: when
     /// the channel is full or the tracker is shut down, the activity is
     /// dropped and counted. Returns whether it was queued.
-    pub fn track(&self, activity: Activity) -> bool {
-        let counters = &self.inner.counters;
-        counters.record_offer(
-            self.inner
-                .tx
-                .try_send(Envelope::Activity(Box::new(activity))),
-        )
+    ///
+    /// The activity is brought within the wire format's limits and written
+    /// as its JSON line here, on the caller's thread (about a microsecond):
+    /// callers on many threads then share that work, and the dispatcher's
+    /// one thread only copies lines into batches.
+    pub fn track(&self, mut activity: Activity) -> bool {
+        activity.normalize();
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        activity.write_wire_json(&mut line);
+        // Freed here, by the thread that allocated its strings.
+        drop(activity);
+        self.inner
+            .counters
+            .record_offer(self.inner.tx.try_send(Envelope::Line(line)))
     }
 
     /// The layer that records the requests mapped by the builder's routes.

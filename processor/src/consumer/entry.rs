@@ -6,9 +6,13 @@
 //!   dead-lettered alone, the others are stored. The entry is acknowledged
 //!   when the last of its lines is stored or dead-lettered
 //!   ([`PendingEntry`]), however the lines were spread over batches.
+//! - A version 2 entry with a `codec` field has its `events` decompressed
+//!   first (at most `MAX_DECOMPRESSED_BYTES`).
 //! - A version 2 entry that cannot be read as lines (`n` not matching its
-//!   lines, `events` not UTF-8, both `data` and `events`, no events) is one
-//!   item, dead-lettered whole with its fields `events` and `n`.
+//!   lines, `events` not UTF-8, both `data` and `events`, no events, an
+//!   unknown codec, `events` that does not decompress) is one item,
+//!   dead-lettered whole with its fields `events` (as read), `n` and
+//!   `codec`.
 //!
 //! The lines are slices of the entry's `events` buffer (`Bytes`), not
 //! copies: what a dead letter needs is kept without copying each event.
@@ -16,6 +20,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use activity_tracker::EntryCodec;
 use bytes::Bytes;
 use redis::Value;
 
@@ -60,8 +65,13 @@ pub(crate) enum Payload {
     /// A version 1 entry's `data` (or its fields as JSON, without one), a
     /// version 2 entry's line, or a legacy list element.
     Data(Bytes),
-    /// A version 2 entry that could not be read as lines.
-    Entry { events: Bytes, n: Bytes },
+    /// A version 2 entry that could not be read as lines, `events` as read
+    /// (compressed, if it was).
+    Entry {
+        events: Bytes,
+        n: Bytes,
+        codec: Option<Bytes>,
+    },
 }
 
 /// Why a version 2 entry is dead-lettered whole.
@@ -81,6 +91,7 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
     let data = take("data");
     let events = take("events");
     let n = take("n");
+    let codec = take("codec");
     let Some(events) = events else {
         let decoded = decode_entry(stream_key, &id, data.as_deref());
         // Without a `data` field, the dead letter keeps the fields there were.
@@ -100,7 +111,11 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
                 entry: PendingEntry::new(id, 1),
                 line: None,
             },
-            payload: Payload::Entry { events, n },
+            payload: Payload::Entry {
+                events,
+                n,
+                codec: codec.clone(),
+            },
             received,
             decoded: Err(reason),
         }]
@@ -108,8 +123,24 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
     if data.is_some() {
         return whole(id, unreadable("entry has both data and events"), events, n);
     }
+    // The dead letter of a whole entry keeps `events` as it was read.
+    let raw = events;
+    let events = match &codec {
+        None => raw.clone(),
+        Some(name) => {
+            let Some(known) = EntryCodec::from_name(name) else {
+                let reason =
+                    unreadable(format!("unknown codec {:?}", String::from_utf8_lossy(name)));
+                return whole(id, reason, raw, n);
+            };
+            match known.decompress(&raw) {
+                Ok(lines) => Bytes::from(lines),
+                Err(error) => return whole(id, unreadable(error.to_string()), raw, n),
+            }
+        }
+    };
     if std::str::from_utf8(&events).is_err() {
-        return whole(id, unreadable("events is not UTF-8"), events, n);
+        return whole(id, unreadable("events is not UTF-8"), raw, n);
     }
     let lines = split_lines(&events);
     let count = std::str::from_utf8(&n)
@@ -118,17 +149,17 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
     match count {
         None => {
             let reason = unreadable("n is missing or not a whole number");
-            return whole(id, reason, events, n);
+            return whole(id, reason, raw, n);
         }
         Some(0) if lines.is_empty() => {
-            return whole(id, unreadable("entry holds no events"), events, n);
+            return whole(id, unreadable("entry holds no events"), raw, n);
         }
         Some(count) if count != lines.len() => {
             let reason = unreadable(format!(
                 "n is {count} but events holds {} lines",
                 lines.len()
             ));
-            return whole(id, reason, events, n);
+            return whole(id, reason, raw, n);
         }
         Some(_) => {}
     }
@@ -274,6 +305,14 @@ mod tests {
             (vec![("n", b"2"), ("events", b"\xff\xfe\n{}")], "not UTF-8"),
             (vec![("n", b"0"), ("events", b"")], "no events"),
             (
+                vec![("n", b"2"), ("codec", b"zstd"), ("events", two.as_bytes())],
+                "unknown codec \"zstd\"",
+            ),
+            (
+                vec![("n", b"2"), ("codec", b"lz4"), ("events", two.as_bytes())],
+                "not a valid lz4 frame",
+            ),
+            (
                 vec![
                     ("n", b"2"),
                     ("events", two.as_bytes()),
@@ -289,6 +328,34 @@ mod tests {
             assert!(error.contains(reason), "{error} vs {reason}");
             assert!(matches!(items[0].payload, Payload::Entry { .. }));
         }
+    }
+
+    #[test]
+    fn compressed_lines_are_read_as_the_lines_they_hold() {
+        let lines = format!("{GOOD}\nnot json\n{GOOD}");
+        let frame = EntryCodec::Lz4.compress(lines.as_bytes());
+        let items = read(&[("n", b"3"), ("codec", b"lz4"), ("events", &frame)]);
+        let ok: Vec<bool> = items.iter().map(|item| item.decoded.is_ok()).collect();
+        assert_eq!(ok, [true, false, true]);
+        // The bad line is dead-lettered as its text, not as compressed bytes.
+        let Payload::Data(line) = &items[1].payload else {
+            panic!()
+        };
+        assert_eq!(&line[..], b"not json");
+        // Ids derived for lines without one do not depend on the codec.
+        let plain = read(&[("n", b"3"), ("events", lines.as_bytes())]);
+        let id = |items: &[Item], i: usize| items[i].decoded.as_ref().unwrap().activity().id;
+        assert_eq!(id(&items, 2), id(&plain, 2));
+        // A count that does not match the decompressed lines keeps the
+        // entry whole, compressed as it came, with its codec.
+        let items = read(&[("n", b"2"), ("codec", b"lz4"), ("events", &frame)]);
+        let Payload::Entry { events, codec, .. } = &items[0].payload else {
+            panic!()
+        };
+        assert_eq!(
+            (&events[..], codec.as_deref()),
+            (&frame[..], Some(&b"lz4"[..]))
+        );
     }
 
     #[test]

@@ -269,8 +269,9 @@ impl Sink {
     /// `XADD <stream>:dead * <fields> reason <why>` for each; `false` when
     /// it could not be done before shutdown. The fields: `data` (a version
     /// 1 entry's, or a legacy element), `data` `entry` `index` (a line of a
-    /// version 2 entry), `events` `n` `entry` (a version 2 entry that could
-    /// not be read as lines).
+    /// version 2 entry), `events` `n` `entry` and `codec` if it had one (a
+    /// version 2 entry that could not be read as lines, `events` as it was
+    /// read).
     async fn dead_letter(&mut self, dead: &[(Item, String)]) -> bool {
         let mut pipe = redis::pipe();
         for (item, reason) in dead {
@@ -285,8 +286,11 @@ impl Sink {
                 Payload::Data(data) => {
                     cmd.arg("data").arg(&data[..]);
                 }
-                Payload::Entry { events, n } => {
+                Payload::Entry { events, n, codec } => {
                     cmd.arg("events").arg(&events[..]).arg("n").arg(&n[..]);
+                    if let Some(codec) = codec {
+                        cmd.arg("codec").arg(&codec[..]);
+                    }
                 }
             }
             if let Origin::Stream { entry, line } = &item.origin
