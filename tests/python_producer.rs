@@ -1,7 +1,8 @@
 //! A producer in another language: the Python snippet of
 //! `docs/wire-format.md` (`tests/python/produce_v2.py`, redis-py) writes
-//! version 2 entries, and a real processor stores every valid event once
-//! and dead-letters the bad line alone, with its entry and index.
+//! version 2 entries (one of them LZ4-compressed by the `lz4` package),
+//! and a real processor stores every valid event once and dead-letters
+//! the bad line alone, with its entry and index.
 
 use std::time::Duration;
 
@@ -56,13 +57,13 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "the producer failed (is redis-py installed? .ci/run installs it): {}",
+        "the producer failed (are redis-py and lz4 installed? .ci/run installs them): {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let ids: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
 
     let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
-    wait_until("four rows", WAIT, || {
+    wait_until("six rows", WAIT, || {
         let url = database_url.clone();
         async move {
             let mut db = sqlx::PgConnection::connect(&url).await.ok()?;
@@ -70,7 +71,7 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
                 .fetch_one(&mut db)
                 .await
                 .ok()?;
-            (n == 4).then_some(())
+            (n == 6).then_some(())
         }
     })
     .await
@@ -88,13 +89,15 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
         rows,
         [
             row("case_view", "user-123", Some("case-456")),
+            row("case_view", "user-9", Some("case-9")),
             row("login", "user-123", None),
             row("login", "user-7", None),
+            row("login", "user-9", None),
             row("logout", "user-7", None),
         ]
     );
     let stored: Vec<String> = sqlx::query_scalar(
-        "SELECT id::text FROM user_activity_logs WHERE user_id = 'user-123' ORDER BY id",
+        "SELECT id::text FROM user_activity_logs WHERE user_id IN ('user-123', 'user-9') ORDER BY id",
     )
     .fetch_all(&mut db)
     .await

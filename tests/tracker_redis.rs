@@ -475,6 +475,19 @@ async fn the_cap_counts_events_when_an_entry_holds_many() {
 }
 
 #[tokio::test]
+async fn compressed_entries_hold_every_event_and_count_toward_the_cap() {
+    // Version 2 with LZ4: the same entries, each `events` one LZ4 frame
+    // (read back through the codec by the harness), the same cap.
+    let (entries, kept) = capped(&unique_key("cap-v2-lz4"), StreamFormat::V2Lz4).await;
+    assert!(entries < 5, "{entries} entries");
+    assert!(
+        (1000..1000 + 1024).contains(&kept.len()),
+        "{} events",
+        kept.len()
+    );
+}
+
+#[tokio::test]
 async fn shutdown_flushes_what_is_buffered() {
     let key = unique_key("flush");
     let tracker = ActivityTracker::builder()

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use activity_processor::{Config, Processor};
-use activity_tracker::{Activity, ActivityType};
+use activity_tracker::{Activity, ActivityType, EntryCodec};
 use redis::AsyncCommands;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -205,6 +205,64 @@ async fn n_events_become_n_rows_and_the_stream_is_drained(pool: PgPool) {
         body.contains("activity_processor_write_seconds_bucket"),
         "{body}"
     );
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), processor.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    cleanup(&mut conn, &config).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn lz4_compressed_entries_become_rows_once_each(pool: PgPool) {
+    let config = config(&pool);
+    let mut conn = redis(&config).await;
+    let sent = events(300);
+    // Three version 2 entries of 100 events, each compressed; the last one
+    // written twice (a producer retrying): its events are stored once.
+    let mut pipe = redis::pipe();
+    for chunk in sent.chunks(100).chain(std::iter::once(&sent[200..])) {
+        let lines: Vec<String> = chunk.iter().map(Activity::to_wire_json).collect();
+        pipe.cmd("XADD")
+            .arg(&config.stream_key)
+            .arg("*")
+            .arg("n")
+            .arg(chunk.len())
+            .arg("codec")
+            .arg("lz4")
+            .arg("events")
+            .arg(EntryCodec::Lz4.compress(lines.join("\n").as_bytes()))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+
+    let token = CancellationToken::new();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
+    wait_rows(&pool, 300).await;
+    wait_drained(&mut conn, &config).await;
+    wait_for("duplicates counted", || async {
+        processor.stats().snapshot().duplicates == 100
+    })
+    .await;
+    let stats = processor.stats().snapshot();
+    assert_eq!(
+        (stats.stored, stats.consumed, stats.dead_lettered),
+        (300, 400, 0)
+    );
+    assert_eq!(rows(&pool).await, 300);
+    let probe = &sent[250];
+    let resource: Option<String> = sqlx::query_scalar(
+        "SELECT resource_id FROM user_activity_logs WHERE id = $1 AND created_at = $2",
+    )
+    .bind(probe.id)
+    .bind(probe.created_at)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(resource, probe.resource_id);
 
     token.cancel();
     tokio::time::timeout(Duration::from_secs(10), processor.wait())

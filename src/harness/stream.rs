@@ -1,8 +1,8 @@
 //! Reading a stream back as the processor would, for tests that check what
 //! the tracker wrote: entries of either shape (version 1: `data`; version
-//! 2: `n` and `events`), read strictly.
+//! 2: `n` and `events`, and `codec` when compressed), read strictly.
 
-use activity_tracker::Activity;
+use activity_tracker::{Activity, EntryCodec};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply};
@@ -42,16 +42,25 @@ fn entry_activities(entry: &StreamId) -> Vec<Activity> {
         );
         return vec![read(&data)];
     }
-    let events: String = entry
+    let events: Vec<u8> = entry
         .get("events")
         .unwrap_or_else(|| panic!("entry {}: neither data nor events", entry.id));
     let n: usize = entry.get("n").expect("a version 2 entry has n");
+    let codec: Option<Vec<u8>> = entry.get("codec");
     assert_eq!(
         entry.map.len(),
-        2,
-        "entry {}: n and events and nothing else",
+        2 + usize::from(codec.is_some()),
+        "entry {}: n and events (and codec) and nothing else",
         entry.id
     );
+    let events = match codec {
+        None => events,
+        Some(name) => EntryCodec::from_name(&name)
+            .unwrap_or_else(|| panic!("entry {}: unknown codec {name:?}", entry.id))
+            .decompress(&events)
+            .unwrap_or_else(|e| panic!("entry {}: {e}", entry.id)),
+    };
+    let events = String::from_utf8(events).expect("events is UTF-8");
     let activities: Vec<Activity> = events.split('\n').map(read).collect();
     assert_eq!(
         activities.len(),

@@ -1,13 +1,16 @@
 """Writes activities to the stream as version 2 entries, as a producer in
-Python would (docs/wire-format.md): one entry of two events, then one
-entry whose second line is not a valid event. REDIS_URL and STREAM_KEY
-come from the environment."""
+Python would (docs/wire-format.md): one entry of two events, one entry
+whose second line is not a valid event, then one entry of two events
+compressed as an LZ4 frame (`codec` = `lz4`, with the `lz4` package).
+Prints the ids of the valid events of the first and last entries.
+REDIS_URL and STREAM_KEY come from the environment."""
 
 import datetime
 import json
 import os
 import uuid
 
+import lz4.frame
 import redis
 
 
@@ -40,4 +43,13 @@ r.xadd(
 
 lines = [json.dumps(activity("user-7", "logout")), '{"action": 5}', json.dumps(activity("user-7", "login"))]
 r.xadd(key, {"n": len(lines), "events": "\r\n".join(lines) + "\n"})
-print(json.dumps([e["id"] for e in events]))
+compressed = [activity("user-9", "login"), activity("user-9", "case_view", resource_type="case", resource_id="case-9")]
+r.xadd(
+    key,
+    {
+        "n": len(compressed),
+        "codec": "lz4",
+        "events": lz4.frame.compress("\n".join(json.dumps(e) for e in compressed).encode()),
+    },
+)
+print(json.dumps([e["id"] for e in events + compressed]))
