@@ -13,7 +13,8 @@
 #
 # Usage: bench/dispatcher_throughput.sh        (ROUNDS=3 EVENTS=400000 TASKS=4)
 #        ROUNDS=5 EVENTS=1000000 bench/dispatcher_throughput.sh
-#        MAX_BATCH, CHANNEL_CAPACITY, POOL_SIZE are passed to the program.
+#        MAX_BATCH, CHANNEL_CAPACITY, POOL_SIZE, STREAM_FORMAT (v2, v2-lz4, v1)
+#        are passed to the program.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
