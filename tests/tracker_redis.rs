@@ -417,9 +417,19 @@ async fn manual_helpers_land_in_the_stream() {
     let _: () = conn.del(&key).await.unwrap();
 }
 
-/// Tracks 5,000 events into a stream capped at 1,000 events; returns the
-/// stream's entries and the resource ids kept.
-async fn capped(key: &str, format: StreamFormat) -> (u64, Vec<u32>) {
+/// What `capped` found in the stream.
+struct Capped {
+    /// Entries in the stream.
+    entries: u64,
+    /// The resource ids of the events kept.
+    kept: Vec<u32>,
+    /// Each entry's `codec` field, if it has one.
+    codecs: Vec<Option<String>>,
+}
+
+/// Tracks 5,000 events into a stream capped at 1,000 events, written in
+/// `format`, and reads back what is kept.
+async fn capped(key: &str, format: StreamFormat) -> Capped {
     let tracker = ActivityTracker::builder()
         .redis_url(redis_url())
         .stream_key(key)
@@ -442,49 +452,54 @@ async fn capped(key: &str, format: StreamFormat) -> (u64, Vec<u32>) {
         .iter()
         .map(|a| a.resource_id.as_deref().unwrap().parse().unwrap())
         .collect();
+    let raw: redis::streams::StreamRangeReply = conn.xrange_all(key).await.unwrap();
+    let codecs = raw.ids.iter().map(|entry| entry.get("codec")).collect();
     let _: () = conn.del(key).await.unwrap();
     // Two batches of up to 1,024 may be in flight at once, and the one that
     // lands last is the newest in the stream, whatever events it holds: an
     // event of the last two batches is kept, the oldest are gone.
     assert!(kept.iter().any(|&i| i >= 5000 - 2 * 1024), "{kept:?}");
     assert!(kept.iter().all(|&i| i >= 1000), "an old event was kept");
-    (entries, kept)
+    Capped {
+        entries,
+        kept,
+        codecs,
+    }
 }
 
 #[tokio::test]
 async fn the_stream_is_capped_at_about_its_max_len_oldest_first() {
     // Version 1: `MAXLEN ~` trims whole nodes of the stream (100 entries
     // by default): never below the cap, a little above it at most.
-    let (entries, kept) = capped(&unique_key("cap-v1"), StreamFormat::V1).await;
-    assert_eq!(entries as usize, kept.len());
-    assert!((1000..1500).contains(&kept.len()), "{} events", kept.len());
+    let capped = capped(&unique_key("cap-v1"), StreamFormat::V1).await;
+    assert_eq!(capped.entries as usize, capped.kept.len());
+    assert!(
+        (1000..1500).contains(&capped.kept.len()),
+        "{} events",
+        capped.kept.len()
+    );
 }
 
 #[tokio::test]
 async fn the_cap_counts_events_when_an_entry_holds_many() {
-    // Version 2: batches of up to 1,024 events an entry; the trim keeps
-    // the newest entries that hold the cap: never below it, and less than
-    // one entry above it.
-    let (entries, kept) = capped(&unique_key("cap-v2"), StreamFormat::V2).await;
-    assert!(entries < 5, "{entries} entries");
-    assert!(
-        (1000..1000 + 1024).contains(&kept.len()),
-        "{} events",
-        kept.len()
-    );
-}
-
-#[tokio::test]
-async fn compressed_entries_hold_every_event_and_count_toward_the_cap() {
-    // Version 2 with LZ4: the same entries, each `events` one LZ4 frame
-    // (read back through the codec by the harness), the same cap.
-    let (entries, kept) = capped(&unique_key("cap-v2-lz4"), StreamFormat::V2Lz4).await;
-    assert!(entries < 5, "{entries} entries");
-    assert!(
-        (1000..1000 + 1024).contains(&kept.len()),
-        "{} events",
-        kept.len()
-    );
+    // Version 2, plain and LZ4-compressed (each `events` one frame, read
+    // back through the codec by the harness): batches of up to 1,024
+    // events an entry; the trim keeps the newest entries that hold the
+    // cap: never below it, and less than one entry above it.
+    for (format, codec) in [(StreamFormat::V2, None), (StreamFormat::V2Lz4, Some("lz4"))] {
+        let capped = capped(&unique_key("cap-v2"), format).await;
+        assert!(capped.entries < 5, "{format:?}: {} entries", capped.entries);
+        assert!(
+            (1000..1000 + 1024).contains(&capped.kept.len()),
+            "{format:?}: {} events",
+            capped.kept.len()
+        );
+        assert!(
+            capped.codecs.iter().all(|c| c.as_deref() == codec),
+            "{format:?}: {:?}",
+            capped.codecs
+        );
+    }
 }
 
 #[tokio::test]

@@ -96,6 +96,13 @@ impl EntryCodec {
     pub fn decompress(self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         match self {
             EntryCodec::Lz4 => {
+                if bytes.is_empty() {
+                    // An empty field is no frame at all, not an empty one.
+                    return Err(CodecError::Invalid {
+                        codec: self.name(),
+                        reason: "empty".into(),
+                    });
+                }
                 let mut out = Vec::new();
                 FrameDecoder::new(bytes)
                     .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
@@ -106,13 +113,6 @@ impl EntryCodec {
                     })?;
                 if out.len() > MAX_DECOMPRESSED_BYTES {
                     return Err(CodecError::TooLarge);
-                }
-                if bytes.is_empty() {
-                    // An empty field is no frame at all, not an empty one.
-                    return Err(CodecError::Invalid {
-                        codec: self.name(),
-                        reason: "empty".into(),
-                    });
                 }
                 Ok(out)
             }

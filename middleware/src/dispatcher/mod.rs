@@ -2,10 +2,11 @@
 //! the stream. The tracker runs it on a thread of its own (see
 //! `tracker::thread`), apart from the app's request handling.
 //!
-//! It drains the bounded channel with `recv_many`, writes each envelope
-//! once, as its wire JSON line, into the batch being filled (module
-//! `queue`: a captured request goes straight from its facts into the line,
-//! with no [`Activity`](crate::Activity) made), and hands batches of at
+//! It drains the bounded channel with `recv_many`, puts each envelope's
+//! wire JSON line into the batch being filled (module `queue`: a captured
+//! request goes straight from its facts into the line, with no
+//! [`Activity`](crate::Activity) made; an app's own activity comes written
+//! by `track`, and is copied in), and hands batches of at
 //! most `max_batch` to its [`Sink`] as a [`WireBatch`]. A full batch goes at once; a partial one waits at most the
 //! linger (5 ms by default, the timer starting at its first event) for more,
 //! so a busy app writes a few full pipelines instead of many tiny ones (the

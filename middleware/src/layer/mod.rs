@@ -128,7 +128,9 @@ mod tests {
         fn next(&mut self) -> Option<Activity> {
             match self.receiver.try_recv().ok()? {
                 Envelope::Captured(captured) => Some(captured.read_back(&self.client)),
-                Envelope::Line(line) => Activity::from_wire_json(&line).ok(),
+                Envelope::Line(line) => {
+                    Some(Activity::from_wire_json(&line).expect("track writes valid wire JSON"))
+                }
             }
         }
     }
