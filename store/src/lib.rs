@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alerts;
 pub mod normalize;
 pub mod privacy;
 pub mod queries;

@@ -60,7 +60,7 @@ pub enum QueryError {
     Database(#[from] sqlx::Error),
 }
 
-fn invalid(parameter: &'static str, message: impl Into<String>) -> QueryError {
+pub(crate) fn invalid(parameter: &'static str, message: impl Into<String>) -> QueryError {
     QueryError::InvalidParameter {
         parameter,
         message: message.into(),
@@ -520,11 +520,11 @@ pub struct RecentPage {
 
 /// Keyset position `(created_at, id)` of the last row of a page, as an
 /// opaque string: 16 hex digits of microseconds then the id's 32.
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{:016x}{}", at.timestamp_micros(), id.simple())
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
     let bad = || invalid("cursor", "cursor is not a next_cursor returned by this API");
     if cursor.len() != 48 || !cursor.is_ascii() {
         return Err(bad());
