@@ -197,6 +197,49 @@ pub struct Config {
     #[arg(long, env = "AUDIT_ADMIN_READS", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_admin_reads: bool,
 
+    /// The alert rules: unset, the three built-in rules with their defaults
+    /// (`rate`, `failed_then_success`, `new_ip`); `none`, no rules; else
+    /// the path of a TOML file of rules (docs/alerts.md). A file that
+    /// cannot work stops start-up, naming the rule and field.
+    #[arg(long, env = "ALERT_RULES")]
+    pub alert_rules: Option<String>,
+
+    /// Events stored longer than this after their `created_at` (a spool
+    /// replayed after an outage), or dated this far ahead, are stored but
+    /// not evaluated by the rules, and counted
+    /// (`activity_processor_alert_events_late_total`). A number and a
+    /// unit: s, m, h, d.
+    #[arg(long, env = "ALERT_MAX_LATENESS", default_value = "1h")]
+    pub alert_max_lateness: String,
+
+    /// How often (milliseconds) an idle processor looks for stored events
+    /// to evaluate. One processor evaluates at a time; the others take
+    /// over when it stops.
+    #[arg(long, env = "ALERT_EVALUATE_INTERVAL_MS", default_value_t = 200)]
+    pub alert_evaluate_interval_ms: u64,
+
+    /// Where new alerts are posted, comma-separated http(s) URLs, signed
+    /// the Standard Webhooks way with ALERT_WEBHOOK_SECRET (docs/webhooks.md).
+    /// Unset: no webhooks.
+    #[arg(long, env = "ALERT_WEBHOOK_URLS")]
+    pub alert_webhook_urls: Option<String>,
+
+    /// The webhook signing secret, `whsec_` followed by base64 (required
+    /// with ALERT_WEBHOOK_URLS).
+    #[arg(long, env = "ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub alert_webhook_secret: Option<crate::admin::Secret>,
+
+    /// How long (hours) a delivery answered by timeouts or 5xx is retried,
+    /// with backoff, before it is given up.
+    #[arg(long, env = "ALERT_WEBHOOK_RETRY_HOURS", default_value_t = 24)]
+    pub alert_webhook_retry_hours: u32,
+
+    /// The admin API's address as receivers reach it, for the alert link
+    /// in webhook bodies (e.g. `https://admin.example.com`). Unset:
+    /// `http://` + ADMIN_LISTEN.
+    #[arg(long, env = "ALERT_LINK_BASE_URL")]
+    pub alert_link_base_url: Option<String>,
+
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// tracing-subscriber directive such as `activity_processor=debug`)
     /// [default: `RUST_LOG` if set, else info].
@@ -243,6 +286,17 @@ pub enum ConfigError {
     /// A key or name is empty.
     #[error("{0} must not be empty")]
     Empty(&'static str),
+    /// `ALERT_RULES` names a file that cannot work.
+    #[error("ALERT_RULES: {0}")]
+    AlertRules(String),
+    /// A duration setting does not parse.
+    #[error("{name} {value:?} is not a duration; use a number and a unit (s, m, h, d), like 1h")]
+    Duration {
+        /// The environment variable name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// A secret key is too short to resist guessing.
     #[error("{0} must be at least 16 characters (a long random secret)")]
     ShortKey(&'static str),
@@ -297,6 +351,13 @@ impl Config {
                 name: "ROLLUP_FOLD_INTERVAL_MS",
             });
         }
+        if self.alert_evaluate_interval_ms == 0 {
+            return Err(ConfigError::Zero {
+                name: "ALERT_EVALUATE_INTERVAL_MS",
+            });
+        }
+        self.alert_max_lateness()?;
+        self.alert_rules()?;
         self.listen_addr()?;
         if self.stream_key.is_empty() {
             return Err(ConfigError::Empty("STREAM_KEY"));
@@ -336,6 +397,22 @@ impl Config {
     /// `FLUSH_INTERVAL_MS` as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// `ALERT_MAX_LATENESS` as a duration.
+    pub fn alert_max_lateness(&self) -> Result<Duration, ConfigError> {
+        crate::alerts::rules::parse_duration(&self.alert_max_lateness).ok_or_else(|| {
+            ConfigError::Duration {
+                name: "ALERT_MAX_LATENESS",
+                value: self.alert_max_lateness.clone(),
+            }
+        })
+    }
+
+    /// The rules `ALERT_RULES` names (reads the file).
+    pub fn alert_rules(&self) -> Result<crate::alerts::rules::RuleSet, ConfigError> {
+        crate::alerts::rules::RuleSet::from_setting(self.alert_rules.as_deref())
+            .map_err(|e| ConfigError::AlertRules(e.to_string()))
     }
 
     /// `CLAIM_IDLE_MS` as a duration.

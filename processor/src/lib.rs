@@ -20,6 +20,7 @@
 //! ```
 
 pub mod admin;
+pub mod alerts;
 pub mod config;
 pub mod consumer;
 pub mod privacy;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::{self, AlertSettings};
 use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::db_message;
@@ -46,6 +47,8 @@ pub struct Context {
     pub stats: Arc<ProcessorStats>,
     /// The storage rules, the erasure policy and list, the audit of reads.
     pub privacy: Arc<Privacy>,
+    /// The alert rules and how they are evaluated and delivered.
+    pub alerts: Arc<AlertSettings>,
 }
 
 /// Why the processor could not start or stopped with an error; each says
@@ -108,6 +111,7 @@ impl Processor {
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
         let listen = config.listen_addr()?;
+        let alert_settings = alert_settings(&config)?;
         // First: a taken address is found before anything is connected to
         // or changed.
         let listener = tokio::net::TcpListener::bind(listen)
@@ -172,6 +176,7 @@ impl Processor {
             redis,
             stats: Arc::new(ProcessorStats::new()),
             privacy: Arc::new(privacy),
+            alerts: Arc::new(alert_settings),
         };
         let app = server::router(ctx.clone(), extra_routes(&ctx));
         let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
@@ -264,6 +269,29 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     Processor::start(config, token).await?.wait().await
 }
 
+/// The alert rules and their settings, from the configuration.
+fn alert_settings(config: &Config) -> Result<AlertSettings, ConfigError> {
+    let rules = config.alert_rules()?;
+    if rules.rules().is_empty() {
+        tracing::info!("ALERT_RULES=none: stored events are not evaluated by alert rules");
+    }
+    let mut settings = AlertSettings::new(Arc::new(rules));
+    settings.max_lateness = config.alert_max_lateness()?;
+    settings.interval = Duration::from_millis(config.alert_evaluate_interval_ms);
+    settings.webhook_urls = config
+        .alert_webhook_urls
+        .as_deref()
+        .map(|urls| {
+            urls.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(settings)
+}
+
 /// The routes merged into the HTTP server besides the health and metrics
 /// endpoints: the admin API.
 fn extra_routes(ctx: &Context) -> Router {
@@ -297,6 +325,11 @@ async fn run_parts(
     tracker.spawn(maintenance(ctx.clone(), token.clone()));
     tracker.spawn(gauges(ctx.clone(), token.clone()));
     tracker.spawn(fold_rollups(ctx.clone(), token.clone()));
+    tracker.spawn(alerts::run_evaluator(
+        ctx.pool.clone(),
+        (*ctx.alerts).clone(),
+        token.clone(),
+    ));
     tracker.spawn(privacy::maintain(
         ctx.privacy.clone(),
         ctx.pool.clone(),

@@ -36,7 +36,7 @@ pub(super) fn params(params: Params) -> Result<HashMap<String, String>, ApiError
 
 /// An integer parameter, `default` when absent. Bounds are checked by the
 /// store's query functions, which name the parameter too.
-fn number(p: &HashMap<String, String>, name: &'static str, default: u32) -> Result<u32, ApiError> {
+pub(super) fn number(p: &HashMap<String, String>, name: &'static str, default: u32) -> Result<u32, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some(v) => v.trim().parse::<u32>().map_err(|_| {
@@ -94,6 +94,9 @@ pub struct QueueStatus {
     pub total_activities: i64,
     /// Distinct users active today (UTC).
     pub active_users_today: i64,
+    /// Stored events not yet evaluated by the alert rules; null when the
+    /// database cannot say.
+    pub alert_queue_length: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -164,9 +167,10 @@ async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures>
     security(("bearer" = []))
 )]
 pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<QueueStatus> {
-    let (stream, totals) = tokio::join!(
+    let (stream, totals, alert_queue) = tokio::join!(
         stream_figures(&state),
-        queries::get_activity_totals(&state.pool)
+        queries::get_activity_totals(&state.pool),
+        crate::alerts::inbox_length(&state.pool)
     );
     let totals = totals?;
     let stats = state.stats.snapshot();
@@ -194,6 +198,7 @@ pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<Q
         today_activities: totals.today_activities,
         total_activities: totals.total_activities,
         active_users_today: totals.active_users_today,
+        alert_queue_length: alert_queue.ok(),
     }))
 }
 

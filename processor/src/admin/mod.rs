@@ -24,6 +24,7 @@
 //! Bearer`) without valid credentials, 403 for valid credentials without
 //! the endpoint's role, 400 naming the parameter that is out of bounds.
 
+mod alerts;
 mod auth;
 mod error;
 mod export;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get};
+use axum::routing::{MethodRouter, delete, get, post};
 use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -176,6 +177,14 @@ fn routes() -> Vec<AdminRoute> {
             get(handlers::top_users),
         ),
         route("actions", Method::GET, Role::Admin, get(handlers::actions)),
+        route("alerts", Method::GET, Role::Admin, get(alerts::list)),
+        route("alerts/{id}", Method::GET, Role::Admin, get(alerts::get)),
+        route(
+            "alerts/{id}/acknowledge",
+            Method::POST,
+            Role::Admin,
+            post(alerts::acknowledge),
+        ),
     ]
 }
 
@@ -224,6 +233,9 @@ pub fn router(state: AdminState) -> Router {
         export::export_user,
         handlers::top_users,
         handlers::actions,
+        alerts::list,
+        alerts::get,
+        alerts::acknowledge,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
