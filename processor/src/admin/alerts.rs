@@ -75,7 +75,10 @@ pub(super) async fn list(State(state): State<AdminState>, p: Params) -> ApiResul
     ),
     security(("bearer" = []))
 )]
-pub(super) async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Alert> {
+pub(super) async fn get(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Alert> {
     let id = alert_id(&id)?;
     let alert = alerts::get_alert(&state.pool, id).await?;
     alert.map(Json).ok_or_else(|| not_found(id))

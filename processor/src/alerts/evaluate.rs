@@ -186,7 +186,7 @@ pub async fn evaluate_pass(
     let taken = events.len();
     let lateness = TimeDelta::from_std(settings.max_lateness).unwrap_or(TimeDelta::MAX);
     events.retain(|e| (e.received_at - e.created_at).abs() <= lateness);
-    events.sort_by(|a, b| (a.created_at, a.event_id).cmp(&(b.created_at, b.event_id)));
+    events.sort_by_key(|e| (e.created_at, e.event_id));
     let mut outcome = PassOutcome {
         taken,
         evaluated: events.len(),
@@ -225,7 +225,7 @@ async fn evaluate_rule(
             RuleKind::Rate(r) => r
                 .actions
                 .as_ref()
-                .is_none_or(|actions| actions.iter().any(|a| *a == e.action)),
+                .is_none_or(|actions| actions.contains(&e.action)),
             RuleKind::FailedThenSuccess(_) => e.is_failed_login() || e.is_successful_login(),
             RuleKind::NewIp(_) => e.ip_address.is_some(),
         })
@@ -269,9 +269,12 @@ async fn evaluate_rule(
                 let times = windows.entry(group.clone()).or_default();
                 if event.is_failed_login() {
                     times.insert(at);
-                    changes
-                        .window_rows
-                        .push((rule.name.clone(), group.clone(), at, event.event_id));
+                    changes.window_rows.push((
+                        rule.name.clone(),
+                        group.clone(),
+                        at,
+                        event.event_id,
+                    ));
                     // A failure counts in an open episode; it does not start one.
                     if open {
                         episodes.get_mut(group).expect("open").add(event);
@@ -295,7 +298,9 @@ async fn evaluate_rule(
                 // it was written).
                 if let Some(old) = episodes.remove(group) {
                     if old.changed {
-                        changes.episodes.push((rule.name.clone(), by, group.clone(), old));
+                        changes
+                            .episodes
+                            .push((rule.name.clone(), by, group.clone(), old));
                     }
                 }
                 episodes.insert(group.clone(), Episode::start(event, count as i64));

@@ -327,7 +327,11 @@ fn parse_rule(name: &str, fields: &Table) -> Result<Option<Rule>, RulesError> {
         } else {
             format!("unknown rule: name it {KINDS}, or give its `kind`")
         };
-        let field = if fields.get("kind").is_some() { "kind" } else { "" };
+        let field = if fields.get("kind").is_some() {
+            "kind"
+        } else {
+            ""
+        };
         return Err(if field.is_empty() {
             RulesError::rule(name, message)
         } else {
@@ -351,7 +355,9 @@ fn parse_rule(name: &str, fields: &Table) -> Result<Option<Rule>, RulesError> {
             ("window", RuleKind::Rate(r)) => r.window = fields.duration(key, value)?,
             ("group_by", RuleKind::Rate(r)) => r.group_by = fields.group_by(key, value)?,
             ("actions", RuleKind::Rate(r)) => r.actions = Some(fields.actions(key, value)?),
-            ("failures", RuleKind::FailedThenSuccess(r)) => r.failures = fields.count(key, value)?,
+            ("failures", RuleKind::FailedThenSuccess(r)) => {
+                r.failures = fields.count(key, value)?
+            }
             ("window", RuleKind::FailedThenSuccess(r)) => r.window = fields.duration(key, value)?,
             ("group_by", RuleKind::FailedThenSuccess(r)) => {
                 r.group_by = fields.group_by(key, value)?
@@ -363,7 +369,9 @@ fn parse_rule(name: &str, fields: &Table) -> Result<Option<Rule>, RulesError> {
                 }
             }
             ("ipv4_prefix", RuleKind::NewIp(r)) => r.ipv4_prefix = fields.prefix(key, value, 32)?,
-            ("ipv6_prefix", RuleKind::NewIp(r)) => r.ipv6_prefix = fields.prefix(key, value, 128)?,
+            ("ipv6_prefix", RuleKind::NewIp(r)) => {
+                r.ipv6_prefix = fields.prefix(key, value, 128)?
+            }
             _ => {
                 return Err(RulesError::field(
                     name,
@@ -377,7 +385,11 @@ fn parse_rule(name: &str, fields: &Table) -> Result<Option<Rule>, RulesError> {
         rule.cooldown = rule.window();
     }
     if rule.cooldown.is_zero() {
-        return Err(RulesError::field(name, "cooldown", "must be more than zero"));
+        return Err(RulesError::field(
+            name,
+            "cooldown",
+            "must be more than zero",
+        ));
     }
     Ok(Some(rule))
 }
@@ -424,7 +436,13 @@ impl Fields<'_> {
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0)
             .ok_or_else(|| {
-                self.error(key, format!("must be a whole number from 1 to {} (got {value})", u32::MAX))
+                self.error(
+                    key,
+                    format!(
+                        "must be a whole number from 1 to {} (got {value})",
+                        u32::MAX
+                    ),
+                )
             })
     }
 
@@ -433,7 +451,12 @@ impl Fields<'_> {
             .as_integer()
             .and_then(|n| u8::try_from(n).ok())
             .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| self.error(key, format!("must be a prefix length from 1 to {max} (got {value})")))
+            .ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("must be a prefix length from 1 to {max} (got {value})"),
+                )
+            })
     }
 
     fn duration(&self, key: &str, value: &Value) -> Result<Duration, RulesError> {
@@ -441,7 +464,9 @@ impl Fields<'_> {
         parse_duration(text).ok_or_else(|| {
             self.error(
                 key,
-                format!("a duration is a number and a unit (s, m, h, d), like \"5m\" (got {value})"),
+                format!(
+                    "a duration is a number and a unit (s, m, h, d), like \"5m\" (got {value})"
+                ),
             )
         })
     }
@@ -455,15 +480,27 @@ impl Fields<'_> {
     }
 
     fn actions(&self, key: &str, value: &Value) -> Result<Vec<String>, RulesError> {
-        let bad = || self.error(key, format!("must be a list of action names, like [\"payment\"] (got {value})"));
+        let bad = || {
+            self.error(
+                key,
+                format!("must be a list of action names, like [\"payment\"] (got {value})"),
+            )
+        };
         let list = value.as_array().ok_or_else(bad)?;
         let actions: Vec<String> = list
             .iter()
-            .map(|a| a.as_str().filter(|s| !s.is_empty() && s.len() <= 100).map(str::to_owned))
+            .map(|a| {
+                a.as_str()
+                    .filter(|s| !s.is_empty() && s.len() <= 100)
+                    .map(str::to_owned)
+            })
             .collect::<Option<_>>()
             .ok_or_else(bad)?;
         if actions.is_empty() {
-            return Err(self.error(key, "must name at least one action (leave it out to count all)"));
+            return Err(self.error(
+                key,
+                "must name at least one action (leave it out to count all)",
+            ));
         }
         Ok(actions)
     }
@@ -496,10 +533,18 @@ mod tests {
         let rules = RuleSet::builtin();
         let names: Vec<&str> = rules.rules().iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["rate", "failed_then_success", "new_ip"]);
-        let RuleKind::Rate(rate) = &rules.rules()[0].kind else { panic!() };
-        assert_eq!((rate.threshold, rate.window), (50, Duration::from_secs(300)));
+        let RuleKind::Rate(rate) = &rules.rules()[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (rate.threshold, rate.window),
+            (50, Duration::from_secs(300))
+        );
         assert_eq!(rules.longest_window(), Duration::from_secs(600));
-        assert_eq!(RuleSet::from_setting(Some("none")).unwrap().rules().len(), 0);
+        assert_eq!(
+            RuleSet::from_setting(Some("none")).unwrap().rules().len(),
+            0
+        );
         assert_eq!(RuleSet::from_setting(None).unwrap(), rules);
     }
 
@@ -513,26 +558,53 @@ mod tests {
         .unwrap();
         assert_eq!(rules.rules().len(), 2);
         let rate = &rules.rules()[0];
-        assert_eq!(rate.cooldown, Duration::from_secs(60), "cooldown defaults to the window");
+        assert_eq!(
+            rate.cooldown,
+            Duration::from_secs(60),
+            "cooldown defaults to the window"
+        );
         assert_eq!(rate.group_by(), GroupBy::Ip);
         let logins = &rules.rules()[1];
         assert_eq!(logins.name, "logins");
         assert_eq!(logins.cooldown, Duration::from_secs(7200));
-        let RuleKind::FailedThenSuccess(f) = &logins.kind else { panic!() };
+        let RuleKind::FailedThenSuccess(f) = &logins.kind else {
+            panic!()
+        };
         assert_eq!((f.failures, f.window), (3, Duration::from_secs(600)));
     }
 
     #[test]
     fn bad_files_name_the_rule_and_the_field() {
         let cases = [
-            ("[rate]\nthreshold = 0", "rule `rate`, field `threshold`: must be a whole number"),
-            ("[rate]\nthreshhold = 5", "rule `rate`, field `threshhold`: unknown field"),
-            ("[rate]\ngroup_by = \"session\"", "rule `rate`, field `group_by`: must be \"user\" or \"ip\""),
-            ("[x]\nkind = \"burst\"", "rule `x`, field `kind`: unknown kind `burst`"),
+            (
+                "[rate]\nthreshold = 0",
+                "rule `rate`, field `threshold`: must be a whole number",
+            ),
+            (
+                "[rate]\nthreshhold = 5",
+                "rule `rate`, field `threshhold`: unknown field",
+            ),
+            (
+                "[rate]\ngroup_by = \"session\"",
+                "rule `rate`, field `group_by`: must be \"user\" or \"ip\"",
+            ),
+            (
+                "[x]\nkind = \"burst\"",
+                "rule `x`, field `kind`: unknown kind `burst`",
+            ),
             ("[burst]\nthreshold = 5", "rule `burst`: unknown rule"),
-            ("[new_ip]\nipv4_prefix = 33", "rule `new_ip`, field `ipv4_prefix`: must be a prefix length"),
-            ("[rate]\nactions = []", "rule `rate`, field `actions`: must name at least one"),
-            ("[rate]\nwindow = \"0m\"", "rule `rate`, field `window`: a duration"),
+            (
+                "[new_ip]\nipv4_prefix = 33",
+                "rule `new_ip`, field `ipv4_prefix`: must be a prefix length",
+            ),
+            (
+                "[rate]\nactions = []",
+                "rule `rate`, field `actions`: must name at least one",
+            ),
+            (
+                "[rate]\nwindow = \"0m\"",
+                "rule `rate`, field `window`: a duration",
+            ),
             ("rate = 5", "rule `rate`: each rule is a table"),
             ("[rate", "not valid TOML"),
         ];
@@ -548,7 +620,17 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86400)));
-        for bad in ["", "5", "m", "-5m", "5 m", "5M", "1.5h", "400d", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "-5m",
+            "5 m",
+            "5M",
+            "1.5h",
+            "400d",
+            "99999999999999999999s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
