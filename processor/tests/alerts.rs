@@ -543,3 +543,33 @@ async fn a_bad_rule_file_stops_start_up_naming_rule_and_field() {
     );
     assert!(!error.contains('\n'));
 }
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn alerts_expire_with_the_retention(pool: PgPool) {
+    let now = Utc::now();
+    write_batch(&pool, &burst("old", 51, TimeDelta::days(100)))
+        .await
+        .unwrap();
+    write_batch(&pool, &burst("new", 51, TimeDelta::minutes(1)))
+        .await
+        .unwrap();
+    // The old burst is late for the rules: raise its alert by evaluating
+    // with a lateness that admits it.
+    let admit_old = PassSettings {
+        max_lateness: Duration::from_secs(200 * 86400),
+        ..settings(1000)
+    };
+    while evaluate_pass(&pool, &RuleSet::builtin(), &admit_old)
+        .await
+        .unwrap()
+        .taken
+        > 0
+    {}
+    assert_eq!(alerts(&pool).await.len(), 2);
+    activity_store::schema::drop_expired_partitions(&pool, now, 90)
+        .await
+        .unwrap();
+    let left = alerts(&pool).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].group_value, "new");
+}

@@ -211,3 +211,16 @@ pub async fn acknowledge_alert(pool: &PgPool, id: Uuid) -> Result<Option<Alert>,
         .fetch_optional(pool)
         .await?)
 }
+
+/// Deletes the alerts whose last event is older than `cutoff` (retention;
+/// their deliveries go with them); returns how many.
+pub(crate) async fn forget_before(
+    conn: &mut sqlx::PgConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM user_activity_alerts WHERE last_event_at < $1")
+        .bind(cutoff)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

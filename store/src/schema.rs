@@ -218,7 +218,12 @@ pub async fn drop_expired_partitions(
     if let Some(forget_before) = expired.iter().map(|(_, end)| *end).max() {
         crate::rollups::forget_before(&mut tx, forget_before).await?;
     }
+    // Alerts (and their deliveries, by cascade) go with their events.
+    let alerts = crate::alerts::forget_before(&mut tx, cutoff).await?;
     tx.commit().await?;
+    if alerts > 0 {
+        tracing::info!(alerts, retention_days, "deleted expired alerts");
+    }
 
     let dropped: Vec<String> = expired.into_iter().map(|(name, _)| name).collect();
     for name in &dropped {
