@@ -23,21 +23,21 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
+use bench_support::processes::{Reaped, event, free_port, start_redis, stop};
 use bench_support::{count, scratch, write_csv};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use activity_store::rollups;
-use activity_tracker::{Activity, ActivityType, WireBatch};
+use activity_tracker::{Activity, WireBatch};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
@@ -76,76 +76,6 @@ struct Args {
 /// How often the latency run looks for new rows: often enough to add
 /// little to the figures, seldom enough not to load the database it measures.
 const POLL_MS: u64 = 10;
-
-const USER_AGENTS: [&str; 3] = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-    "okhttp/4.12.0",
-];
-
-/// An event as the layer makes it: user, action, resource, the details
-/// the layer adds, IP, user agent, session.
-fn event(rng: &mut StdRng, at: DateTime<Utc>) -> Activity {
-    let user = rng.random_range(0..5000usize);
-    let actions: Vec<ActivityType> = ActivityType::catalogue().collect();
-    Activity::at(actions[rng.random_range(0..actions.len())].clone(), at)
-        .user_id(format!("user-{user}"))
-        .resource("case", format!("case-{}", rng.random_range(0..200_000)))
-        .ip_address(IpAddr::V4(Ipv4Addr::new(
-            10,
-            rng.random_range(0..255),
-            rng.random_range(0..255),
-            rng.random_range(1..255),
-        )))
-        .user_agent(USER_AGENTS[user % USER_AGENTS.len()])
-        .session_id(format!("sess-{user}"))
-        .detail("method", "POST")
-        .detail("route", "/api/cases/{id}")
-        .detail("status", 200)
-        .detail("latency_ms", rng.random_range(1..400))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
-}
-
-/// Kills the child process on drop (a failed run leaves nothing behind).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis(port: u16, dir: &Path) -> anyhow::Result<Reaped> {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("running redis-server")?;
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > StdDuration::from_secs(10) {
-            bail!("redis-server did not start");
-        }
-        std::thread::sleep(StdDuration::from_millis(20));
-    }
-    Ok(Reaped(child))
-}
 
 fn start_processor(
     args: &Args,
@@ -253,17 +183,6 @@ async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> anyhow:
         .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
         .sum())
-}
-
-fn stop(mut child: Reaped) -> anyhow::Result<()> {
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()?;
-    let status = child.0.wait()?;
-    if !status.success() {
-        bail!("the processor exited with {status} after SIGTERM");
-    }
-    Ok(())
 }
 
 async fn throughput(

@@ -6,6 +6,8 @@
 //! program uses only part of it.
 #![allow(dead_code)]
 
+pub(crate) mod processes;
+
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
