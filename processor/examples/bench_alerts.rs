@@ -104,7 +104,7 @@ fn start_processor(
         .env("STREAM_KEY", stream)
         .env("CONSUMER_NAME", "bench")
         .env("ADMIN_LISTEN", format!("127.0.0.1:{port}"))
-        .env("LOG_LEVEL", "warn")
+        .env("LOG_LEVEL", "error")
         .env("FLUSH_INTERVAL_MS", args.flush_interval_ms.to_string())
         .env_remove("LEGACY_LIST_KEY")
         .env_remove("ALERT_WEBHOOK_URLS");
@@ -124,6 +124,16 @@ async fn preload(
     events: usize,
     seed: u64,
 ) -> anyhow::Result<()> {
+    // The group first, so that the drain's end can be read before the
+    // processor has made it.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg("activity-processor")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Utc::now() - Duration::seconds(60);
     let mut pipe = redis::pipe();
@@ -140,7 +150,9 @@ async fn preload(
             pipe = redis::pipe();
         }
     }
-    pipe.query_async::<()>(conn).await?;
+    if events % 5000 != 0 {
+        pipe.query_async::<()>(conn).await?;
+    }
     Ok(())
 }
 

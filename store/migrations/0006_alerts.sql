@@ -9,10 +9,10 @@
 -- among them, so a redelivery is evaluated zero times). The evaluator
 -- deletes the rows it evaluates in the transaction that records their
 -- alerts: a crash in between rolls both back, and the rows wait for the
--- next evaluation. No index but the sequence: the evaluator takes the
--- oldest rows, and the table stays small while someone evaluates.
+-- next evaluation. No key and no index: each is work on every insert of
+-- every writer, and the evaluator needs neither (it takes rows in heap
+-- order, which is about arrival order, and sorts them by event time).
 CREATE TABLE IF NOT EXISTS user_activity_alert_inbox (
-    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id    UUID         NOT NULL,
     created_at  TIMESTAMPTZ  NOT NULL,
     user_id     TEXT,

@@ -177,7 +177,7 @@ pub async fn evaluate_pass(
     }
     let mut events: Vec<InboxEvent> = sqlx::query_as(
         "DELETE FROM user_activity_alert_inbox
-         WHERE seq IN (SELECT seq FROM user_activity_alert_inbox ORDER BY seq LIMIT $1)
+         WHERE ctid = ANY (ARRAY(SELECT ctid FROM user_activity_alert_inbox LIMIT $1))
          RETURNING event_id, created_at, user_id, action::text, ip_address, status, received_at",
     )
     .bind(settings.batch_limit)
