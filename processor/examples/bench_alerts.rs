@@ -156,7 +156,10 @@ async fn preload(
     Ok(())
 }
 
-async fn drained(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> anyhow::Result<bool> {
+async fn drained(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> anyhow::Result<bool> {
     let mut pipe = redis::pipe();
     pipe.cmd("XLEN").arg(stream);
     pipe.cmd("XPENDING").arg(stream).arg("activity-processor");
@@ -183,7 +186,13 @@ async fn drain(
     round: usize,
 ) -> anyhow::Result<(f64, f64, i64)> {
     let name = format!("bench_alerts_{tag}_drain");
-    let url = scratch(admin, &args.database_url, &name, Utc::now() - Duration::days(1)).await?;
+    let url = scratch(
+        admin,
+        &args.database_url,
+        &name,
+        Utc::now() - Duration::days(1),
+    )
+    .await?;
     let mut db = PgConnection::connect(&url).await?;
     if way == Way::NoTrigger {
         sqlx::query("DROP TRIGGER user_activity_alert_inbox_fill ON user_activity_logs")
@@ -258,7 +267,9 @@ async fn drains(
                 round + 1,
                 way.name(),
                 if way == Way::BuiltIn {
-                    format!(", evaluation caught up {catch_up:.2} s after the drain, {raised} alerts")
+                    format!(
+                        ", evaluation caught up {catch_up:.2} s after the drain, {raised} alerts"
+                    )
                 } else {
                     String::new()
                 }
@@ -295,7 +306,13 @@ async fn latency(
     tag: &str,
 ) -> anyhow::Result<()> {
     let name = format!("bench_alerts_{tag}_latency");
-    let url = scratch(admin, &args.database_url, &name, Utc::now() - Duration::days(1)).await?;
+    let url = scratch(
+        admin,
+        &args.database_url,
+        &name,
+        Utc::now() - Duration::days(1),
+    )
+    .await?;
     let stream = format!("bench:alerts:{tag}:latency");
     let processor = start_processor(args, redis_url, &url, &stream, Way::BuiltIn)?;
     tokio::time::sleep(StdDuration::from_millis(500)).await;
@@ -322,7 +339,9 @@ async fn latency(
                 ticker.tick().await;
                 let second = i / per_second;
                 let slot = i % per_second;
-                let burst_index = (slot % stride == 0).then_some(slot / stride).filter(|k| *k < 51);
+                let burst_index = (slot % stride == 0)
+                    .then_some(slot / stride)
+                    .filter(|k| *k < 51);
                 let mut activity = event(&mut rng, Utc::now());
                 let attacker = format!("burst-{second}");
                 if burst_index.is_some() {
@@ -370,13 +389,17 @@ async fn latency(
     drop(db);
     drop_database(admin, &name).await?;
     if counts.len() as u64 != args.seconds || counts.iter().any(|(_, n)| *n != 51) {
-        bail!("expected {} rate alerts of 51 events each, got {counts:?}", args.seconds);
+        bail!(
+            "expected {} rate alerts of 51 events each, got {counts:?}",
+            args.seconds
+        );
     }
     let mut latencies: Vec<f64> = crossed
         .iter()
         .map(|(user, sent)| {
-            seen.get(user)
-                .map_or(f64::INFINITY, |at| at.duration_since(*sent).as_secs_f64() * 1000.0)
+            seen.get(user).map_or(f64::INFINITY, |at| {
+                at.duration_since(*sent).as_secs_f64() * 1000.0
+            })
         })
         .collect();
     latencies.sort_by(f64::total_cmp);

@@ -36,8 +36,8 @@ use activity_tracker::{Activity, WireBatch};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 

@@ -94,4 +94,3 @@ pub(crate) fn stop(mut child: Reaped) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -210,7 +210,7 @@ impl RuleSet {
         }
     }
 
-    /// The rules, in the file's order (built-ins: as listed above).
+    /// The rules: a file's in name order, the built-ins as listed above.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -557,14 +557,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rules.rules().len(), 2);
-        let rate = &rules.rules()[0];
+        let names: Vec<&str> = rules.rules().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["logins", "rate"]);
+        let rate = &rules.rules()[1];
         assert_eq!(
             rate.cooldown,
             Duration::from_secs(60),
             "cooldown defaults to the window"
         );
         assert_eq!(rate.group_by(), GroupBy::Ip);
-        let logins = &rules.rules()[1];
+        let logins = &rules.rules()[0];
         assert_eq!(logins.name, "logins");
         assert_eq!(logins.cooldown, Duration::from_secs(7200));
         let RuleKind::FailedThenSuccess(f) = &logins.kind else {
