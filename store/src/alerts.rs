@@ -100,7 +100,10 @@ impl AlertStatus {
             "acknowledged" => Ok(AlertStatus::Acknowledged),
             _ => Err(invalid(
                 "status",
-                format!("status must be `open` or `acknowledged` (got `{}`)", text.escape_debug()),
+                format!(
+                    "status must be `open` or `acknowledged` (got `{}`)",
+                    text.escape_debug()
+                ),
             )),
         }
     }
