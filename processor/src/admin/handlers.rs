@@ -36,7 +36,11 @@ pub(super) fn params(params: Params) -> Result<HashMap<String, String>, ApiError
 
 /// An integer parameter, `default` when absent. Bounds are checked by the
 /// store's query functions, which name the parameter too.
-fn number(p: &HashMap<String, String>, name: &'static str, default: u32) -> Result<u32, ApiError> {
+pub(super) fn number(
+    p: &HashMap<String, String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some(v) => v.trim().parse::<u32>().map_err(|_| {
