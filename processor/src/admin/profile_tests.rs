@@ -203,14 +203,14 @@ async fn bad_parameters_are_400_naming_the_parameter(pool: PgPool) {
     let app = app(pool);
     let long = "u".repeat(256);
     for (query, parameter) in [
-        (format!("u1/profile?days=0"), "`days`"),
-        (format!("u1/profile?days=367"), "`days`"),
-        (format!("u1/profile?days=ninety"), "`days`"),
-        (format!("u1/profile?days=-1"), "`days`"),
-        (format!("u1/profile?tz=Mars/Olympus"), "`tz`"),
-        (format!("u1/profile?tz="), "`tz`"),
-        (format!("u1/profile?tz=america/new_york"), "`tz`"),
-        (format!("u1/profile?days=30&tz=UTC%2B3"), "`tz`"),
+        ("u1/profile?days=0".to_owned(), "`days`"),
+        ("u1/profile?days=367".to_owned(), "`days`"),
+        ("u1/profile?days=ninety".to_owned(), "`days`"),
+        ("u1/profile?days=-1".to_owned(), "`days`"),
+        ("u1/profile?tz=Mars/Olympus".to_owned(), "`tz`"),
+        ("u1/profile?tz=".to_owned(), "`tz`"),
+        ("u1/profile?tz=america/new_york".to_owned(), "`tz`"),
+        ("u1/profile?days=30&tz=UTC%2B3".to_owned(), "`tz`"),
         (format!("{long}/profile"), "`user_id`"),
     ] {
         let uri = format!("{P}/{query}");
