@@ -30,6 +30,7 @@ mod error;
 mod export;
 mod handlers;
 mod privacy;
+mod profile;
 
 use std::sync::Arc;
 
@@ -165,6 +166,12 @@ fn routes() -> Vec<AdminRoute> {
             get(handlers::user_path),
         ),
         route(
+            "user/{user_id}/profile",
+            Method::GET,
+            Role::Admin,
+            get(profile::user_profile),
+        ),
+        route(
             "user/{user_id}/export",
             Method::GET,
             Role::Privacy,
@@ -230,6 +237,7 @@ pub fn router(state: AdminState) -> Router {
         handlers::user,
         privacy::erase_user,
         handlers::user_path,
+        profile::user_profile,
         export::export_user,
         handlers::top_users,
         handlers::actions,
@@ -270,3 +278,6 @@ mod tests;
 
 #[cfg(test)]
 mod privacy_tests;
+
+#[cfg(test)]
+mod profile_tests;

@@ -28,6 +28,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub mod profile;
+pub use profile::build_user_profile;
+
 /// Largest `days` accepted.
 pub const MAX_DAYS: u32 = 366;
 /// Bounds of `limit` for [`get_top_users`]: at most this many users.
