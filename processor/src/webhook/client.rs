@@ -222,10 +222,10 @@ mod tests {
             timestamp: "1700000000".into(),
             signature: "v1,abc=".into(),
         };
-        let request = request("http://127.0.0.1:9/hook?x=1", &signed, b"{}".to_vec()).unwrap();
-        assert_eq!(request.method(), Method::POST);
-        assert_eq!(request.uri().path_and_query().unwrap(), "/hook?x=1");
-        let headers = request.headers();
+        let post = request("http://127.0.0.1:9/hook?x=1", &signed, b"{}".to_vec()).unwrap();
+        assert_eq!(post.method(), Method::POST);
+        assert_eq!(post.uri().path_and_query().unwrap(), "/hook?x=1");
+        let headers = post.headers();
         assert_eq!(headers["content-type"], "application/json");
         assert_eq!(headers["webhook-id"], "msg_1");
         assert_eq!(headers["webhook-timestamp"], "1700000000");

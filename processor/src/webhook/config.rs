@@ -275,6 +275,9 @@ fn check_http_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains a space or control character".into());
     }
+    if !url.contains("://") {
+        return Err("is not absolute (it must start with http:// or https://)".into());
+    }
     let uri: Uri = url.parse().map_err(|e| format!("is not a URL ({e})"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
