@@ -32,6 +32,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Self::start_with(&[]).await
+    }
+
+    /// With `TLS_CERT` and `TLS_KEY`, an https receiver.
+    async fn start_with(env: &[(&str, &std::path::Path)]) -> Receiver {
         let records = std::env::temp_dir().join(format!("webhooks-{}.jsonl", Uuid::now_v7()));
         let mut child = std::process::Command::new("python3")
             .arg(concat!(
@@ -40,6 +45,7 @@ impl Receiver {
             ))
             .env("WEBHOOK_SECRET", SECRET)
             .env("RECORD_FILE", &records)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -528,4 +534,82 @@ async fn two_workers_never_send_the_same_delivery(pool: PgPool) {
     sent.sort();
     ids.sort();
     assert_eq!(sent, ids);
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn https_receivers_are_checked_against_the_trusted_roots(pool: PgPool) {
+    // A certificate of its own for the receiver, for 127.0.0.1.
+    let dir = std::env::temp_dir().join(format!("webhooks-tls-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=webhook receiver"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let receiver = Receiver::start_with(&[("TLS_CERT", &cert), ("TLS_KEY", &key)]).await;
+    let https = |path: &str| format!("https://127.0.0.1:{}{path}", receiver.port);
+
+    // Trusting the receiver's certificate: delivered, over TLS.
+    let trusted = https("/ok/trusted");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(<rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let alert = insert_alert(&pool).await;
+    insert_delivery(&pool, alert, &trusted).await;
+    let worker = start(&pool, config(vec![trusted.clone()]).with_tls(tls));
+    let row = finished(&pool, alert, &trusted).await;
+    stop(worker).await;
+    assert_eq!(row.status, "delivered");
+    let received = receiver.received_at("/ok/trusted");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["verified"], true);
+
+    // With the system's roots only, the self-signed certificate is
+    // refused: nothing is sent, the attempt is retried, and says why.
+    let untrusted = https("/ok/untrusted");
+    let alert = insert_alert(&pool).await;
+    insert_delivery(&pool, alert, &untrusted).await;
+    let worker = start(&pool, config(vec![untrusted.clone()]));
+    let deadline = Instant::now() + WAIT;
+    let row = loop {
+        let row = delivery(&pool, alert, &untrusted).await;
+        if row.attempts >= 1 {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no attempt in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop(worker).await;
+    assert_eq!(row.status, "pending");
+    let error = row.last_error.unwrap();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(receiver.received_at("/ok/untrusted").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,10 +14,12 @@ path. Every request is appended, before it is answered, as one JSON line
 to RECORD_FILE: path, headers, whether it verified (and why not), the
 parsed payload, the status answered, and whether another request with the
 same webhook-id was being handled at the same time. WEBHOOK_SECRET is the
-`whsec_` secret. Prints `PORT <n>` once listening on 127.0.0.1."""
+`whsec_` secret; with TLS_CERT and TLS_KEY (PEM files) it serves HTTPS.
+Prints `PORT <n>` once listening on 127.0.0.1."""
 
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -106,6 +108,10 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
+if os.environ.get("TLS_CERT"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(f"PORT {server.server_address[1]}", flush=True)
 try:
     server.serve_forever()

@@ -201,6 +201,15 @@ impl WebhookConfig {
         )
     }
 
+    /// Sends https requests with these TLS settings instead of the
+    /// system's trusted roots: for receivers behind a private CA, or that
+    /// want a client certificate. Build them with
+    /// `rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())`.
+    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
+        self.tls = Arc::new(tls);
+        self
+    }
+
     /// The TLS client settings.
     pub(super) fn tls(&self) -> Arc<rustls::ClientConfig> {
         self.tls.clone()
