@@ -27,6 +27,7 @@ pub mod privacy;
 mod queue_length;
 pub mod server;
 pub mod stats;
+pub mod webhook;
 
 pub mod db_message;
 
