@@ -61,10 +61,10 @@ pub fn body(alert: &Alert, admin_url: &str) -> Vec<u8> {
     serde_json::to_vec(&envelope).expect("an alert serializes: strings, numbers and UUIDs only")
 }
 
-/// `at` in RFC 3339 with microseconds and `Z`, the precision PostgreSQL
-/// keeps.
+/// `at` in RFC 3339 UTC, written as the alert's own times are (`Z`, the
+/// fraction of a second only as long as needed).
 fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
@@ -103,10 +103,11 @@ mod tests {
             value,
             json!({
                 "type": "alert.raised",
-                "timestamp": "2024-07-01T10:00:01.250000Z",
+                "timestamp": "2024-07-01T10:00:01.250Z",
                 "data": data,
             })
         );
+        assert_eq!(value["timestamp"], value["data"]["created_at"]);
         assert_eq!(value["data"]["ip_address"], "203.0.113.9");
         assert_eq!(value["data"]["id"], Uuid::from_u128(1).to_string());
     }
