@@ -21,6 +21,7 @@ use crate::db_message;
 use crate::privacy::{self, Privacy};
 use crate::server;
 use crate::stats::ProcessorStats;
+use crate::webhook::{self, WebhookConfig, WebhookConfigError, WebhookSettings};
 use activity_store::schema::{self, SchemaError};
 
 /// Monthly partitions made ahead of the current month.
@@ -47,8 +48,10 @@ pub struct Context {
     pub stats: Arc<ProcessorStats>,
     /// The storage rules, the erasure policy and list, the audit of reads.
     pub privacy: Arc<Privacy>,
-    /// The alert rules and how they are evaluated and delivered.
+    /// The alert rules and how they are evaluated.
     pub alerts: Arc<AlertSettings>,
+    /// Where new alerts are posted; `None` without `ALERT_WEBHOOK_URLS`.
+    pub webhooks: Option<Arc<WebhookConfig>>,
 }
 
 /// Why the processor could not start or stopped with an error; each says
@@ -73,6 +76,9 @@ pub enum RunError {
         #[source]
         source: sqlx::Error,
     },
+    /// The webhook settings cannot work.
+    #[error(transparent)]
+    Webhook(#[from] WebhookConfigError),
     /// Migrations or partitions failed.
     #[error("{}", db_message::describe_schema(.0))]
     Schema(#[from] SchemaError),
@@ -124,6 +130,19 @@ impl Processor {
             addr: listen,
             source,
         })?;
+        let webhooks = WebhookConfig::from_settings(&WebhookSettings {
+            urls: config.alert_webhook_urls.as_deref(),
+            secret: config.alert_webhook_secret.as_ref().map(|s| s.expose()),
+            retry_hours: config.alert_webhook_retry_hours,
+            link_base_url: config.alert_link_base_url.as_deref(),
+            admin_listen: local_addr,
+        })?
+        .map(Arc::new);
+        let mut alert_settings = alert_settings;
+        alert_settings.webhook_urls = webhooks
+            .as_ref()
+            .map(|w| w.urls.clone())
+            .unwrap_or_default();
         // Besides the writers: folds, retention and admin queries.
         let writers = u32::try_from(config.db_writers).unwrap_or(u32::MAX);
         let pool = connect_pool(&config.database_url, writers.saturating_add(5)).await?;
@@ -177,6 +196,7 @@ impl Processor {
             stats: Arc::new(ProcessorStats::new()),
             privacy: Arc::new(privacy),
             alerts: Arc::new(alert_settings),
+            webhooks,
         };
         let app = server::router(ctx.clone(), extra_routes(&ctx));
         let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
@@ -278,17 +298,6 @@ fn alert_settings(config: &Config) -> Result<AlertSettings, ConfigError> {
     let mut settings = AlertSettings::new(Arc::new(rules));
     settings.max_lateness = config.alert_max_lateness()?;
     settings.interval = Duration::from_millis(config.alert_evaluate_interval_ms);
-    settings.webhook_urls = config
-        .alert_webhook_urls
-        .as_deref()
-        .map(|urls| {
-            urls.split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(settings)
 }
 
@@ -330,6 +339,13 @@ async fn run_parts(
         (*ctx.alerts).clone(),
         token.clone(),
     ));
+    if let Some(webhooks) = &ctx.webhooks {
+        tracker.spawn(webhook::run_deliveries(
+            ctx.pool.clone(),
+            webhooks.clone(),
+            token.clone(),
+        ));
+    }
     tracker.spawn(privacy::maintain(
         ctx.privacy.clone(),
         ctx.pool.clone(),

@@ -101,6 +101,8 @@ pub struct QueueStatus {
     /// Stored events not yet evaluated by the alert rules; null when the
     /// database cannot say.
     pub alert_queue_length: Option<i64>,
+    /// Webhook URLs that answered 410 Gone and get no more deliveries.
+    pub disabled_webhook_urls: Vec<crate::webhook::DisabledUrl>,
 }
 
 #[derive(Debug, Default)]
@@ -171,10 +173,11 @@ async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures>
     security(("bearer" = []))
 )]
 pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<QueueStatus> {
-    let (stream, totals, alert_queue) = tokio::join!(
+    let (stream, totals, alert_queue, disabled) = tokio::join!(
         stream_figures(&state),
         queries::get_activity_totals(&state.pool),
-        crate::alerts::inbox_length(&state.pool)
+        crate::alerts::inbox_length(&state.pool),
+        crate::webhook::disabled_urls(&state.pool)
     );
     let totals = totals?;
     let stats = state.stats.snapshot();
@@ -203,6 +206,7 @@ pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<Q
         total_activities: totals.total_activities,
         active_users_today: totals.active_users_today,
         alert_queue_length: alert_queue.ok(),
+        disabled_webhook_urls: disabled.unwrap_or_default(),
     }))
 }
 
