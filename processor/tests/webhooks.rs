@@ -620,3 +620,74 @@ async fn https_receivers_are_checked_against_the_trusted_roots(pool: PgPool) {
     assert!(receiver.received_at("/ok/untrusted").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole path in one processor: events stored (here straight by the
+/// writer, as the layer's fallback stores them), the rule raising an
+/// alert, its delivery row, the signed request reaching the receiver once.
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn a_processor_posts_each_alert_its_rules_raise_once(pool: PgPool) {
+    use activity_tracker::{Activity, ActivityType};
+
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/ok/processor");
+    let mut config = activity_processor::Config::from_env();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
+    let name = pool.connect_options().get_database().unwrap().to_owned();
+    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(&base);
+    config.database_url = format!("{server}/{name}");
+    config.stream_key = format!("test:webhooks:{}", Uuid::now_v7());
+    config.admin_listen = "127.0.0.1:0".into();
+    config.legacy_list_key = None;
+    config.alert_evaluate_interval_ms = 50;
+    config.alert_webhook_urls = Some(url.clone());
+    config.alert_webhook_secret = Some(SECRET.parse().unwrap());
+    let token = CancellationToken::new();
+    let processor = activity_processor::Processor::start(config, token.clone())
+        .await
+        .unwrap();
+
+    let start = chrono::Utc::now() - chrono::TimeDelta::seconds(70);
+    let burst: Vec<Activity> = (0..70)
+        .map(|i| {
+            Activity::at(
+                ActivityType::CaseView,
+                start + chrono::TimeDelta::seconds(i),
+            )
+            .user_id("hooked")
+        })
+        .collect();
+    activity_store::writer::write_batch(&pool, &burst)
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + WAIT;
+    while receiver.received_at("/ok/processor").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery reached the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for a second delivery, if one were wrongly made.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received_at("/ok/processor");
+    assert_eq!(received.len(), 1, "{received:?}");
+    let request = &received[0];
+    assert_eq!(request["verified"], true, "{request}");
+    let data = &request["payload"]["data"];
+    assert_eq!(data["rule"], "rate");
+    assert_eq!(data["group_value"], "hooked");
+    let id = data["id"].as_str().unwrap();
+    let admin = format!(
+        "http://{}/api/v1/admin/user-activities/alerts/{id}",
+        processor.local_addr()
+    );
+    assert_eq!(data["admin_url"], admin.as_str());
+    let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM user_activity_alerts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(alerts, 1);
+    token.cancel();
+    processor.wait().await.unwrap();
+}
