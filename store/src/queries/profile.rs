@@ -160,6 +160,9 @@ pub struct PrimaryFunction {
 pub struct UsagePattern {
     /// The IANA zone of the counts (`tz`; `UTC` by default).
     pub time_zone: String,
+    /// The version of the IANA time-zone data the zone's offsets came
+    /// from (`chrono-tz`'s), e.g. `2025b`.
+    pub tz_database: String,
     /// Activities by local hour of day: 24 entries, hour 0 first.
     pub hourly: Vec<i64>,
     /// Activities by local weekday: 7 entries, Monday first.
@@ -556,6 +559,7 @@ pub async fn build_user_profile_with(
             .collect(),
         usage_pattern: UsagePattern {
             time_zone: options.time_zone.name().to_owned(),
+            tz_database: chrono_tz::IANA_TZDB_VERSION.to_owned(),
             hourly,
             weekdays,
             peak_hour,
