@@ -20,10 +20,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Every figure but the open alerts comes from one range scan of the
-//! `(user_id, created_at)` index over the window (the rollups hold no
-//! per-user hour, weekday or address figures, so they could not spare
-//! it), aggregated in the database; the open alerts are one lookup in
+//! Every figure but the open alerts comes from one statement: an
+//! index-only range scan of the window on the covering `(user_id,
+//! created_at) INCLUDE (action, ip_address)` index (migration 0007; the
+//! rollups hold no per-user hour, weekday or address figures, so they
+//! could not spare it), aggregated in the database, and the failed logins
+//! from a partial index of them; the open alerts are one lookup in
 //! `user_activity_alerts`. The hour and weekday of an activity are those
 //! of its `created_at` in the chosen zone, with the zone's UTC offsets
 //! taken from `chrono-tz` (not from the server's time-zone database), so
