@@ -3,8 +3,11 @@
 //! `COPY`, rebuilds the rollups (timed), then measures each endpoint's
 //! p50/p99 through the admin router (auth, query, JSON) and, in the same
 //! run, the same figures computed by plain `GROUP BY`s over the raw table
-//! (the baseline). Last, what the rollups cost the writer: `write_batch`
-//! against `write_batch_without_rollups`, batches alternating.
+//! (the baseline). Then the user profile (`user/{id}/profile?days=90`) for
+//! random users and for the heaviest one, against the plain `GROUP BY`s
+//! that give its figures one by one. Last, what the rollups cost the
+//! writer: `write_batch` against `write_batch_without_rollups`, batches
+//! alternating.
 //! The scratch database is dropped at the end.
 //!
 //! ```text
@@ -54,6 +57,12 @@ struct Args {
     /// Runs of each plain GROUP BY baseline.
     #[arg(long, default_value_t = 5)]
     baseline_iterations: usize,
+    /// Random users whose profile is read (each once, per kind of draw).
+    #[arg(long, default_value_t = 200)]
+    profile_users: usize,
+    /// Reads of the heaviest user's profile.
+    #[arg(long, default_value_t = 10)]
+    profile_heavy_runs: usize,
     /// Events written to measure the writer with and without rollups.
     #[arg(long, default_value_t = 100_000)]
     writer_events: usize,
@@ -451,7 +460,166 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<()> {
         );
     }
 
+    profile(args, &app, &pool, &users).await?;
     writer_cost(args, &pool).await
+}
+
+/// The plain `GROUP BY`s over the raw rows that give the profile's
+/// figures one statement each, as the original design's
+/// `build_user_profile` gathered them (`$1` the window's start, `$2` the
+/// user); hours and weekdays in UTC.
+const PROFILE_BASELINE_UTC: [&str; 5] = [
+    "SELECT action, count(*), min(created_at), max(created_at) FROM user_activity_logs \
+     WHERE created_at >= $1 AND user_id = $2 GROUP BY action",
+    "SELECT extract(hour FROM created_at AT TIME ZONE 'UTC'), \
+            extract(isodow FROM created_at AT TIME ZONE 'UTC'), count(*) \
+     FROM user_activity_logs WHERE created_at >= $1 AND user_id = $2 GROUP BY 1, 2",
+    PROFILE_BASELINE_IPS,
+    PROFILE_BASELINE_FAILED,
+    PROFILE_BASELINE_ALERTS,
+];
+/// [`PROFILE_BASELINE_UTC`] with hours and weekdays in New York.
+const PROFILE_BASELINE_NEW_YORK: [&str; 5] = [
+    PROFILE_BASELINE_UTC[0],
+    "SELECT extract(hour FROM created_at AT TIME ZONE 'America/New_York'), \
+            extract(isodow FROM created_at AT TIME ZONE 'America/New_York'), count(*) \
+     FROM user_activity_logs WHERE created_at >= $1 AND user_id = $2 GROUP BY 1, 2",
+    PROFILE_BASELINE_IPS,
+    PROFILE_BASELINE_FAILED,
+    PROFILE_BASELINE_ALERTS,
+];
+const PROFILE_BASELINE_IPS: &str = "SELECT host(ip_address), min(created_at), max(created_at), count(*) FROM user_activity_logs \
+     WHERE created_at >= $1 AND user_id = $2 AND ip_address IS NOT NULL GROUP BY ip_address";
+const PROFILE_BASELINE_FAILED: &str = "SELECT count(*) FROM user_activity_logs \
+     WHERE created_at >= $1 AND user_id = $2 \
+       AND (action = 'login_failed' OR (action = 'login' AND details->>'status' LIKE '4__'))";
+const PROFILE_BASELINE_ALERTS: &str = "SELECT count(*) FROM user_activity_alerts \
+     WHERE $1::timestamptz IS NOT NULL AND user_id = $2 AND status = 'open'";
+
+/// The profile's p50/p99 through the router for users drawn at random
+/// (uniformly over the user ids, and like the rows), and the heaviest
+/// user's, each next to the plain `GROUP BY`s' for the same users.
+async fn profile(
+    args: &Args,
+    app: &axum::Router,
+    pool: &PgPool,
+    drawn: &[String],
+) -> anyhow::Result<()> {
+    let start = window_start(90);
+    let mut rng = StdRng::seed_from_u64(11);
+    let uniform: Vec<String> = (0..args.profile_users)
+        .map(|_| format!("user-{}", rng.random_range(0..args.users)))
+        .collect();
+    let drawn: Vec<String> = drawn
+        .iter()
+        .cycle()
+        .take(args.profile_users)
+        .cloned()
+        .collect();
+    let (heaviest, heavy_rows): (String, i64) = sqlx::query_as(
+        "SELECT user_id, sum(n)::int8 AS c FROM activity_rollup_user_daily WHERE day >= $1 \
+         GROUP BY user_id ORDER BY c DESC, user_id LIMIT 1",
+    )
+    .bind(start.date_naive())
+    .fetch_one(pool)
+    .await?;
+    let p = "/api/v1/admin/user-activities";
+    let heavy = call(app, &format!("{p}/user/{heaviest}/profile?days=90")).await?;
+    anyhow::ensure!(
+        heavy["total_activities"] == heavy_rows,
+        "the heaviest user's profile differs from the rollups ({} against {heavy_rows})",
+        heavy["total_activities"]
+    );
+    let mut sizes: Vec<i64> = Vec::new();
+    for u in &uniform {
+        sizes.push(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM user_activity_logs WHERE user_id = $1 AND created_at >= $2",
+            )
+            .bind(u)
+            .bind(start)
+            .fetch_one(pool)
+            .await?,
+        );
+    }
+    sizes.sort_unstable();
+    println!();
+    println!(
+        "user profile over 90 days: {} random users (uniform over the ids: median {} rows, \
+         largest {}); drawn like the rows; the heaviest user {heaviest} ({heavy_rows} rows, {} \
+         distinct IPs); figures checked against the rollups: equal",
+        args.profile_users,
+        sizes[sizes.len() / 2],
+        sizes.last().copied().unwrap_or(0),
+        heavy["ip_summary"]["distinct_ips"]
+    );
+    println!();
+    println!(
+        "| profile of | tz | profile p50 | profile p99 | plain GROUP BYs p50 | plain GROUP BYs p99 | speed-up (p50) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let heaviest = vec![heaviest; args.profile_heavy_runs];
+    let cases: [(&str, &[String], &str, &[&'static str; 5]); 5] = [
+        ("random users", &uniform, "", &PROFILE_BASELINE_UTC),
+        (
+            "random users",
+            &uniform,
+            "America/New_York",
+            &PROFILE_BASELINE_NEW_YORK,
+        ),
+        (
+            "users drawn like the rows",
+            &drawn,
+            "",
+            &PROFILE_BASELINE_UTC,
+        ),
+        (
+            "users drawn like the rows",
+            &drawn,
+            "America/New_York",
+            &PROFILE_BASELINE_NEW_YORK,
+        ),
+        (
+            "the heaviest user",
+            &heaviest,
+            "America/New_York",
+            &PROFILE_BASELINE_NEW_YORK,
+        ),
+    ];
+    for (name, users, tz, statements) in cases {
+        let query = if tz.is_empty() {
+            String::new()
+        } else {
+            format!("&tz={tz}")
+        };
+        let uri = |u: &str| format!("{p}/user/{u}/profile?days=90{query}");
+        call(app, &uri(&users[0])).await?;
+        let mut runs = Vec::new();
+        for u in users {
+            let t = Instant::now();
+            call(app, &uri(u)).await?;
+            runs.push(t.elapsed());
+        }
+        let (p50, p99) = summary(runs);
+        let bind = |i: usize| {
+            vec![
+                BindValue::Time(start),
+                BindValue::Text(users[i % users.len()].clone()),
+            ]
+        };
+        baseline(pool, statements, &bind, 1).await?;
+        let (b50, b99) = summary(baseline(pool, statements, &bind, users.len()).await?);
+        println!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}x |",
+            if tz.is_empty() { "UTC" } else { tz },
+            ms(p50),
+            ms(p99),
+            ms(b50),
+            ms(b99),
+            b50.as_secs_f64() / p50.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// The writer's throughput with the rollups (`write_batch`, as the

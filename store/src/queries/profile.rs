@@ -20,10 +20,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Every figure but the open alerts comes from one range scan of the
-//! `(user_id, created_at)` index over the window (the rollups hold no
-//! per-user hour, weekday or address figures, so they could not spare
-//! it), aggregated in the database; the open alerts are one lookup in
+//! Every figure but the open alerts comes from one statement: an
+//! index-only range scan of the window on the covering `(user_id,
+//! created_at) INCLUDE (action, ip_address)` index (migration 0007; the
+//! rollups hold no per-user hour, weekday or address figures, so they
+//! could not spare it), aggregated in the database, and the failed logins
+//! from a partial index of them; the open alerts are one lookup in
 //! `user_activity_alerts`. The hour and weekday of an activity are those
 //! of its `created_at` in the chosen zone, with the zone's UTC offsets
 //! taken from `chrono-tz` (not from the server's time-zone database), so
@@ -160,6 +162,9 @@ pub struct PrimaryFunction {
 pub struct UsagePattern {
     /// The IANA zone of the counts (`tz`; `UTC` by default).
     pub time_zone: String,
+    /// The version of the IANA time-zone data the zone's offsets came
+    /// from (`chrono-tz`'s), e.g. `2025b`.
+    pub tz_database: String,
     /// Activities by local hour of day: 24 entries, hour 0 first.
     pub hourly: Vec<i64>,
     /// Activities by local weekday: 7 entries, Monday first.
@@ -373,14 +378,15 @@ fn offsets_between(
 
 /// One row of the profile statement: what it describes is `kind`.
 ///
-/// - `a`: per action, local hour and local ISO weekday: `n` activities,
-///   `m` of them failed logins, first and last in `first`/`last`;
-/// - `i`: the address totals: `n` distinct, `m` new;
-/// - `n`: one new address (`ip`), `n` activities, `first`/`last`.
+/// - `a`: one action: `n` activities, the first and last in `first`/`last`;
+/// - `w`: one local hour of the week (`bucket`, 0 = Monday 00:00–00:59,
+///   167 = Sunday 23:00–23:59): `n` activities;
+/// - `i`: the addresses: `n` distinct, `m` new;
+/// - `f`: `n` failed logins;
+/// - `n`: one new address (`ip`): `n` activities, `first`/`last`.
 type ProfileRow = (
     String,
     Option<String>,
-    Option<i32>,
     Option<i32>,
     i64,
     i64,
@@ -389,20 +395,22 @@ type ProfileRow = (
     Option<String>,
 );
 
-/// The scan of the window, once, with every aggregate of the profile: the
-/// user's rows are read into `r` (materialized: read once, used twice),
-/// then grouped by action × hour × weekday, and by address. The local time
-/// of a row is its UTC time plus the offset in force then (`$4[i]` from
-/// `$3[i]` on, found with `width_bucket`). A failed login is the app's
-/// `login_failed` or a `login` whose status is 4xx.
+/// Every aggregate of the profile in one statement. The user's rows of the
+/// window are read once into `r` (an index-only scan of the covering
+/// `(user_id, created_at) INCLUDE (action, ip_address)` index, migration
+/// 0007), then grouped by action, by local hour of the week and by
+/// address. A row's local hour counts hours since the Unix epoch in local
+/// time: its UTC seconds plus the offset in force then (`$4[i]` from
+/// `$3[i]` on, picked by `width_bucket`); the epoch's first hour was a
+/// Thursday's, hour 72 of a week starting on Monday. The failed logins
+/// repeat the predicate of the partial index `..._failed_login_idx` word
+/// for word, so that they are counted from it.
 const PROFILE_SQL: &str = "
 WITH r AS MATERIALIZED (
     SELECT action::text AS action, created_at, ip_address,
-           (created_at AT TIME ZONE 'UTC')
-               + make_interval(secs => ($4::int4[])[width_bucket(created_at, $3::timestamptz[])])
-               AS local_time,
-           (action = $5 OR (action = 'login' AND btrim(details->>'status') ~ '^4[0-9][0-9]$'))
-               AS failed_login
+           floor((date_part('epoch', created_at)
+                  + ($4::int4[])[width_bucket(created_at, $3::timestamptz[])]) / 3600)::int8
+               AS local_hour
     FROM user_activity_logs
     WHERE user_id = $1 AND created_at >= $2
 ),
@@ -411,19 +419,27 @@ ips AS (
            COUNT(*)::int8 AS n
     FROM r WHERE ip_address IS NOT NULL GROUP BY ip_address
 )
-SELECT 'a', action, EXTRACT(HOUR FROM local_time)::int4, EXTRACT(ISODOW FROM local_time)::int4,
-       COUNT(*)::int8, (COUNT(*) FILTER (WHERE failed_login))::int8,
-       MIN(created_at), MAX(created_at), NULL::text
-FROM r GROUP BY 2, 3, 4
+SELECT 'a', action, NULL::int4, COUNT(*)::int8, 0::int8, MIN(created_at), MAX(created_at),
+       NULL::text
+FROM r GROUP BY action
 UNION ALL
-SELECT 'i', NULL, NULL, NULL, COUNT(*)::int8, (COUNT(*) FILTER (WHERE first_seen >= $6))::int8,
+SELECT 'w', NULL, ((local_hour + 72) % 168)::int4, COUNT(*)::int8, 0, NULL, NULL, NULL
+FROM r GROUP BY 3
+UNION ALL
+SELECT 'i', NULL, NULL, COUNT(*)::int8, (COUNT(*) FILTER (WHERE first_seen >= $5))::int8,
        NULL, NULL, NULL
 FROM ips
 UNION ALL
+SELECT 'f', NULL, NULL, COUNT(*)::int8, 0, NULL, NULL, NULL
+FROM user_activity_logs
+WHERE user_id = $1 AND created_at >= $2
+  AND (action = 'login_failed'
+       OR (action = 'login' AND btrim(details->>'status') ~ '^4[0-9][0-9]$'))
+UNION ALL
 SELECT * FROM (
-    SELECT 'n', NULL, NULL::int4, NULL::int4, n, 0::int8, first_seen, last_seen, host(ip_address)
-    FROM ips WHERE first_seen >= $6
-    ORDER BY first_seen DESC, ip_address LIMIT $7
+    SELECT 'n', NULL, NULL::int4, n, 0::int8, first_seen, last_seen, host(ip_address)
+    FROM ips WHERE first_seen >= $5
+    ORDER BY first_seen DESC, ip_address LIMIT $6
 ) new_ips";
 
 /// The user's profile with the chosen window and time zone.
@@ -444,7 +460,6 @@ pub async fn build_user_profile_with(
         .bind(w.start)
         .bind(&starts)
         .bind(&offsets)
-        .bind(LOGIN_FAILED_ACTION)
         .bind(new_since)
         .bind(NEW_IPS_LISTED as i64)
         .fetch_all(pool)
@@ -463,31 +478,24 @@ pub async fn build_user_profile_with(
     let (mut first_seen, mut last_seen): (Option<DateTime<Utc>>, _) = (None, None);
     let (mut distinct_ips, mut new_ip_count) = (0, 0);
     let mut new_ips = Vec::new();
-    for (kind, action, hour, weekday, n, m, first, last, ip) in rows {
+    for (kind, action, bucket, n, m, first, last, ip) in rows {
         match kind.as_str() {
             "a" => {
                 total += n;
-                failed_logins += m;
                 *per_action.entry(action.unwrap_or_default()).or_default() += n;
-                if let Some(slot) = hour
-                    .and_then(|h| usize::try_from(h).ok())
-                    .and_then(|h| hourly.get_mut(h))
-                {
-                    *slot += n;
-                }
-                if let Some(slot) = weekday
-                    .and_then(|d| usize::try_from(d - 1).ok())
-                    .and_then(|d| weekdays.get_mut(d))
-                {
-                    *slot += n;
-                }
                 first_seen = match (first_seen, first) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
                 last_seen = last_seen.max(last);
             }
+            "w" => {
+                let hour_of_week = bucket.unwrap_or_default().rem_euclid(168) as usize;
+                hourly[hour_of_week % 24] += n;
+                weekdays[hour_of_week / 24] += n;
+            }
             "i" => (distinct_ips, new_ip_count) = (n, m),
+            "f" => failed_logins = n,
             _ => {
                 if let (Some(ip_address), Some(first_seen), Some(last_seen)) = (ip, first, last) {
                     new_ips.push(NewIp {
@@ -556,6 +564,7 @@ pub async fn build_user_profile_with(
             .collect(),
         usage_pattern: UsagePattern {
             time_zone: options.time_zone.name().to_owned(),
+            tz_database: chrono_tz::IANA_TZDB_VERSION.to_owned(),
             hourly,
             weekdays,
             peak_hour,
@@ -628,6 +637,17 @@ mod tests {
         }
         // 15 + 8.33 + 5 + 3 + 1.5 = 32.83
         assert_eq!(some.score, 33);
+    }
+
+    #[test]
+    fn the_statement_counts_the_failed_logins_this_module_names() {
+        let predicate = format!("action = '{LOGIN_FAILED_ACTION}'");
+        assert!(PROFILE_SQL.contains(&predicate));
+        let migration = include_str!("../../migrations/0007_profile_indexes.sql");
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let failed = "action = 'login_failed' OR (action = 'login' AND btrim(details->>'status') ~ '^4[0-9][0-9]$')";
+        assert!(words(PROFILE_SQL).contains(failed));
+        assert!(words(migration).contains(failed));
     }
 
     #[test]
