@@ -58,8 +58,10 @@ pub const WORKING_DAY_END_HOUR: u32 = 20;
 pub const NEW_IP_DAYS: i64 = 7;
 /// How many new addresses [`IpSummary::new_ips`] lists (the newest).
 pub const NEW_IPS_LISTED: usize = 20;
-/// The actions that move money.
-pub const MONEY_ACTIONS: [&str; 2] = ["payment", "withdrawal"];
+/// The actions that move money: a payment made, a withdrawal asked for
+/// (their outcomes, `payment_success`, `withdrawal_approve`, ..., are the
+/// same movement again and do not count twice).
+pub const MONEY_ACTIONS: [&str; 2] = ["payment_create", "withdrawal_request"];
 /// An app's own action for a failed login (a `login` answered with a 4xx
 /// status is one too).
 pub const LOGIN_FAILED_ACTION: &str = "login_failed";
@@ -260,7 +262,7 @@ pub struct RiskInputs {
     pub distinct_ips: i64,
     /// Share of off-hours activity (0..=1).
     pub off_hours_share: f64,
-    /// `payment` and `withdrawal` activities in the window.
+    /// `payment_create` and `withdrawal_request` activities in the window.
     pub money_movements: i64,
 }
 

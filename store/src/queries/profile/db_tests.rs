@@ -120,14 +120,14 @@ fn alice_and_others(start: DateTime<Utc>) -> Vec<Activity> {
     for _ in 0..3 {
         events.push(activity("login_failed", recent(&mut rng)).user_id("alice"));
     }
-    // Money: 3 payments and 2 withdrawals; payment_create is not one.
+    // Money: 3 payments and 2 withdrawals; a payment's outcome is not one more.
     for action in [
-        "payment",
-        "payment",
-        "payment",
-        "withdrawal",
-        "withdrawal",
         "payment_create",
+        "payment_create",
+        "payment_create",
+        "withdrawal_request",
+        "withdrawal_request",
+        "payment_success",
     ] {
         events.push(
             activity(action, recent(&mut rng))
@@ -140,7 +140,7 @@ fn alice_and_others(start: DateTime<Utc>) -> Vec<Activity> {
         events.push(activity("login_failed", recent(&mut rng)).ip_address(old_ips[0]));
     }
     events.push(activity("login_failed", recent(&mut rng)).user_id("bob"));
-    events.push(activity("payment", start - TimeDelta::hours(2)).user_id("alice"));
+    events.push(activity("payment_create", start - TimeDelta::hours(2)).user_id("alice"));
     events.push(
         activity("login_failed", start - TimeDelta::days(3))
             .user_id("alice")
@@ -318,7 +318,7 @@ async fn profile_equals_plain_sql_in_new_york_across_dst(pool: PgPool) {
         "SELECT COUNT(*) FILTER (WHERE action = 'login_failed'
                                    OR (action = 'login' AND details->>'status' IN
                                        ('400', '401', '403', '429'))),
-                COUNT(*) FILTER (WHERE action IN ('payment', 'withdrawal'))
+                COUNT(*) FILTER (WHERE action IN ('payment_create', 'withdrawal_request'))
          FROM user_activity_logs WHERE user_id = 'alice' AND created_at >= $1",
     )
     .bind(start)
