@@ -23,7 +23,7 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::processes::{Reaped, event, free_port, start_redis, stop};
+use bench_support::processes::{Reaped, event, free_port, start_redis, stop, stream_backlog};
 use bench_support::{count, drop_database, scratch};
 
 use std::collections::HashMap;
@@ -156,24 +156,6 @@ async fn preload(
     Ok(())
 }
 
-async fn drained(
-    conn: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-) -> anyhow::Result<bool> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("XLEN").arg(stream);
-    pipe.cmd("XPENDING").arg(stream).arg("activity-processor");
-    let (length, pending): (u64, redis::Value) = pipe.query_async(conn).await?;
-    let pending = match pending {
-        redis::Value::Array(summary) => match summary.first() {
-            Some(redis::Value::Int(n)) => *n,
-            _ => 0,
-        },
-        _ => -1,
-    };
-    Ok(length == 0 && pending == 0)
-}
-
 /// One drain: events/s, seconds from the drain's end to an empty inbox,
 /// alerts raised.
 async fn drain(
@@ -203,7 +185,7 @@ async fn drain(
     preload(conn, &stream, args.events, round as u64).await?;
     let started = Instant::now();
     let processor = start_processor(args, redis_url, &url, &stream, way)?;
-    while !drained(conn, &stream).await? {
+    while stream_backlog(conn, &stream).await? != (0, 0) {
         if started.elapsed() > StdDuration::from_secs(1800) {
             bail!("not drained after 30 minutes");
         }

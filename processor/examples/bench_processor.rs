@@ -23,7 +23,7 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::processes::{Reaped, event, free_port, start_redis, stop};
+use bench_support::processes::{Reaped, event, free_port, start_redis, stop, stream_backlog};
 use bench_support::{count, scratch, write_csv};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -336,17 +336,7 @@ async fn drain(
     let mut peak = 0;
     loop {
         peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(stream);
-        pipe.cmd("XPENDING").arg(stream).arg("activity-processor");
-        let (length, pending): (u64, redis::Value) = pipe.query_async(conn).await?;
-        let pending = match pending {
-            redis::Value::Array(summary) => match summary.first() {
-                Some(redis::Value::Int(n)) => *n,
-                _ => 0,
-            },
-            _ => -1,
-        };
+        let (length, pending) = stream_backlog(conn, stream).await?;
         if length == 0 && pending == 0 {
             break;
         }

@@ -117,7 +117,6 @@ impl Processor {
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
         let listen = config.listen_addr()?;
-        let alert_settings = alert_settings(&config)?;
         // First: a taken address is found before anything is connected to
         // or changed.
         let listener = tokio::net::TcpListener::bind(listen)
@@ -138,11 +137,7 @@ impl Processor {
             admin_listen: local_addr,
         })?
         .map(Arc::new);
-        let mut alert_settings = alert_settings;
-        alert_settings.webhook_urls = webhooks
-            .as_ref()
-            .map(|w| w.urls.clone())
-            .unwrap_or_default();
+        let alert_settings = alert_settings(&config, webhooks.as_deref())?;
         // Besides the writers: folds, retention and admin queries.
         let writers = u32::try_from(config.db_writers).unwrap_or(u32::MAX);
         let pool = connect_pool(&config.database_url, writers.saturating_add(5)).await?;
@@ -289,8 +284,12 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     Processor::start(config, token).await?.wait().await
 }
 
-/// The alert rules and their settings, from the configuration.
-fn alert_settings(config: &Config) -> Result<AlertSettings, ConfigError> {
+/// The alert rules and their settings, from the configuration; new alerts
+/// get a delivery to each of the webhooks' (checked) URLs.
+fn alert_settings(
+    config: &Config,
+    webhooks: Option<&WebhookConfig>,
+) -> Result<AlertSettings, ConfigError> {
     let rules = config.alert_rules()?;
     if rules.rules().is_empty() {
         tracing::info!("ALERT_RULES=none: stored events are not evaluated by alert rules");
@@ -298,6 +297,7 @@ fn alert_settings(config: &Config) -> Result<AlertSettings, ConfigError> {
     let mut settings = AlertSettings::new(Arc::new(rules));
     settings.max_lateness = config.alert_max_lateness()?;
     settings.interval = Duration::from_millis(config.alert_evaluate_interval_ms);
+    settings.webhook_urls = webhooks.map(|w| w.urls.clone()).unwrap_or_default();
     Ok(settings)
 }
 

@@ -94,3 +94,24 @@ pub(crate) fn stop(mut child: Reaped) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Entries left in `stream` (`XLEN`) and pending for the processor's
+/// default group (`XPENDING`; -1 if the reply is not understood): a drain
+/// is over when both are 0.
+pub(crate) async fn stream_backlog(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> anyhow::Result<(u64, i64)> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("XLEN").arg(stream);
+    pipe.cmd("XPENDING").arg(stream).arg("activity-processor");
+    let (length, pending): (u64, redis::Value) = pipe.query_async(conn).await?;
+    let pending = match pending {
+        redis::Value::Array(summary) => match summary.first() {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        },
+        _ => -1,
+    };
+    Ok((length, pending))
+}
