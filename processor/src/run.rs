@@ -18,6 +18,7 @@ use crate::alerts::{self, AlertSettings};
 use crate::config::{Config, ConfigError, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::db_message;
+use crate::http::{self, StackSettings};
 use crate::privacy::{self, Privacy};
 use crate::server;
 use crate::stats::ProcessorStats;
@@ -193,7 +194,13 @@ impl Processor {
             alerts: Arc::new(alert_settings),
             webhooks,
         };
-        let app = server::router(ctx.clone(), extra_routes(&ctx));
+        let app = http::stack(
+            server::router(ctx.clone(), extra_routes(&ctx)),
+            &StackSettings::admin(
+                ctx.config.http_request_timeout(),
+                ctx.config.cors_origins()?,
+            ),
+        );
         let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
         tracing::info!(listen = %local_addr, "processor started");
         Ok(Processor {
@@ -323,10 +330,14 @@ async fn run_parts(
     // The server stops after the consumer, so `/readyz` and `/metrics`
     // answer while the last batch is committed.
     let server_token = CancellationToken::new();
+    let timeouts = ctx
+        .config
+        .connection_timeouts()
+        .expect("checked by Config::validate at start");
     tracker.spawn({
         let server_token = server_token.clone();
         async move {
-            if let Err(e) = server::serve(listener, app, server_token).await {
+            if let Err(e) = http::serve(listener, app, timeouts, server_token).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }
