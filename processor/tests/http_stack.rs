@@ -258,6 +258,10 @@ async fn serve_test_routes(
     let routes = Router::new()
         .route("/echo", post(|body: Bytes| async move { body }))
         .route(
+            "/json",
+            post(|axum::Json(value): axum::Json<Value>| async move { axum::Json(value) }),
+        )
+        .route(
             "/panic",
             get(|| async {
                 if true {
@@ -329,6 +333,23 @@ async fn a_stalled_body_gets_408_and_a_panic_a_json_500() {
     let too_big = exchange(addr, &request).await;
     assert_eq!(too_big.status, 413);
     assert_eq!(too_big.json()["error"], "payload_too_large");
+
+    // axum's own rejection of a body that is not JSON: 415, as JSON.
+    let not_json = exchange(
+        addr,
+        b"POST /json HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(not_json.status, 415);
+    assert_eq!(not_json.json()["error"], "unsupported_media_type");
+    assert!(
+        not_json.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "axum's text kept as the message: {:?}",
+        not_json.json()
+    );
 
     let panicked = exchange(
         addr,
