@@ -23,6 +23,7 @@ pub mod admin;
 pub mod alerts;
 pub mod config;
 pub mod consumer;
+pub mod dashboard;
 pub mod http;
 pub mod privacy;
 mod queue_length;

@@ -309,7 +309,7 @@ fn alert_settings(
 }
 
 /// The routes merged into the HTTP server besides the health and metrics
-/// endpoints: the admin API.
+/// endpoints: the admin API and the dashboard page.
 fn extra_routes(ctx: &Context) -> Router {
     let auth = crate::admin::AdminAuth::from_secrets(
         ctx.config.admin_tokens.as_ref(),
@@ -318,6 +318,7 @@ fn extra_routes(ctx: &Context) -> Router {
     );
     auth.warn_if_unconfigured();
     crate::admin::router(crate::admin::AdminState::from_context(ctx, auth))
+        .merge(crate::dashboard::router())
 }
 
 async fn run_parts(
