@@ -48,12 +48,13 @@ export function lineChart(label, labels, series) {
   const plot = WIDTH - margin.left - margin.right;
   const x = (i) => margin.left + (n <= 1 ? plot / 2 : (i * plot) / (n - 1));
   const step = every(n, 7);
-  const ticks = labels.map((text, i) => (i % step === 0 || i === n - 1) && (i === n - 1 || n - 1 - i >= step / 2)
+  // Every `step`-th day from the newest back, so today always has its label.
+  const ticks = labels.map((text, i) => ((n - 1 - i) % step === 0
     ? s('text', { class: 'tick', x: x(i), y: height - margin.bottom + 20, 'text-anchor': 'middle', text })
-    : null);
+    : null));
   const drawn = series.map((one, k) => {
     const points = one.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`);
-    return s('g', { class: `series-${k}` },
+    return s('g', { class: `series-${one.style ?? k}` },
       n > 1 ? s('polyline', { points: points.join(' '), fill: 'none' }) : null,
       one.values.map((v, i) => s('circle', { cx: x(i), cy: y(v), r: n > 40 ? 2 : 3.5 },
         s('title', { text: `${labels[i]}: ${int(v)} ${one.name}` }))));
@@ -62,7 +63,7 @@ export function lineChart(label, labels, series) {
     s('svg', { viewBox: `0 0 ${WIDTH} ${height}`, role: 'img', 'aria-label': label },
       lines, ticks, drawn),
     h('figcaption', { class: 'legend' },
-      series.map((one, k) => h('span', { class: `key series-${k}` }, h('span', { class: 'swatch' }), one.name))));
+      series.map((one, k) => h('span', { class: `key series-${one.style ?? k}` }, h('span', { class: 'swatch' }), one.name))));
 }
 
 /** Vertical bars, one per label (the hours of a day, the weekdays). */

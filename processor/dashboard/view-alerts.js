@@ -7,6 +7,7 @@ import { dateTime, int } from './format.js';
 import { daysParam, href, navigate, RANGES } from './route.js';
 
 const BUILT_IN_RULES = ['rate', 'failed_then_success', 'new_ip'];
+const COLUMNS = ['Raised', 'Rule', 'Group', 'User or address', 'Events', 'First – last event', 'Status', 'Action'];
 const STATUSES = [['', 'Any'], ['open', 'Open'], ['acknowledged', 'Acknowledged']];
 
 function filtersFrom(params) {
@@ -81,16 +82,17 @@ export async function render(main, route, ctx) {
     } else {
       action.append(h('span', { class: 'muted', text: `Acknowledged ${dateTime(alert.acknowledged_at)}` }));
     }
+    action.setAttribute('data-label', COLUMNS[7]);
     return h('tr', { 'data-id': alert.id, class: alert.status === 'open' ? 'open' : null },
-      h('td', { text: dateTime(alert.created_at) }),
-      h('td', { text: alert.rule }),
-      h('td', null, alert.group_kind === 'user'
+      h('td', { 'data-label': COLUMNS[0], text: dateTime(alert.created_at) }),
+      h('td', { 'data-label': COLUMNS[1], text: alert.rule }),
+      h('td', { 'data-label': COLUMNS[2] }, alert.group_kind === 'user'
         ? h('a', { href: href('user', [alert.group_value], { days: 30 }), text: alert.group_value })
         : `${alert.group_kind} ${alert.group_value}`),
-      h('td', { text: alert.user_id && alert.group_kind !== 'user' ? alert.user_id : (alert.ip_address ?? '') }),
-      h('td', { class: 'num', text: int(alert.count) }),
-      h('td', { text: `${dateTime(alert.first_event_at)} – ${dateTime(alert.last_event_at)}` }),
-      h('td', { 'data-status': '', text: alert.status }),
+      h('td', { 'data-label': COLUMNS[3], text: alert.user_id && alert.group_kind !== 'user' ? alert.user_id : (alert.ip_address ?? '') }),
+      h('td', { 'data-label': COLUMNS[4], class: 'num', text: int(alert.count) }),
+      h('td', { 'data-label': COLUMNS[5], text: `${dateTime(alert.first_event_at)} – ${dateTime(alert.last_event_at)}` }),
+      h('td', { 'data-label': COLUMNS[6], 'data-status': '', text: alert.status }),
       action);
   };
 
@@ -123,9 +125,9 @@ export async function render(main, route, ctx) {
   main.replaceChildren(
     head,
     h('div', { class: 'table-wrap' },
-      h('table', { class: 'alerts' },
+      h('table', { class: 'alerts stack' },
         h('thead', null, h('tr', null,
-          ['Raised', 'Rule', 'Group', 'User or address', 'Events', 'First – last event', 'Status', 'Action'].map((t) => h('th', { scope: 'col', text: t })))),
+          COLUMNS.map((t) => h('th', { scope: 'col', text: t })))),
         rows)),
     h('div', { class: 'more' }, more),
   );

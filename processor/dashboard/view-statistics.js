@@ -58,10 +58,14 @@ export async function render(main, route, ctx) {
     head,
     summary(stats),
     section('Daily activities and active users',
-      lineChart(`Activities and active users per day, ${words}`, labels, [
-        { name: 'activities', values: stats.daily.map((d) => d.count) },
-        { name: 'active users', values: stats.daily.map((d) => d.active_users) },
-      ]),
+      // Two charts, each on its own scale: users are far fewer than activities.
+      h('div', { class: 'columns' },
+        lineChart(`Activities per day, ${words}`, labels, [
+          { name: 'activities', values: stats.daily.map((d) => d.count) },
+        ]),
+        lineChart(`Active users per day, ${words}`, labels, [
+          { name: 'active users', values: stats.daily.map((d) => d.active_users), style: 1 },
+        ])),
       dailyTable(stats.daily)),
     section('Activity by hour of day (UTC)',
       columnChart(`Activities by hour of day, ${words}`, HOURS, stats.hourly, 'activities')),
@@ -76,7 +80,7 @@ export async function render(main, route, ctx) {
           : barList('Distinct users per action', usage.actions.map((a) => ({
             label: a.action,
             value: a.user_count,
-            note: `${int(a.user_count)} users, ${int(a.usage_count)} uses`,
+            note: `${int(a.user_count)} ${a.user_count === 1 ? 'user' : 'users'}, ${int(a.usage_count)} ${a.usage_count === 1 ? 'use' : 'uses'}`,
           }))))),
   );
   return null;

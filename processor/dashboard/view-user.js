@@ -13,6 +13,7 @@ export const RECENT_PAGE = 25;
 /** Steps of the action path asked for. */
 const PATH_STEPS = 200;
 const HOURS = Array.from({ length: 24 }, (_, hour) => String(hour).padStart(2, '0'));
+const RECENT_COLUMNS = ['Time', 'Action', 'Resource', 'Status', 'Address', 'Session'];
 const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
 
 function browserZone() {
@@ -45,13 +46,10 @@ function resource(record) {
 
 function recentRow(record) {
   const status = record.details && record.details.status !== undefined ? String(record.details.status) : MISSING;
+  const cells = [dateTime(record.created_at), record.action, resource(record), status,
+    record.ip_address ?? MISSING, record.session_id ?? MISSING];
   return h('tr', { 'data-id': record.id },
-    h('td', { text: dateTime(record.created_at) }),
-    h('td', { text: record.action }),
-    h('td', { text: resource(record) }),
-    h('td', { text: status }),
-    h('td', { text: record.ip_address ?? MISSING }),
-    h('td', { class: 'clip', title: record.session_id ?? '', text: record.session_id ?? MISSING }));
+    cells.map((text, i) => h('td', { 'data-label': RECENT_COLUMNS[i], class: i === 5 ? 'clip' : null, title: i === 5 ? text : null, text })));
 }
 
 function totals(stats, prof) {
@@ -167,8 +165,8 @@ export async function render(main, route, ctx) {
   showCursor();
   const recent = h('div', null,
     h('div', { class: 'table-wrap' },
-      h('table', { class: 'recent' },
-        h('thead', null, h('tr', null, ['Time', 'Action', 'Resource', 'Status', 'Address', 'Session'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('table', { class: 'recent stack' },
+        h('thead', null, h('tr', null, RECENT_COLUMNS.map((t) => h('th', { scope: 'col', text: t })))),
         rows)),
     h('div', { class: 'more' }, more, end));
 
@@ -197,5 +195,10 @@ export async function render(main, route, ctx) {
     section('Action path', timeline(path, words)),
     section('Recent activity', recent),
   );
+  // The path reads oldest first; its newest steps are the ones in view.
+  const steps = main.querySelector('ol.timeline');
+  if (steps) {
+    steps.scrollTop = steps.scrollHeight;
+  }
   return null;
 }
