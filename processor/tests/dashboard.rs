@@ -66,7 +66,10 @@ impl BrowserTest {
             "the dashboard's browser test needs Node.js 20 or later (`node` on PATH): \
              install it with `apt-get install -y nodejs npm` (.ci/run does)"
         );
-        if !dir.join("node_modules/playwright-core/package.json").exists() {
+        if !dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        {
             // The locked version, and never a browser download.
             let npm = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
@@ -115,10 +118,7 @@ fn config(pool: &PgPool) -> Config {
 fn seed() -> Vec<Activity> {
     let mut events = random_activities(18, 3000, 30, 12);
     let now = Utc::now();
-    let midnight = now
-        .date_naive()
-        .and_time(NaiveTime::MIN)
-        .and_utc();
+    let midnight = now.date_naive().and_time(NaiveTime::MIN).and_utc();
     let today_ms = (now - midnight).num_milliseconds().max(1);
     events.extend(
         random_activities(19, 1200, 1, 12)
@@ -196,7 +196,9 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers(pool: PgPool) {
         let status = get(addr, "/api/v1/admin/user-activities/queue-status").await;
         let alerts = get(
             addr,
-            &format!("/api/v1/admin/user-activities/alerts?status=open&rule=rate&user_id={ALERTED_USER}"),
+            &format!(
+                "/api/v1/admin/user-activities/alerts?status=open&rule=rate&user_id={ALERTED_USER}"
+            ),
         )
         .await;
         if status["alert_queue_length"] == 0 && alerts["alerts"].as_array().unwrap().len() == 1 {

@@ -130,7 +130,14 @@ mod tests {
     fn scripts_never_set_inline_styles_or_html_strings() {
         for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
             let text = std::str::from_utf8(asset.body).unwrap();
-            for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "eval(", "setAttribute('style'", "new Function"] {
+            for banned in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "eval(",
+                "setAttribute('style'",
+                "new Function",
+            ] {
                 assert!(!text.contains(banned), "{} uses {banned}", asset.name);
             }
         }

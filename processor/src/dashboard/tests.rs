@@ -79,8 +79,7 @@ async fn every_asset_is_served_with_its_type_for_ever() {
         assert_eq!(body, asset.body, "{uri}");
     }
     let scripts = format!("/admin/assets/{}/app.js", assets::version());
-    let (status, headers, body) =
-        get_with(&scripts, &[("accept-encoding", "gzip")]).await;
+    let (status, headers, body) = get_with(&scripts, &[("accept-encoding", "gzip")]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-encoding"], "gzip");
     assert_eq!(&body[..2], &[0x1f, 0x8b]);
@@ -95,7 +94,12 @@ async fn an_unknown_file_or_another_version_is_a_json_404() {
     assert_secured(&headers);
     let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error["error"], "not_found");
-    assert!(error["message"].as_str().unwrap().contains("reload /admin/"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("reload /admin/")
+    );
 
     let missing = format!("/admin/assets/{}/secrets.txt", assets::version());
     let (status, _, body) = get_with(&missing, &[]).await;
