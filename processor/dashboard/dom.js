@@ -51,6 +51,14 @@ export function empty(text) {
 
 /** A table in a scrolling box (a narrow screen scrolls the table, not the page). */
 export function table(caption, headers, rows, attrs = {}) {
+  // Each cell names its column, for the narrow layout's cards (`table.stack`).
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (headers[i] && !cell.hasAttribute('data-label')) {
+        cell.setAttribute('data-label', headers[i]);
+      }
+    });
+  }
   return h('div', { class: 'table-wrap' },
     h('table', attrs,
       caption ? h('caption', { text: caption }) : null,

@@ -82,6 +82,8 @@ export async function render(main, _route, ctx) {
       if (element.textContent !== text) {
         element.textContent = text;
       }
+      // A state in words ("no writes yet") is set smaller than a figure.
+      element.classList.toggle('is-words', /^[a-z]/i.test(text));
     }
     redis.hidden = !data.status.redis_error;
     redis.textContent = data.status.redis_error ? `Redis figures unavailable: ${data.status.redis_error}` : '';

@@ -78,7 +78,7 @@ function riskFactors(prof) {
       h('td', { class: 'num', text: decimal(f.saturates_at) }),
       h('td', { class: 'num', text: decimal(f.weight) }),
       h('td', { class: 'num', text: decimal(f.points) }))),
-    { class: 'risk-factors' });
+    { class: 'risk-factors stack' });
 }
 
 function addresses(stats, prof) {
