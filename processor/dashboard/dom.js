@@ -59,10 +59,12 @@ export function table(caption, headers, rows, attrs = {}) {
       }
     });
   }
+  // A column of figures is right-aligned, its heading too.
+  const numeric = rows.length > 0 ? [...rows[0].children].map((cell) => cell.classList.contains('num')) : [];
   return h('div', { class: 'table-wrap' },
     h('table', attrs,
       caption ? h('caption', { text: caption }) : null,
-      h('thead', null, h('tr', null, headers.map((header) => h('th', { scope: 'col', text: header })))),
+      h('thead', null, h('tr', null, headers.map((header, i) => h('th', { scope: 'col', class: numeric[i] ? 'num' : null, text: header })))),
       h('tbody', null, rows)));
 }
 

@@ -113,6 +113,11 @@ export async function render(main, _route, ctx) {
   let timer = null;
   let stopped = false;
   const tick = async () => {
+    // A tab in the background asks nothing; it catches up when shown.
+    if (document.hidden) {
+      timer = setTimeout(tick, REFRESH_MS);
+      return;
+    }
     try {
       data = await load();
       if (stopped) {

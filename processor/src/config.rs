@@ -129,7 +129,8 @@ pub struct Config {
     #[arg(long, env = "ROLLUP_FOLD_INTERVAL_MS", default_value_t = 2000)]
     pub rollup_fold_interval_ms: u64,
 
-    /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, admin API).
+    /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, admin
+    /// API, the dashboard page at `/admin/`).
     #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
     pub admin_listen: String,
 

@@ -1,5 +1,5 @@
 //! The activity processor: drains the activity stream into PostgreSQL and
-//! serves the admin API.
+//! serves the admin API and its dashboard page.
 //!
 //! The binary `activity-processor serve` is [`run`] with a [`Config`] from
 //! the command line; tests and examples run the whole processor in-process:
