@@ -212,6 +212,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers(pool: PgPool) {
     }
 
     let shots = screenshot_dir();
+    // Only this run's pictures: a stale one would hide a missing view.
+    let _ = std::fs::remove_file(shots.join("failure.png"));
     for view in VIEWS {
         for width in ["1280", "390"] {
             let _ = std::fs::remove_file(shots.join(format!("{view}-{width}.png")));
