@@ -23,6 +23,7 @@ pub mod admin;
 pub mod alerts;
 pub mod config;
 pub mod consumer;
+pub mod ingest;
 pub mod privacy;
 mod queue_length;
 pub mod server;

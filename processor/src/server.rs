@@ -50,9 +50,13 @@ pub async fn serve(
     app: Router,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
+    // With the peer's address: the ingest records it as the client's.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await
 }
 
 /// Installs the Prometheus recorder behind the `metrics` facade, once per
