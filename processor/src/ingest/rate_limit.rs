@@ -1,6 +1,6 @@
 //! `INGEST_RATE_LIMIT`: events per second per source, as a token bucket
-//! holding one second of events. A request is let in while the bucket is
-//! not empty and takes all its events (the bucket may go below zero), so
+//! holding one second of events. A request is let in while the bucket
+//! holds an event and takes all its events (the bucket may go below zero), so
 //! a batch larger than a second's events is never refused for ever; the
 //! requests after it wait until the debt is paid.
 
@@ -42,7 +42,7 @@ impl RateLimit {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.per_second);
         bucket.at = now;
-        if bucket.tokens <= 0.0 {
+        if bucket.tokens < 1.0 {
             let wait = (1.0 - bucket.tokens) / self.per_second;
             return Err(Duration::from_secs_f64(wait));
         }
