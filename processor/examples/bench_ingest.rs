@@ -122,8 +122,24 @@ async fn stream_events(
         .await?)
 }
 
+/// The bytes Redis holds for `key`, every entry counted.
+async fn memory_usage(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> anyhow::Result<u64> {
+    Ok(redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(conn)
+        .await?)
+}
+
 struct Figures {
     events_per_second: f64,
+    /// Redis's memory for the stream, per event (`MEMORY USAGE`).
+    redis_bytes: f64,
     ingest_cpu_us: Option<f64>,
     redis_cpu_us: f64,
 }
@@ -165,12 +181,14 @@ async fn baseline(
     if stored != events as u64 {
         bail!("baseline: {stored} events in the stream, {events} sent");
     }
+    let memory = memory_usage(&mut conn, key).await?;
     redis::cmd("DEL")
         .arg(key)
         .query_async::<()>(&mut conn)
         .await?;
     Ok(Figures {
         events_per_second: events as f64 / seconds,
+        redis_bytes: memory as f64 / events as f64,
         ingest_cpu_us: None,
         redis_cpu_us: redis_cpu * 1e6 / events as f64,
     })
@@ -274,12 +292,14 @@ async fn ingest(
     if stored != events as u64 {
         bail!("ingest: {stored} events in the stream, {events} sent");
     }
+    let memory = memory_usage(&mut conn, key).await?;
     redis::cmd("DEL")
         .arg(key)
         .query_async::<()>(&mut conn)
         .await?;
     Ok(Figures {
         events_per_second: events as f64 / seconds,
+        redis_bytes: memory as f64 / events as f64,
         ingest_cpu_us: Some(ingest_cpu * 1e6 / events as f64),
         redis_cpu_us: redis_cpu * 1e6 / events as f64,
     })
@@ -344,8 +364,8 @@ async fn main() -> anyhow::Result<()> {
     let base = (before.events_per_second + after.events_per_second) / 2.0;
 
     println!(
-        "{:<34} {:>11} {:>16} {:>15} {:>7}",
-        "run", "events/s", "ingest CPU/event", "Redis CPU/event", "ratio"
+        "{:<34} {:>11} {:>16} {:>15} {:>13} {:>7}",
+        "run", "events/s", "ingest CPU/event", "Redis CPU/event", "Redis B/event", "ratio"
     );
     let rows = [
         ("baseline: pipelined XADD per event", &before),
@@ -358,9 +378,10 @@ async fn main() -> anyhow::Result<()> {
             .ingest_cpu_us
             .map_or("-".to_owned(), |us| format!("{us:.2} µs"));
         println!(
-            "{name:<34} {:>11.0} {ingest_cpu:>16} {:>12.2} µs {:>6.2}x",
+            "{name:<34} {:>11.0} {ingest_cpu:>16} {:>12.2} µs {:>13.0} {:>6.2}x",
             figures.events_per_second,
             figures.redis_cpu_us,
+            figures.redis_bytes,
             figures.events_per_second / base
         );
     }

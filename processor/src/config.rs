@@ -295,7 +295,7 @@ pub struct Config {
 }
 
 /// Default of `INGEST_MAX_BACKLOG` (docs/ingest.md, "Backlog").
-pub const DEFAULT_INGEST_MAX_BACKLOG: u64 = 1_000_000;
+pub const DEFAULT_INGEST_MAX_BACKLOG: u64 = 500_000;
 
 /// The parts of the processor `SERVE_ROLES` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
