@@ -348,7 +348,9 @@ async fn write_keys_by_basic_auth_or_body_and_nothing_else(pool: PgPool) {
     };
     let longer = format!("{KEY}x");
     let shorter = &KEY[..KEY.len() - 1];
-    let cases: Vec<(Vec<(&str, String)>, String, u16, &str)> = vec![
+    // (headers, body, status, error code)
+    type Case<'a> = (Vec<(&'a str, String)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("Authorization", basic(KEY))], body.clone(), 200, ""),
         (vec![], with_key(KEY), 200, ""),
         (vec![], body.clone(), 401, "missing_write_key"),
