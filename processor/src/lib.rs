@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod config;
 pub mod consumer;
 pub mod http;
+pub mod ingest;
 pub mod privacy;
 mod queue_length;
 pub mod server;
