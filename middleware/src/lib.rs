@@ -94,7 +94,9 @@ pub mod layer;
 mod tracker;
 
 #[cfg(feature = "tracker")]
-pub use capture::{ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfigError, PeerAddr};
+pub use capture::{
+    ActivityEnrichment, ActivityUser, CaptureConfig, CaptureConfigError, ClientIpResolver, PeerAddr,
+};
 #[cfg(feature = "tracker")]
 pub use counters::CountersSnapshot;
 #[cfg(feature = "tracker")]

@@ -265,11 +265,72 @@ pub struct Config {
     #[arg(long, env = "ALERT_LINK_BASE_URL")]
     pub alert_link_base_url: Option<String>,
 
+    /// The parts this process runs, comma-separated: `consumer` (the
+    /// stream consumer and the timers: partitions, retention, folds, alert
+    /// rules, webhooks), `admin` (ADMIN_LISTEN: health, metrics, admin
+    /// API), `ingest` (INGEST_LISTEN, with INGEST_WRITE_KEYS). An
+    /// internet-facing ingest can run alone (`ingest`: needs Redis only).
+    #[arg(long, env = "SERVE_ROLES", default_value = "consumer,admin,ingest")]
+    pub serve_roles: String,
+
+    /// Address of the ingest server (the Segment tracking API's paths,
+    /// docs/ingest.md); separate from ADMIN_LISTEN, since it may face the
+    /// internet.
+    #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8081")]
+    pub ingest_listen: String,
+
+    /// The ingest's write keys, comma-separated `name=key` (a bare key is
+    /// the source `default`); the name is recorded as `details.source`
+    /// and makes the ids of non-UUID message ids, so a source may have
+    /// two keys while one is rotated. Unset: no ingest server.
+    #[arg(long, env = "INGEST_WRITE_KEYS", hide_env_values = true)]
+    pub ingest_write_keys: Option<crate::admin::Secret>,
+
+    /// Sources (names from INGEST_WRITE_KEYS, comma-separated) whose
+    /// `context.ip` is stored as the client's address: server-side SDKs
+    /// forwarding their own client's. Other sources get the connection's
+    /// address (through INGEST_TRUSTED_PROXIES).
+    #[arg(long, env = "INGEST_TRUSTED_IP_SOURCES")]
+    pub ingest_trusted_ip_sources: Option<String>,
+
+    /// Proxies in front of the ingest server, comma-separated CIDRs or
+    /// addresses: from them, `Forwarded` / `X-Forwarded-For` / `X-Real-IP`
+    /// name the client (the right-most address not a trusted proxy).
+    /// Unset: none, the connection's peer is the client.
+    #[arg(long, env = "INGEST_TRUSTED_PROXIES")]
+    pub ingest_trusted_proxies: Option<String>,
+
+    /// Events waiting in the stream (the queue-status estimate) above
+    /// which the ingest answers 503 with Retry-After, so the SDKs keep
+    /// their events instead of Redis filling up (docs/ingest.md says how
+    /// the default was chosen).
+    #[arg(long, env = "INGEST_MAX_BACKLOG", default_value_t = DEFAULT_INGEST_MAX_BACKLOG)]
+    pub ingest_max_backlog: u64,
+
+    /// Events per second each ingest source may send; above it, 429 with
+    /// Retry-After. Unset: no limit.
+    #[arg(long, env = "INGEST_RATE_LIMIT")]
+    pub ingest_rate_limit: Option<u32>,
+
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// tracing-subscriber directive such as `activity_processor=debug`)
     /// [default: `RUST_LOG` if set, else info].
     #[arg(long, env = "LOG_LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// Default of `INGEST_MAX_BACKLOG` (docs/ingest.md, "Backlog").
+pub const DEFAULT_INGEST_MAX_BACKLOG: u64 = 500_000;
+
+/// The parts of the processor `SERVE_ROLES` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The stream consumer and the timers.
+    pub consumer: bool,
+    /// The admin listener (health, metrics, admin API).
+    pub admin: bool,
+    /// The ingest listener (when INGEST_WRITE_KEYS is set).
+    pub ingest: bool,
 }
 
 /// Default of `REDIS_URL`.
@@ -339,6 +400,24 @@ pub enum ConfigError {
     /// A secret key is too short to resist guessing.
     #[error("{0} must be at least 16 characters (a long random secret)")]
     ShortKey(&'static str),
+    /// `SERVE_ROLES` names no role, or one that does not exist.
+    #[error("SERVE_ROLES {0:?}: {1}; use a comma-separated list of consumer, admin, ingest")]
+    Roles(String, &'static str),
+    /// `INGEST_LISTEN` is not `host:port`.
+    #[error("INGEST_LISTEN {0:?} is not an address; use e.g. 127.0.0.1:8081 or 0.0.0.0:8081")]
+    IngestListen(String),
+    /// `INGEST_WRITE_KEYS` cannot work.
+    #[error(transparent)]
+    WriteKeys(#[from] crate::ingest::WriteKeysError),
+    /// `INGEST_TRUSTED_PROXIES` holds something that is not a CIDR.
+    #[error("INGEST_TRUSTED_PROXIES: {0}")]
+    TrustedProxies(String),
+    /// `INGEST_TRUSTED_IP_SOURCES` names a source without a write key.
+    #[error("INGEST_TRUSTED_IP_SOURCES names {0:?}, which is not a source of INGEST_WRITE_KEYS")]
+    UnknownIpSource(String),
+    /// `SERVE_ROLES=ingest` alone without write keys: nothing to run.
+    #[error("SERVE_ROLES has only ingest, but INGEST_WRITE_KEYS is unset: set the write keys")]
+    IngestWithoutKeys,
 }
 
 impl Config {
@@ -419,7 +498,100 @@ impl Config {
         {
             return Err(ConfigError::ShortKey("PSEUDONYM_KEY"));
         }
+        self.validate_ingest()?;
         Ok(())
+    }
+
+    /// The `SERVE_ROLES` and `INGEST_*` checks.
+    fn validate_ingest(&self) -> Result<(), ConfigError> {
+        let roles = self.serve_roles()?;
+        self.ingest_listen_addr()?;
+        let keys = self.ingest_write_keys()?;
+        if roles.ingest && !roles.consumer && !roles.admin && keys.is_none() {
+            return Err(ConfigError::IngestWithoutKeys);
+        }
+        self.ingest_trusted_proxies()?;
+        if self.ingest_rate_limit == Some(0) {
+            return Err(ConfigError::Zero {
+                name: "INGEST_RATE_LIMIT",
+            });
+        }
+        let sources = keys.as_ref().map(|k| k.sources()).unwrap_or_default();
+        if let Some(unknown) = self
+            .ingest_trusted_ip_sources()
+            .into_iter()
+            .find(|name| !sources.contains(&name.as_str()))
+        {
+            return Err(ConfigError::UnknownIpSource(unknown));
+        }
+        Ok(())
+    }
+
+    /// `SERVE_ROLES` read.
+    pub fn serve_roles(&self) -> Result<Roles, ConfigError> {
+        let mut roles = Roles {
+            consumer: false,
+            admin: false,
+            ingest: false,
+        };
+        let mut any = false;
+        for role in self
+            .serve_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            match role {
+                "consumer" => roles.consumer = true,
+                "admin" => roles.admin = true,
+                "ingest" => roles.ingest = true,
+                _ => return Err(ConfigError::Roles(self.serve_roles.clone(), "unknown role")),
+            }
+            any = true;
+        }
+        if !any {
+            return Err(ConfigError::Roles(self.serve_roles.clone(), "no role"));
+        }
+        Ok(roles)
+    }
+
+    /// `INGEST_LISTEN` as a socket address.
+    pub fn ingest_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        SocketAddr::from_str(&self.ingest_listen)
+            .map_err(|_| ConfigError::IngestListen(self.ingest_listen.clone()))
+    }
+
+    /// `INGEST_WRITE_KEYS` read; `None` when unset or blank.
+    pub fn ingest_write_keys(&self) -> Result<Option<crate::ingest::WriteKeys>, ConfigError> {
+        match &self.ingest_write_keys {
+            Some(list) if !list.expose().trim().is_empty() => {
+                Ok(Some(crate::ingest::WriteKeys::parse(list.expose())?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `INGEST_TRUSTED_IP_SOURCES` as names.
+    pub fn ingest_trusted_ip_sources(&self) -> Vec<String> {
+        self.ingest_trusted_ip_sources
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `INGEST_TRUSTED_PROXIES` read.
+    pub fn ingest_trusted_proxies(
+        &self,
+    ) -> Result<activity_tracker::ClientIpResolver, ConfigError> {
+        let list = self.ingest_trusted_proxies.as_deref().unwrap_or("");
+        activity_tracker::ClientIpResolver::new(
+            list.split(',').map(str::trim).filter(|net| !net.is_empty()),
+        )
+        .map_err(|e| ConfigError::TrustedProxies(e.to_string()))
     }
 
     /// `ADMIN_LISTEN` as a socket address.
@@ -621,6 +793,36 @@ mod tests {
                 .consumer_name()
                 .ends_with(&format!("-{}", std::process::id()))
         );
+        let roles = config.serve_roles().unwrap();
+        assert!(roles.consumer && roles.admin && roles.ingest);
+        assert_eq!(config.ingest_listen, "127.0.0.1:8081");
+        assert!(config.ingest_write_keys().unwrap().is_none());
+        assert!(config.ingest_rate_limit.is_none());
+    }
+
+    #[test]
+    fn ingest_settings_parse_and_keys_stay_hidden() {
+        let config = serve(&[
+            "--serve-roles",
+            "ingest",
+            "--ingest-write-keys",
+            "web=secret-key-1,bare-key",
+            "--ingest-trusted-ip-sources",
+            "web",
+            "--ingest-trusted-proxies",
+            "10.0.0.0/8, fd00::/8",
+        ]);
+        config.validate().unwrap();
+        let roles = config.serve_roles().unwrap();
+        assert!(roles.ingest && !roles.admin && !roles.consumer);
+        let keys = config.ingest_write_keys().unwrap().unwrap();
+        assert_eq!(keys.sources(), ["default", "web"]);
+        assert_eq!(config.ingest_trusted_ip_sources(), ["web"]);
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("secret-key-1") && !shown.contains("bare-key"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -631,6 +833,28 @@ mod tests {
             (&["--database-url", "mysql://x"][..], "DATABASE_URL"),
             (&["--admin-listen", "nowhere"][..], "ADMIN_LISTEN"),
             (&["--pseudonym-key", "short"][..], "PSEUDONYM_KEY"),
+            (&["--serve-roles", "consumer,web"][..], "SERVE_ROLES"),
+            (&["--serve-roles", " , "][..], "SERVE_ROLES"),
+            (
+                &["--serve-roles", "ingest"][..],
+                "INGEST_WRITE_KEYS is unset",
+            ),
+            (&["--ingest-listen", "nowhere"][..], "INGEST_LISTEN"),
+            (&["--ingest-write-keys", "web="][..], "INGEST_WRITE_KEYS"),
+            (
+                &["--ingest-trusted-proxies", "10.0.0.0/33"][..],
+                "INGEST_TRUSTED_PROXIES",
+            ),
+            (&["--ingest-rate-limit", "0"][..], "INGEST_RATE_LIMIT"),
+            (
+                &[
+                    "--ingest-write-keys",
+                    "web=k1",
+                    "--ingest-trusted-ip-sources",
+                    "app",
+                ][..],
+                "INGEST_TRUSTED_IP_SOURCES",
+            ),
         ] {
             let message = serve(args).validate().unwrap_err().to_string();
             assert!(message.contains(needle), "{message}");

@@ -25,6 +25,7 @@ pub mod config;
 pub mod consumer;
 pub mod dashboard;
 pub mod http;
+pub mod ingest;
 pub mod privacy;
 mod queue_length;
 pub mod server;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::{self, AlertSettings};
-use crate::config::{Config, ConfigError, redact};
+use crate::config::{Config, ConfigError, Roles, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::db_message;
 use crate::http::{self, StackSettings};
@@ -101,47 +101,97 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// `INGEST_LISTEN` cannot be bound.
+    #[error("cannot listen on INGEST_LISTEN {addr}: {source}; choose a free address")]
+    IngestListen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running processor (see [`Processor::start`]).
 #[derive(Debug)]
 pub struct Processor {
     ctx: Context,
-    local_addr: SocketAddr,
+    /// Where the admin server listens; `None` without the `admin` role.
+    admin_addr: Option<SocketAddr>,
+    /// Where the ingest server listens; `None` without it.
+    ingest_addr: Option<SocketAddr>,
     main: JoinHandle<()>,
 }
 
+/// A bound listener and what it serves.
+type Served = (tokio::net::TcpListener, Router);
+
+/// Binds `addr` for the setting `name`, or says why not.
+async fn bind(
+    addr: SocketAddr,
+    error: fn(SocketAddr, std::io::Error) -> RunError,
+) -> Result<(tokio::net::TcpListener, SocketAddr), RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| error(addr, source))?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| error(addr, source))?;
+    Ok((listener, local))
+}
+
 impl Processor {
-    /// Checks the settings, binds `ADMIN_LISTEN`, connects, applies the
-    /// migrations, makes the partitions ahead, and starts the consumer, the
-    /// HTTP server and the timers. They run until `token` is cancelled.
+    /// Checks the settings, binds `ADMIN_LISTEN` and `INGEST_LISTEN` (as
+    /// `SERVE_ROLES` asks), connects, applies the migrations, makes the
+    /// partitions ahead, and starts the consumer, the HTTP servers and the
+    /// timers. They run until `token` is cancelled. A process without the
+    /// `consumer` and `admin` roles never connects to the database.
     pub async fn start(config: Config, token: CancellationToken) -> Result<Processor, RunError> {
         config.validate()?;
-        let listen = config.listen_addr()?;
+        let roles = config.serve_roles()?;
         // First: a taken address is found before anything is connected to
         // or changed.
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| RunError::Listen {
-                addr: listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| RunError::Listen {
-            addr: listen,
-            source,
-        })?;
+        let admin = match roles.admin {
+            true => Some(
+                bind(config.listen_addr()?, |addr, source| RunError::Listen {
+                    addr,
+                    source,
+                })
+                .await?,
+            ),
+            false => None,
+        };
+        let ingest_keys = roles.ingest && config.ingest_write_keys()?.is_some();
+        let ingest = match ingest_keys {
+            true => Some(
+                bind(config.ingest_listen_addr()?, |addr, source| {
+                    RunError::IngestListen { addr, source }
+                })
+                .await?,
+            ),
+            false => None,
+        };
+        let admin_addr = admin.as_ref().map(|(_, addr)| *addr);
+        let ingest_addr = ingest.as_ref().map(|(_, addr)| *addr);
         let webhooks = WebhookConfig::from_settings(&WebhookSettings {
             urls: config.alert_webhook_urls.as_deref(),
             secret: config.alert_webhook_secret.as_ref().map(|s| s.expose()),
             retry_hours: config.alert_webhook_retry_hours,
             link_base_url: config.alert_link_base_url.as_deref(),
-            admin_listen: local_addr,
+            admin_listen: match admin_addr {
+                Some(addr) => addr,
+                None => config.listen_addr()?,
+            },
         })?
         .map(Arc::new);
         let alert_settings = alert_settings(&config, webhooks.as_deref())?;
+        let uses_database = roles.consumer || roles.admin;
         // Besides the writers: folds, retention and admin queries.
         let writers = u32::try_from(config.db_writers).unwrap_or(u32::MAX);
-        let pool = connect_pool(&config.database_url, writers.saturating_add(5)).await?;
+        let pool = match uses_database {
+            true => connect_pool(&config.database_url, writers.saturating_add(5)).await?,
+            false => lazy_pool(&config.database_url, 1)?,
+        };
         let redis =
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
                 url: redact(&config.redis_url),
@@ -170,20 +220,26 @@ impl Processor {
         consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group)
             .await
             .map_err(redis_error)?;
-        // Both servers are reachable: only now change the database.
-        schema::migrate(&pool).await?;
-        schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
         server::install_metrics();
         let privacy = Privacy::from_config(&config);
-        privacy.warn_if_unkeyed();
-        privacy
-            .list
-            .refresh(&pool)
-            .await
-            .map_err(|source| RunError::Database {
-                url: redact(&config.database_url),
-                source,
-            })?;
+        if uses_database {
+            // Both servers are reachable: only now change the database.
+            schema::migrate(&pool).await?;
+            schema::ensure_partitions(&pool, Utc::now(), PARTITION_MONTHS_AHEAD).await?;
+            privacy.warn_if_unkeyed();
+            privacy
+                .list
+                .refresh(&pool)
+                .await
+                .map_err(|source| RunError::Database {
+                    url: redact(&config.database_url),
+                    source,
+                })?;
+        }
+        let ingest_state = crate::ingest::IngestState::from_config(&config, redis.clone())?;
+        if roles.ingest && ingest_state.is_none() {
+            tracing::info!("INGEST_WRITE_KEYS is unset: no ingest server");
+        }
 
         let ctx = Context {
             config: Arc::new(config),
@@ -194,26 +250,62 @@ impl Processor {
             alerts: Arc::new(alert_settings),
             webhooks,
         };
-        let app = http::stack(
-            server::router(ctx.clone(), extra_routes(&ctx)),
-            &StackSettings::admin(
-                ctx.config.http_request_timeout(),
-                ctx.config.cors_origins()?,
-            ),
+        let admin = match admin {
+            Some((listener, _)) => Some((
+                listener,
+                http::stack(
+                    server::router(ctx.clone(), extra_routes(&ctx)),
+                    &StackSettings::admin(
+                        ctx.config.http_request_timeout(),
+                        ctx.config.cors_origins()?,
+                    ),
+                ),
+            )),
+            None => None,
+        };
+        let ingest = match (ingest, ingest_state) {
+            (Some((listener, _)), Some(state)) => Some((
+                listener,
+                http::stack(
+                    crate::ingest::router(state),
+                    &StackSettings::ingest(ctx.config.http_request_timeout()),
+                ),
+            )),
+            _ => None,
+        };
+        let main = tokio::spawn(run_parts(ctx.clone(), roles, admin, ingest, token));
+        tracing::info!(
+            admin = ?admin_addr,
+            ingest = ?ingest_addr,
+            consumer = roles.consumer,
+            "processor started"
         );
-        let main = tokio::spawn(run_parts(ctx.clone(), listener, app, token));
-        tracing::info!(listen = %local_addr, "processor started");
         Ok(Processor {
             ctx,
-            local_addr,
+            admin_addr,
+            ingest_addr,
             main,
         })
     }
 
-    /// Where the HTTP server listens (the real port when `ADMIN_LISTEN`
-    /// asked for port 0).
+    /// Where the admin HTTP server listens (the real port when
+    /// `ADMIN_LISTEN` asked for port 0); without the `admin` role, which
+    /// has no listener, the unspecified address `0.0.0.0:0`.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.admin_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where the admin HTTP server listens; `None` without the `admin` role.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Where the ingest server listens (the real port when `INGEST_LISTEN`
+    /// asked for port 0); `None` without the `ingest` role or
+    /// `INGEST_WRITE_KEYS`.
+    pub fn ingest_addr(&self) -> Option<SocketAddr> {
+        self.ingest_addr
     }
 
     /// The shared context (pool, Redis client, counters, settings).
@@ -251,6 +343,33 @@ pub async fn connect_database(url: &str) -> Result<PgPool, RunError> {
 
 /// [`connect_database`] with a pool of up to `max_connections`.
 async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, RunError> {
+    let error = |source| RunError::Database {
+        url: redact(url),
+        source,
+    };
+    let options = pool_options(url)?;
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| error(sqlx::Error::PoolTimedOut))?
+    .map_err(error)?;
+    // The checked connection is not kept: the pool opens its own.
+    drop(first);
+    lazy_pool(url, max_connections)
+}
+
+/// A pool of up to `max_connections` that connects when first used.
+fn lazy_pool(url: &str, max_connections: u32) -> Result<PgPool, RunError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(pool_options(url)?))
+}
+
+/// The connection options of `url`, with the processor's logging.
+fn pool_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, RunError> {
     let options =
         sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| ConfigError::DatabaseUrl {
             url: redact(url),
@@ -259,30 +378,13 @@ async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, RunErro
     // sqlx warns, with the whole statement, about any taking over a second;
     // a fold of 100k pending counts can while a backlog drains, which is
     // no news. Ten seconds is.
-    let options =
+    Ok(
         sqlx::ConnectOptions::log_slow_statements(options, log::LevelFilter::Warn, SLOW_STATEMENT)
             // PostgreSQL's notices (`relation "_sqlx_migrations" already
             // exists, skipping` at every start, "partition ... does not
             // exist, skipping") are no news; its warnings are.
-            .options([("client_min_messages", "warning")]);
-    let error = |source| RunError::Database {
-        url: redact(url),
-        source,
-    };
-    let first = tokio::time::timeout(
-        Duration::from_secs(10),
-        PgConnection::connect_with(&options),
+            .options([("client_min_messages", "warning")]),
     )
-    .await
-    .map_err(|_| error(sqlx::Error::PoolTimedOut))?
-    .map_err(error)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
-    // The checked connection is not kept: the pool opens its own.
-    drop(first);
-    Ok(pool)
 }
 
 /// Runs the whole processor until `token` is cancelled (SIGTERM in the
@@ -323,58 +425,68 @@ fn extra_routes(ctx: &Context) -> Router {
 
 async fn run_parts(
     ctx: Context,
-    listener: tokio::net::TcpListener,
-    app: Router,
+    roles: Roles,
+    admin: Option<Served>,
+    ingest: Option<Served>,
     token: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    // The server stops after the consumer, so `/readyz` and `/metrics`
+    // The servers stop after the consumer, so `/readyz` and `/metrics`
     // answer while the last batch is committed.
     let server_token = CancellationToken::new();
     let timeouts = ctx
         .config
         .connection_timeouts()
         .expect("checked by Config::validate at start");
-    tracker.spawn({
+    for (name, served) in [("admin", admin), ("ingest", ingest)] {
+        let Some((listener, app)) = served else {
+            continue;
+        };
         let server_token = server_token.clone();
-        async move {
+        tracker.spawn(async move {
             if let Err(e) = http::serve(listener, app, timeouts, server_token).await {
-                tracing::error!(error = %e, "HTTP server failed");
+                tracing::error!(error = %e, server = name, "HTTP server failed");
             }
-        }
-    });
-    tracker.spawn(maintenance(ctx.clone(), token.clone()));
-    tracker.spawn(gauges(ctx.clone(), token.clone()));
-    tracker.spawn(fold_rollups(ctx.clone(), token.clone()));
-    tracker.spawn(alerts::run_evaluator(
-        ctx.pool.clone(),
-        (*ctx.alerts).clone(),
-        token.clone(),
-    ));
-    if let Some(webhooks) = &ctx.webhooks {
-        tracker.spawn(webhook::run_deliveries(
+        });
+    }
+    if roles.consumer || roles.admin {
+        tracker.spawn(gauges(ctx.clone(), token.clone()));
+    }
+    if roles.consumer {
+        tracker.spawn(maintenance(ctx.clone(), token.clone()));
+        tracker.spawn(fold_rollups(ctx.clone(), token.clone()));
+        tracker.spawn(alerts::run_evaluator(
             ctx.pool.clone(),
-            webhooks.clone(),
+            (*ctx.alerts).clone(),
             token.clone(),
         ));
-    }
-    tracker.spawn(privacy::maintain(
-        ctx.privacy.clone(),
-        ctx.pool.clone(),
-        token.clone(),
-    ));
-    let consumed = consumer::run(
-        &ctx.config,
-        ctx.pool.clone(),
-        ctx.redis.clone(),
-        ctx.stats.clone(),
-        ctx.privacy.storage_rules(),
-        token.clone(),
-    )
-    .await;
-    if let Err(e) = consumed {
-        tracing::error!(error = %e, "consumer failed");
-        token.cancel();
+        if let Some(webhooks) = &ctx.webhooks {
+            tracker.spawn(webhook::run_deliveries(
+                ctx.pool.clone(),
+                webhooks.clone(),
+                token.clone(),
+            ));
+        }
+        tracker.spawn(privacy::maintain(
+            ctx.privacy.clone(),
+            ctx.pool.clone(),
+            token.clone(),
+        ));
+        let consumed = consumer::run(
+            &ctx.config,
+            ctx.pool.clone(),
+            ctx.redis.clone(),
+            ctx.stats.clone(),
+            ctx.privacy.storage_rules(),
+            token.clone(),
+        )
+        .await;
+        if let Err(e) = consumed {
+            tracing::error!(error = %e, "consumer failed");
+            token.cancel();
+        }
+    } else {
+        token.cancelled().await;
     }
     server_token.cancel();
     tracker.close();

@@ -250,6 +250,54 @@ async fn the_admin_listener_answers_through_the_stack(pool: PgPool) {
     processor.wait().await.unwrap();
 }
 
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn the_ingest_listener_answers_through_the_stack(pool: PgPool) {
+    let mut config = config(&pool);
+    config.ingest_listen = "127.0.0.1:0".into();
+    config.ingest_write_keys = Some("web=stack-test-write-key".into());
+    config.http_request_timeout_ms = 700;
+    let token = CancellationToken::new();
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    let ingest = processor.ingest_addr().expect("an ingest listener");
+    // `stack-test-write-key:` in Basic.
+    let auth = "Authorization: Basic c3RhY2stdGVzdC13cml0ZS1rZXk6\r\n";
+
+    let track = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\n\
+         X-Request-Id: sdk-req-1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let answer = exchange(ingest, track.as_bytes()).await;
+    assert_eq!(answer.header("x-request-id"), Some("sdk-req-1"));
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+
+    let missing = exchange(
+        ingest,
+        b"GET /v2/nothing HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "not_found");
+    let wrong_method = exchange(
+        ingest,
+        b"GET /v1/batch HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json()["error"], "method_not_allowed");
+
+    // A body that stops halfway: 408, and nothing stored.
+    let stalled = format!(
+        "POST /v1/batch HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: 500\r\nConnection: close\r\n\r\n{{\"batch\": ["
+    );
+    let answer = exchange(ingest, stalled.as_bytes()).await;
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.json()["error"], "request_timeout");
+
+    token.cancel();
+    processor.wait().await.unwrap();
+}
+
 /// The stack around routes of the test's own, served like the processor's.
 async fn serve_test_routes(
     request_timeout: Duration,

@@ -173,6 +173,57 @@ impl TrustedProxies {
     }
 }
 
+/// The client address behind trusted proxies, by the layer's rule (the
+/// right-most address that is not a trusted proxy), for servers that take
+/// requests themselves rather than through the layer: the processor's
+/// ingest endpoint.
+///
+/// ```
+/// use activity_tracker::ClientIpResolver;
+/// use http::HeaderMap;
+///
+/// let resolver = ClientIpResolver::new(["10.0.0.0/8"]).unwrap();
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+/// let peer = "10.0.0.1".parse().unwrap();
+/// assert_eq!(resolver.client_ip(peer, &headers), "203.0.113.9".parse::<std::net::IpAddr>().unwrap());
+/// // A peer that is not trusted is the client, whatever it claims.
+/// let peer = "198.51.100.4".parse().unwrap();
+/// assert_eq!(resolver.client_ip(peer, &headers), peer);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClientIpResolver {
+    proxies: TrustedProxies,
+}
+
+impl ClientIpResolver {
+    /// Trusting the proxies in `nets`: CIDRs (`10.0.0.0/8`, `fd00::/8`) or
+    /// single addresses; none, the peer is always the client.
+    pub fn new<I, S>(nets: I) -> Result<Self, CaptureConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut proxies = TrustedProxies::default();
+        for net in nets {
+            proxies.add(net.as_ref())?;
+        }
+        Ok(ClientIpResolver { proxies })
+    }
+
+    /// The client address of a request from `peer` carrying `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let forwarded = if self.proxies.contains(peer) {
+            ForwardedHeaders::from_map(headers)
+        } else {
+            None
+        };
+        self.proxies
+            .resolve(Some(peer), forwarded.as_ref())
+            .unwrap_or(peer.to_canonical())
+    }
+}
+
 /// Splits a comma-separated header value into trimmed items, ignoring
 /// commas inside double quotes.
 fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -45,6 +45,7 @@ mod request;
 mod routes;
 mod session;
 
+pub use self::client_ip::ClientIpResolver;
 pub use self::config::{CaptureConfig, CaptureConfigError};
 pub use self::extensions::{ActivityEnrichment, ActivityUser, PeerAddr};
 

@@ -83,6 +83,18 @@ impl StackSettings {
             cors_origins,
         }
     }
+
+    /// The ingest listener's: no body limit here (the ingest routes check
+    /// theirs after decompression), no compression (its answers are a few
+    /// bytes), no CORS.
+    pub fn ingest(request_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            body_limit: None,
+            compress: false,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// `routes` behind the stack. The layers wrap each route (and the

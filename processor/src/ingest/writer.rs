@@ -1,0 +1,143 @@
+//! The stream write behind a 200: one v2 entry (`XADD <key> * n <count>
+//! events <lines>`) per request, refused while the stream's backlog in
+//! events is above `INGEST_MAX_BACKLOG`. No trim: what the ingest
+//! accepted is never cut from the stream; the backlog bound is what keeps
+//! it from growing without end.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use activity_tracker::WireBatch;
+use redis::aio::MultiplexedConnection;
+
+use crate::queue_length::queue_length;
+
+/// How old the backlog reading may be before a request reads it again:
+/// reading it costs two round trips, so not every request does.
+const BACKLOG_READING_AGE: Duration = Duration::from_millis(100);
+/// How long a request waits for Redis to take a connection or answer.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the events could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// Redis did not answer or refused the write.
+    #[error("the stream cannot be written: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The stream holds more events than `INGEST_MAX_BACKLOG`.
+    #[error("the stream holds about {backlog} events waiting, over INGEST_MAX_BACKLOG ({max})")]
+    Backlog {
+        /// The estimate.
+        backlog: u64,
+        /// The bound.
+        max: u64,
+    },
+}
+
+/// Writes requests' events to the stream.
+#[derive(Debug)]
+pub(crate) struct StreamWriter {
+    client: redis::Client,
+    key: String,
+    max_backlog: u64,
+    /// The connection requests share (multiplexed); `None` after a
+    /// failure, so the next request connects again.
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The last backlog reading and when it was taken; locked only to
+    /// read or replace it.
+    backlog: Mutex<Option<(Instant, u64)>>,
+}
+
+impl StreamWriter {
+    pub(crate) fn new(client: redis::Client, key: String, max_backlog: u64) -> Self {
+        StreamWriter {
+            client,
+            key,
+            max_backlog,
+            conn: tokio::sync::Mutex::new(None),
+            backlog: Mutex::new(None),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Refuses while the backlog is over the bound (Redis unreachable is
+    /// an error too: nothing could be written anyway).
+    pub(crate) async fn check_backlog(&self) -> Result<(), WriteError> {
+        let fresh = {
+            let reading = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+            reading
+                .filter(|(at, _)| at.elapsed() < BACKLOG_READING_AGE)
+                .map(|(_, events)| events)
+        };
+        let backlog = match fresh {
+            Some(events) => events,
+            None => {
+                let mut conn = self.connection().await?;
+                let events = match queue_length(&mut conn, &self.key).await {
+                    Ok(length) => length.events,
+                    Err(e) => {
+                        self.forget_connection().await;
+                        return Err(e.into());
+                    }
+                };
+                *self.backlog.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), events));
+                events
+            }
+        };
+        if backlog > self.max_backlog {
+            return Err(WriteError::Backlog {
+                backlog,
+                max: self.max_backlog,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` as one v2 entry; `Ok` once Redis has it.
+    pub(crate) async fn write(&self, batch: &WireBatch) -> Result<(), WriteError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await?;
+        let mut count = itoa::Buffer::new();
+        let count = count.format(batch.len());
+        let events = batch.as_bytes();
+        let mut cmd = redis::Cmd::with_capacity(
+            7,
+            "XADD*nevents".len() + self.key.len() + count.len() + events.len(),
+        );
+        cmd.arg("XADD")
+            .arg(self.key.as_str())
+            .arg("*")
+            .arg("n")
+            .arg(count)
+            .arg("events")
+            .arg(events);
+        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+            self.forget_connection().await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
