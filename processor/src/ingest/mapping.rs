@@ -111,7 +111,7 @@ pub(crate) fn map(
             ),
         ));
     }
-    let message: Map<String, Value> = match serde_json::from_str(raw) {
+    let mut message: Map<String, Value> = match serde_json::from_str(raw) {
         Ok(Value::Object(message)) => message,
         _ => return Err(reject("invalid_message", "the event is not a JSON object")),
     };
@@ -155,15 +155,15 @@ pub(crate) fn map(
         _ => ActivityType::custom("screen_view").expect("a valid name"),
     };
     let created_at = created_at(&message, facts.received_at)?;
+    let mut details = match message.remove("properties") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(properties)) => properties,
+        Some(_) => return Err(reject("invalid_message", "`properties` is not an object")),
+    };
     let context = match message.get("context") {
         None | Some(Value::Null) => None,
         Some(Value::Object(context)) => Some(context),
         Some(_) => return Err(reject("invalid_message", "`context` is not an object")),
-    };
-    let mut details = match message.get("properties") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(properties)) => properties.clone(),
-        Some(_) => return Err(reject("invalid_message", "`properties` is not an object")),
     };
     let session_id = match context.and_then(|c| c.get("sessionId")) {
         Some(value) => scalar_text(value, "context.sessionId")?,
