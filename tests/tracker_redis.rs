@@ -503,6 +503,70 @@ async fn the_cap_counts_events_when_an_entry_holds_many() {
 }
 
 #[tokio::test]
+async fn tower_https_request_id_is_recorded_in_details() {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+    let key = unique_key("request-id");
+    let tracker = builder(&redis_url(), &key)
+        .linger(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    // SetRequestId outside the tracker's layer, as an app stacks them.
+    let app = tracked(&tracker)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    let made = app
+        .clone()
+        .oneshot(
+            http::Request::get("/api/v1/cases/c-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let sent = app
+        .oneshot(
+            http::Request::get("/api/v1/cases/c-2")
+                .header("x-request-id", "from-the-edge-42")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.headers()["x-request-id"], "from-the-edge-42");
+    let mut conn = redis_conn(&redis_url()).await;
+    wait_until("two entries", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move { (stream_events(&mut conn, &key).await == Some(2)).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let recorded: Vec<(String, String)> = read_stream(&mut conn, &key)
+        .await
+        .into_iter()
+        .map(|activity| {
+            let details = activity.details.unwrap();
+            (
+                activity.resource_id.unwrap(),
+                details["request_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("c-1".to_owned(), made_id),
+            ("c-2".to_owned(), "from-the-edge-42".to_owned())
+        ]
+    );
+    tracker.shutdown().await;
+    let _: () = conn.del(&key).await.unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_flushes_what_is_buffered() {
     let key = unique_key("flush");
     let tracker = ActivityTracker::builder()

@@ -133,6 +133,30 @@ pub struct Config {
     #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
     pub admin_listen: String,
 
+    /// Origins whose browser pages may call the admin API cross-origin,
+    /// comma-separated (`https://admin.example.com`; no path, no
+    /// wildcard). Unset: none (same-origin pages and non-browser clients
+    /// only).
+    #[arg(long, env = "ADMIN_CORS_ORIGINS")]
+    pub admin_cors_origins: Option<String>,
+
+    /// A request not answered within this long (milliseconds) gets 408: a
+    /// body that stalls, a handler that hangs. A response body (an export)
+    /// streams for as long as it takes.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_request_timeout_ms: u64,
+
+    /// A connection that has not sent a request's headers within this long
+    /// (milliseconds) is closed: a new one, or a kept-alive one between
+    /// requests.
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_read_timeout_ms: u64,
+
+    /// A connection on which nothing is read or written for this long
+    /// (milliseconds) is closed; longer than HTTP_REQUEST_TIMEOUT_MS.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_idle_timeout_ms: u64,
+
     /// Drop whole monthly partitions older than this many days; 0 keeps
     /// everything.
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
@@ -358,6 +382,20 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// `ADMIN_CORS_ORIGINS` holds something that is not an origin.
+    #[error("ADMIN_CORS_ORIGINS: {0}")]
+    CorsOrigins(String),
+    /// The idle timeout would close connections under requests still
+    /// within their time.
+    #[error(
+        "HTTP_IDLE_TIMEOUT_MS ({idle_ms}) must be longer than HTTP_REQUEST_TIMEOUT_MS ({request_ms})"
+    )]
+    IdleTimeout {
+        /// `HTTP_IDLE_TIMEOUT_MS`.
+        idle_ms: u64,
+        /// `HTTP_REQUEST_TIMEOUT_MS`.
+        request_ms: u64,
+    },
     /// A secret key is too short to resist guessing.
     #[error("{0} must be at least 16 characters (a long random secret)")]
     ShortKey(&'static str),
@@ -438,6 +476,8 @@ impl Config {
         self.alert_max_lateness()?;
         self.alert_rules()?;
         self.listen_addr()?;
+        self.cors_origins()?;
+        self.connection_timeouts()?;
         if self.stream_key.is_empty() {
             return Err(ConfigError::Empty("STREAM_KEY"));
         }
@@ -565,6 +605,47 @@ impl Config {
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         SocketAddr::from_str(&self.admin_listen)
             .map_err(|_| ConfigError::Listen(self.admin_listen.clone()))
+    }
+
+    /// `ADMIN_CORS_ORIGINS` as header values (empty when unset).
+    pub fn cors_origins(&self) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
+        match &self.admin_cors_origins {
+            None => Ok(Vec::new()),
+            Some(list) => crate::http::parse_cors_origins(list).map_err(ConfigError::CorsOrigins),
+        }
+    }
+
+    /// `HTTP_REQUEST_TIMEOUT_MS` as a duration.
+    pub fn http_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_request_timeout_ms)
+    }
+
+    /// `HTTP_HEADER_READ_TIMEOUT_MS` and `HTTP_IDLE_TIMEOUT_MS`, checked:
+    /// positive, and the idle timeout longer than a request may take (a
+    /// handler still working must not have its connection closed under it).
+    pub fn connection_timeouts(&self) -> Result<crate::http::ConnectionTimeouts, ConfigError> {
+        for (name, value) in [
+            ("HTTP_REQUEST_TIMEOUT_MS", self.http_request_timeout_ms),
+            (
+                "HTTP_HEADER_READ_TIMEOUT_MS",
+                self.http_header_read_timeout_ms,
+            ),
+            ("HTTP_IDLE_TIMEOUT_MS", self.http_idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { name });
+            }
+        }
+        if self.http_idle_timeout_ms <= self.http_request_timeout_ms {
+            return Err(ConfigError::IdleTimeout {
+                idle_ms: self.http_idle_timeout_ms,
+                request_ms: self.http_request_timeout_ms,
+            });
+        }
+        Ok(crate::http::ConnectionTimeouts {
+            header_read: Duration::from_millis(self.http_header_read_timeout_ms),
+            idle: Duration::from_millis(self.http_idle_timeout_ms),
+        })
     }
 
     /// `CONSUMER_NAME`, or `<hostname>-<pid>` when unset.

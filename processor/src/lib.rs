@@ -23,6 +23,7 @@ pub mod admin;
 pub mod alerts;
 pub mod config;
 pub mod consumer;
+pub mod http;
 pub mod ingest;
 pub mod privacy;
 mod queue_length;

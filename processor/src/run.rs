@@ -18,6 +18,7 @@ use crate::alerts::{self, AlertSettings};
 use crate::config::{Config, ConfigError, Roles, redact};
 use crate::consumer::{self, ConsumerError};
 use crate::db_message;
+use crate::http::{self, StackSettings};
 use crate::privacy::{self, Privacy};
 use crate::server;
 use crate::stats::ProcessorStats;
@@ -249,10 +250,27 @@ impl Processor {
             alerts: Arc::new(alert_settings),
             webhooks,
         };
-        let admin =
-            admin.map(|(listener, _)| (listener, server::router(ctx.clone(), extra_routes(&ctx))));
+        let admin = match admin {
+            Some((listener, _)) => Some((
+                listener,
+                http::stack(
+                    server::router(ctx.clone(), extra_routes(&ctx)),
+                    &StackSettings::admin(
+                        ctx.config.http_request_timeout(),
+                        ctx.config.cors_origins()?,
+                    ),
+                ),
+            )),
+            None => None,
+        };
         let ingest = match (ingest, ingest_state) {
-            (Some((listener, _)), Some(state)) => Some((listener, crate::ingest::router(state))),
+            (Some((listener, _)), Some(state)) => Some((
+                listener,
+                http::stack(
+                    crate::ingest::router(state),
+                    &StackSettings::ingest(ctx.config.http_request_timeout()),
+                ),
+            )),
             _ => None,
         };
         let main = tokio::spawn(run_parts(ctx.clone(), roles, admin, ingest, token));
@@ -415,13 +433,17 @@ async fn run_parts(
     // The servers stop after the consumer, so `/readyz` and `/metrics`
     // answer while the last batch is committed.
     let server_token = CancellationToken::new();
+    let timeouts = ctx
+        .config
+        .connection_timeouts()
+        .expect("checked by Config::validate at start");
     for (name, served) in [("admin", admin), ("ingest", ingest)] {
         let Some((listener, app)) = served else {
             continue;
         };
         let server_token = server_token.clone();
         tracker.spawn(async move {
-            if let Err(e) = server::serve(listener, app, server_token).await {
+            if let Err(e) = http::serve(listener, app, timeouts, server_token).await {
                 tracing::error!(error = %e, server = name, "HTTP server failed");
             }
         });

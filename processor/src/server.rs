@@ -7,9 +7,13 @@
 //! use activity_processor::server;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! let app = server::router(ctx, axum::Router::new());
+//! use activity_processor::http::{self, ConnectionTimeouts, StackSettings};
+//! use std::time::Duration;
+//!
+//! let routes = server::router(ctx, axum::Router::new());
+//! let app = http::stack(routes, &StackSettings::admin(Duration::from_secs(30), Vec::new()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server::serve(listener, app, CancellationToken::new()).await
+//! http::serve(listener, app, ConnectionTimeouts::default(), CancellationToken::new()).await
 //! # }
 //! ```
 
@@ -24,8 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 
@@ -41,22 +43,6 @@ pub fn router(ctx: Context, extra: Router) -> Router {
         .route("/metrics", get(metrics))
         .with_state(ctx)
         .merge(extra)
-}
-
-/// Serves `app` on `listener` until `token` is cancelled, then lets the
-/// requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    token: CancellationToken,
-) -> std::io::Result<()> {
-    // With the peer's address: the ingest records it as the client's.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { token.cancelled().await })
-    .await
 }
 
 /// Installs the Prometheus recorder behind the `metrics` facade, once per

@@ -88,6 +88,36 @@ fn ip(text: &str) -> IpAddr {
 }
 
 #[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn an_episode_counts_the_same_whatever_order_its_events_are_stored_in(pool: PgPool) {
+    let rate = rules("[rate]\nthreshold = 50\nwindow = \"5m\"");
+    let events = burst("shuffled", 120, TimeDelta::minutes(1));
+    // The last 40 stored and evaluated first (another processor, or a
+    // spool, was quicker; too few to alert alone), then the first 80:
+    // one episode from the 51st event counting all 120, as in-order
+    // storing makes.
+    let (earlier, later) = events.split_at(80);
+    write_batch(&pool, later).await.unwrap();
+    evaluate_all(&pool, &rate, 1000).await;
+    write_batch(&pool, earlier).await.unwrap();
+    evaluate_all(&pool, &rate, 1000).await;
+    let alerts = alerts(&pool).await;
+    assert_eq!(alerts.len(), 1, "one episode");
+    assert_eq!(alerts[0].count, 120);
+    assert_eq!(alerts[0].first_event_at, events[50].created_at);
+    assert_eq!(alerts[0].last_event_at, events[119].created_at);
+
+    // In order, the same count.
+    let in_order = burst("in-order", 120, TimeDelta::minutes(1));
+    write_batch(&pool, &in_order[..80]).await.unwrap();
+    evaluate_all(&pool, &rate, 1000).await;
+    write_batch(&pool, &in_order[80..]).await.unwrap();
+    evaluate_all(&pool, &rate, 1000).await;
+    let alerts = self::alerts(&pool).await;
+    let in_order_alert = alerts.iter().find(|a| a.group_value == "in-order").unwrap();
+    assert_eq!(in_order_alert.count, 120);
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
 async fn rate_fires_once_above_the_threshold_and_not_at_it(pool: PgPool) {
     let rate = rules("[rate]\nthreshold = 50\nwindow = \"5m\"");
     // Exactly 50 in 50 seconds: not more than 50.

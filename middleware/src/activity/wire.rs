@@ -100,12 +100,20 @@ pub(crate) enum WireDetails<'a> {
         tail: &'a [u8],
         status: u16,
         latency_micros: u64,
+        /// The request's `x-request-id`, when it has one.
+        request_id: Option<&'a str>,
     },
 }
 
-/// The keys the layer writes into `details`, in sorted order.
+/// The keys the layer writes into `details`, in sorted order
+/// (`request_id` only when the request has one).
 #[cfg(feature = "tracker")]
-pub(crate) const LAYER_DETAIL_KEYS: [&str; 4] = ["latency_ms", "method", "route", "status"];
+pub(crate) const LAYER_DETAIL_KEYS: [&str; 5] =
+    ["latency_ms", "method", "request_id", "route", "status"];
+
+/// The index of `request_id` in [`LAYER_DETAIL_KEYS`].
+#[cfg(feature = "tracker")]
+const REQUEST_ID_KEY: usize = 2;
 
 /// Appends the wire JSON of one event to `out`: the fields in their fixed
 /// order, each written straight into the buffer.
@@ -148,6 +156,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
             tail,
             status,
             latency_micros,
+            request_id: None,
             ..
         } => {
             out.extend_from_slice(b",\"details\":{\"latency_ms\":");
@@ -158,15 +167,26 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
         }
         #[cfg(feature = "tracker")]
         WireDetails::Request {
-            handler: Some(handler),
+            handler,
             method,
             route,
             status,
             latency_micros,
+            request_id,
             ..
         } => {
             out.extend_from_slice(b",\"details\":");
-            write_request_details(out, Some(handler), method, route, *status, *latency_micros);
+            write_request_details(
+                out,
+                &RequestDetails {
+                    handler: *handler,
+                    method,
+                    route,
+                    status: *status,
+                    latency_micros: *latency_micros,
+                    request_id: *request_id,
+                },
+            );
         }
     }
     match event.ip_address {
@@ -208,14 +228,30 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
 #[cfg(feature = "tracker")]
 /// The layer's `details`: the handler's keys and the layer's four merged
 /// in sorted order, as a `serde_json::Map` holding both would iterate.
-fn write_request_details(
-    out: &mut Vec<u8>,
-    handler: Option<&Map<String, Value>>,
-    method: &str,
-    route: &str,
+/// The layer's facts of one request, for [`write_request_details`].
+#[cfg(feature = "tracker")]
+struct RequestDetails<'a> {
+    handler: Option<&'a Map<String, Value>>,
+    method: &'a str,
+    route: &'a str,
     status: u16,
     latency_micros: u64,
-) {
+    request_id: Option<&'a str>,
+}
+
+#[cfg(feature = "tracker")]
+fn write_request_details(out: &mut Vec<u8>, request: &RequestDetails<'_>) {
+    let RequestDetails {
+        handler,
+        method,
+        route,
+        status,
+        latency_micros,
+        request_id,
+    } = *request;
+    // `request_id` is the layer's only when the request has one; else a
+    // handler's key of that name is kept like any other.
+    let is_layer_key = |key: usize| key != REQUEST_ID_KEY || request_id.is_some();
     let write_layer_key = |out: &mut Vec<u8>, key: usize| {
         out.push(b'"');
         out.extend_from_slice(LAYER_DETAIL_KEYS[key].as_bytes());
@@ -223,7 +259,8 @@ fn write_request_details(
         match key {
             0 => write_millis(out, latency_micros),
             1 => write_str(out, method),
-            2 => write_str(out, route),
+            REQUEST_ID_KEY => write_str(out, request_id.unwrap_or_default()),
+            3 => write_str(out, route),
             _ => write_u32(out, u32::from(status)),
         }
     };
@@ -239,11 +276,17 @@ fn write_request_details(
         while next_layer_key < LAYER_DETAIL_KEYS.len()
             && LAYER_DETAIL_KEYS[next_layer_key] <= key.as_str()
         {
-            comma(out);
-            write_layer_key(out, next_layer_key);
+            if is_layer_key(next_layer_key) {
+                comma(out);
+                write_layer_key(out, next_layer_key);
+            }
             next_layer_key += 1;
         }
-        if LAYER_DETAIL_KEYS.contains(&key.as_str()) {
+        if LAYER_DETAIL_KEYS
+            .iter()
+            .position(|layer_key| *layer_key == key.as_str())
+            .is_some_and(is_layer_key)
+        {
             // The layer's own fact wins, as `insert` over the map did.
             continue;
         }
@@ -253,8 +296,10 @@ fn write_request_details(
         write_value(out, value);
     }
     while next_layer_key < LAYER_DETAIL_KEYS.len() {
-        comma(out);
-        write_layer_key(out, next_layer_key);
+        if is_layer_key(next_layer_key) {
+            comma(out);
+            write_layer_key(out, next_layer_key);
+        }
         next_layer_key += 1;
     }
     out.push(b'}');
@@ -769,22 +814,32 @@ mod tests {
             Some(serde_json::from_str(r#"{"amount": 5, "zeta": [1, {"b": null}], "a\"b": "x"}"#).unwrap()),
             // Keys named like the layer's give way; keys sorting between them stay.
             Some(serde_json::from_str(r#"{"status": "forged", "method": 1, "m": true, "s": "s", "route2": 2, "latency_ms": 0, "": ""}"#).unwrap()),
+            Some(serde_json::from_str(r#"{"request_id": "handler's", "request": 1, "request_idx": 2}"#).unwrap()),
         ];
-        for handler in handlers {
+        for (handler, request_id) in handlers
+            .into_iter()
+            .flat_map(|handler| [(handler.clone(), None), (handler, Some("req-7"))])
+        {
             let mut ours = Vec::new();
             write_request_details(
                 &mut ours,
-                handler.as_ref(),
-                "POST",
-                "/cases/{id}",
-                201,
-                1234,
+                &RequestDetails {
+                    handler: handler.as_ref(),
+                    method: "POST",
+                    route: "/cases/{id}",
+                    status: 201,
+                    latency_micros: 1234,
+                    request_id,
+                },
             );
             let mut expected = handler.clone().unwrap_or_default();
             expected.insert("method".into(), Value::from("POST"));
             expected.insert("route".into(), Value::from("/cases/{id}"));
             expected.insert("status".into(), Value::from(201));
             expected.insert("latency_ms".into(), Value::from(1.234));
+            if let Some(id) = request_id {
+                expected.insert("request_id".into(), Value::from(id));
+            }
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(&expected).unwrap(),

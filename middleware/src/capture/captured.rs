@@ -57,6 +57,9 @@ pub(crate) struct CapturedRequest {
     pub(super) session_cookie: HeaderValues,
     /// The session header, when one is configured.
     pub(super) session_header: Option<HeaderValue>,
+    /// `x-request-id` (tower-http's `SetRequestId`, or a proxy's), so the
+    /// activity can be found in the app's logs.
+    pub(super) request_id: Option<HeaderValue>,
     pub(super) user: Option<ActivityUser>,
     pub(super) enrichment: Option<ActivityEnrichment>,
 }
@@ -158,6 +161,7 @@ impl CapturedRequest {
                     tail: &route.json.details_tail,
                     status: self.status.as_u16(),
                     latency_micros: u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX),
+                    request_id: self.request_id.as_ref().and_then(request_id),
                 },
                 ip_address: client
                     .trusted
@@ -182,6 +186,17 @@ impl CapturedRequest {
         crate::Activity::from_wire_json(&json).expect("the layer writes valid wire JSON")
     }
 }
+
+/// The request id as kept in `details`: visible ASCII (what a header
+/// value may hold as text), at most [`REQUEST_ID_MAX_CHARS`]; anything
+/// else is not an id a log would show, and is left out.
+fn request_id(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty()).then(|| prefix_chars(text, REQUEST_ID_MAX_CHARS))
+}
+
+/// Longer ids are cut: a UUID is 36, the longest common formats under 100.
+const REQUEST_ID_MAX_CHARS: usize = 128;
 
 /// `{"truncated": true, "original_bytes": N}` when a handler's details
 /// would not leave room for the layer's keys within the 16 KiB limit.

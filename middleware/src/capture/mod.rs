@@ -244,6 +244,79 @@ mod tests {
     }
 
     #[test]
+    fn the_request_id_is_kept_in_details_in_serde_order() {
+        let mut harness = Harness::new(config());
+        let with_id = |id: &str| {
+            Request::get("/cases/c-1")
+                .header("x-request-id", id)
+                .body(())
+                .unwrap()
+        };
+        // `details` is the object serde_json would write (sorted keys).
+        let line = |request: Request<()>, response: Response<()>, harness: &mut Harness| {
+            let mut response = response;
+            let captured = harness
+                .config
+                .begin(&request, None)
+                .unwrap()
+                .finish(&mut response)
+                .unwrap();
+            let mut json = Vec::new();
+            captured.write_wire_json(uuid::Uuid::nil(), 0, &harness.client, &mut json);
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let details = format!(",\"details\":{},", value["details"]);
+            let line = String::from_utf8(json).unwrap();
+            assert!(line.contains(&details), "serde's bytes {details} in {line}");
+            value
+        };
+        let plain = line(with_id("4b2f-req"), ok(), &mut harness);
+        assert_eq!(plain["details"]["request_id"], "4b2f-req");
+        assert_eq!(plain["details"].as_object().unwrap().len(), 5);
+
+        let mut enriched = ok();
+        enriched.extensions_mut().insert(
+            ActivityEnrichment::new()
+                .detail("request_id", "forged")
+                .detail("note", "x"),
+        );
+        let overridden = line(with_id("4b2f-req"), enriched, &mut harness);
+        assert_eq!(
+            overridden["details"]["request_id"], "4b2f-req",
+            "the layer's wins"
+        );
+        assert_eq!(overridden["details"]["note"], "x");
+
+        // Without the header, a handler's own `request_id` is kept.
+        let mut enriched = ok();
+        enriched
+            .extensions_mut()
+            .insert(ActivityEnrichment::new().detail("request_id", "from-handler"));
+        let request = Request::get("/cases/c-1").body(()).unwrap();
+        let kept = line(request, enriched, &mut harness);
+        assert_eq!(kept["details"]["request_id"], "from-handler");
+        let request = Request::get("/cases/c-1").body(()).unwrap();
+        let none = line(request, ok(), &mut harness);
+        assert!(none["details"].get("request_id").is_none());
+
+        // An overlong id is cut; one that is not text is left out.
+        let long = "r".repeat(500);
+        let cut = harness.run(with_id(&long), None, ok()).unwrap();
+        assert_eq!(
+            cut.details.unwrap()["request_id"].as_str().unwrap().len(),
+            128
+        );
+        let request = Request::get("/cases/c-1")
+            .header(
+                "x-request-id",
+                http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            )
+            .body(())
+            .unwrap();
+        let binary = harness.run(request, None, ok()).unwrap();
+        assert!(binary.details.unwrap().get("request_id").is_none());
+    }
+
+    #[test]
     fn errors_are_recorded_unless_configured_not_to() {
         let mut harness = Harness::new(config());
         let failed_login = Request::post("/login").body(()).unwrap();

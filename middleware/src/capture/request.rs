@@ -15,6 +15,10 @@ use super::captured::CapturedRequest;
 use super::client_ip::{ForwardedHeaders, HeaderValues};
 use super::{ActivityEnrichment, ActivityUser, CaptureConfig, PeerAddr};
 
+/// The request id header of tower-http's `SetRequestId` (and of most
+/// proxies that set one).
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 impl CaptureConfig {
     /// The request half: nothing beyond the route lookup for unmapped
     /// requests; for mapped ones, cheap facts only. `layer_peer` is the
@@ -75,6 +79,7 @@ impl CaptureConfig {
                 user_agent: headers.get(USER_AGENT).cloned(),
                 session_cookie,
                 session_header,
+                request_id: headers.get(REQUEST_ID).cloned(),
                 user: extensions.get::<ActivityUser>().cloned(),
                 enrichment: None,
             }),

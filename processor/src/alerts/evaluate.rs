@@ -132,20 +132,43 @@ impl Episode {
     }
 }
 
-/// The event times of a group in a rule's window: those evaluated before
-/// this pass (from `user_activity_alert_window`) and this pass's so far.
+/// The events of a group in a rule's window, by time: those evaluated
+/// before this pass (from `user_activity_alert_window`) and this pass's so
+/// far.
 #[derive(Debug, Default)]
-struct WindowTimes(Vec<DateTime<Utc>>);
+struct WindowTimes(Vec<(DateTime<Utc>, Uuid)>);
 
 impl WindowTimes {
-    fn insert(&mut self, at: DateTime<Utc>) {
-        let i = self.0.partition_point(|t| *t <= at);
-        self.0.insert(i, at);
+    fn insert(&mut self, at: DateTime<Utc>, id: Uuid) {
+        let i = self.0.partition_point(|(t, _)| *t <= at);
+        self.0.insert(i, (at, id));
     }
 
     /// Times in `(from, to]`.
     fn count_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> usize {
-        self.0.partition_point(|t| *t <= to) - self.0.partition_point(|t| *t <= from)
+        self.0.partition_point(|(t, _)| *t <= to) - self.0.partition_point(|(t, _)| *t <= from)
+    }
+
+    /// The events after `at` already evaluated (stored before this one,
+    /// though later: two processors, or a spool, deliver out of order)
+    /// that an episode starting at `at` takes in, as it would have had they
+    /// come in order: each within `cooldown` of the one before. Their
+    /// number and the last of them.
+    fn chained_after(
+        &self,
+        at: DateTime<Utc>,
+        cooldown: TimeDelta,
+    ) -> (usize, Option<(DateTime<Utc>, Uuid)>) {
+        let mut last = at;
+        let mut chained = (0, None);
+        for &(t, id) in &self.0[self.0.partition_point(|(t, _)| *t <= at)..] {
+            if t > last + cooldown {
+                break;
+            }
+            last = t;
+            chained = (chained.0 + 1, Some((t, id)));
+        }
+        chained
     }
 }
 
@@ -241,7 +264,16 @@ async fn evaluate_rule(
     let first_at = relevant[0].0.created_at;
     let last_at = relevant[relevant.len() - 1].0.created_at;
     let mut windows = if window > TimeDelta::zero() {
-        load_windows(conn, &rule.name, &groups, first_at - window, last_at).await?
+        // Up to a cooldown past the pass's last event: what an episode
+        // starting in this pass takes in of the events evaluated before.
+        load_windows(
+            conn,
+            &rule.name,
+            &groups,
+            first_at - window,
+            last_at + cooldown,
+        )
+        .await?
     } else {
         HashMap::new()
     };
@@ -258,17 +290,28 @@ async fn evaluate_rule(
         let starts = match &rule.kind {
             RuleKind::Rate(r) => {
                 let times = windows.entry(group.clone()).or_default();
-                times.insert(at);
+                times.insert(at, event.event_id);
                 changes
                     .window_rows
                     .push((rule.name.clone(), group.clone(), at, event.event_id));
                 let count = times.count_in(at - window, at);
-                (!open && count > r.threshold as usize).then_some(count)
+                if !open && count > r.threshold as usize {
+                    let mut episode = Episode::start(event, count as i64);
+                    let (later, last) = times.chained_after(at, cooldown);
+                    episode.count += later as i64;
+                    if let Some((last_at, last_id)) = last {
+                        episode.last_at = last_at;
+                        episode.last_id = last_id;
+                    }
+                    Some(episode)
+                } else {
+                    None
+                }
             }
             RuleKind::FailedThenSuccess(r) => {
                 let times = windows.entry(group.clone()).or_default();
                 if event.is_failed_login() {
-                    times.insert(at);
+                    times.insert(at, event.event_id);
                     changes.window_rows.push((
                         rule.name.clone(),
                         group.clone(),
@@ -283,17 +326,18 @@ async fn evaluate_rule(
                 }
                 // A success: the failures strictly before it in the window.
                 let failures = times.count_in(at - window, at - TimeDelta::microseconds(1));
-                (!open && failures >= r.failures as usize).then_some(failures + 1)
+                (!open && failures >= r.failures as usize)
+                    .then(|| Episode::start(event, failures as i64 + 1))
             }
             RuleKind::NewIp(_) => {
                 if !new_ips[i] {
                     continue;
                 }
-                (!open).then_some(1)
+                (!open).then(|| Episode::start(event, 1))
             }
         };
         match starts {
-            Some(count) => {
+            Some(episode) => {
                 // A new episode replaces the group's ended one (kept as
                 // it was written).
                 if let Some(old) = episodes.remove(group) {
@@ -303,7 +347,7 @@ async fn evaluate_rule(
                             .push((rule.name.clone(), by, group.clone(), old));
                     }
                 }
-                episodes.insert(group.clone(), Episode::start(event, count as i64));
+                episodes.insert(group.clone(), episode);
             }
             None if open => episodes.get_mut(group).expect("open").add(event),
             None => {}
@@ -378,8 +422,8 @@ async fn load_windows(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<HashMap<String, WindowTimes>, sqlx::Error> {
-    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT group_value, created_at FROM user_activity_alert_window
+    let rows: Vec<(String, DateTime<Utc>, Uuid)> = sqlx::query_as(
+        "SELECT group_value, created_at, event_id FROM user_activity_alert_window
          WHERE rule = $1 AND group_value = ANY($2) AND created_at > $3 AND created_at <= $4
          ORDER BY group_value, created_at",
     )
@@ -390,8 +434,8 @@ async fn load_windows(
     .fetch_all(conn)
     .await?;
     let mut windows: HashMap<String, WindowTimes> = HashMap::new();
-    for (group, at) in rows {
-        windows.entry(group).or_default().0.push(at);
+    for (group, at, id) in rows {
+        windows.entry(group).or_default().0.push((at, id));
     }
     Ok(windows)
 }
@@ -576,11 +620,31 @@ mod tests {
     fn window_counts_are_half_open() {
         let mut w = WindowTimes::default();
         for s in [10, 0, 5, 5, 20] {
-            w.insert(at(s));
+            w.insert(at(s), Uuid::nil());
         }
         assert_eq!(w.count_in(at(0), at(10)), 3, "(0, 10] holds 5, 5 and 10");
         assert_eq!(w.count_in(at(-1), at(20)), 5);
         assert_eq!(w.count_in(at(20), at(30)), 0);
+    }
+
+    #[test]
+    fn later_events_chain_within_the_cooldown() {
+        let mut w = WindowTimes::default();
+        for s in [0, 12, 20, 29, 50, 55] {
+            w.insert(at(s), Uuid::from_u128(s as u128));
+        }
+        let cooldown = TimeDelta::seconds(10);
+        // From 5: 12 (7 after), 20, 29; 50 is 21 after 29.
+        assert_eq!(
+            w.chained_after(at(5), cooldown),
+            (3, Some((at(29), Uuid::from_u128(29))))
+        );
+        assert_eq!(w.chained_after(at(55), cooldown), (0, None));
+        assert_eq!(
+            w.chained_after(at(30), cooldown),
+            (0, None),
+            "50 is too far"
+        );
     }
 
     #[test]

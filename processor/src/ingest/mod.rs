@@ -10,12 +10,15 @@
 //!
 //! ```no_run
 //! # async fn example(config: &activity_processor::Config, redis: redis::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use activity_processor::http::{self, ConnectionTimeouts, StackSettings};
 //! use activity_processor::ingest::{self, IngestState};
+//! use tokio_util::sync::CancellationToken;
 //!
 //! if let Some(state) = IngestState::from_config(config, redis)? {
 //!     let listener = tokio::net::TcpListener::bind(&config.ingest_listen).await?;
-//!     let app = ingest::router(state);
-//!     activity_processor::server::serve(listener, app, Default::default()).await?;
+//!     let settings = StackSettings::ingest(config.http_request_timeout());
+//!     let app = http::stack(ingest::router(state), &settings);
+//!     http::serve(listener, app, ConnectionTimeouts::default(), CancellationToken::new()).await?;
 //! }
 //! # Ok(()) }
 //! ```
