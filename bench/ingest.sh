@@ -9,7 +9,7 @@
 #
 #   bench/ingest.sh [EVENTS] [extra bench_ingest flags...]
 #
-# EVENTS defaults to 200000; e.g. --connections 16 --batch-events 100.
+# EVENTS defaults to 200000; e.g. --rounds 5 --connections 16 --batch-events 100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

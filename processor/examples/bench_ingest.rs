@@ -11,9 +11,10 @@
 //!   generator, on the same machine), with gzip off, then on.
 //!
 //! Each prints events/s, CPU per event of the ingest process and of
-//! Redis, and the ratio of its events/s to the baseline's (the mean of a
-//! baseline run before and one after, so a machine shared with other
-//! work drifts less). Every stream's events are counted back (the `n` of
+//! Redis, and Redis's memory per event; `--rounds` rounds of the three
+//! runs in turn (so a machine shared with other work slows each about
+//! alike), then the medians and the ratio of the ingest's median events/s
+//! to the baseline's. Every stream's events are counted back (the `n` of
 //! each v2 entry) before a figure is printed. A private `redis-server` on
 //! a free port holds the streams.
 //!
@@ -55,6 +56,9 @@ struct Args {
     /// Concurrent connections of the load generator (and of the baseline).
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Rounds of the three runs (baseline, gzip off, gzip on), in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The processor binary.
     #[arg(long, default_value = "target/release/activity-processor")]
     processor_bin: PathBuf,
@@ -122,6 +126,16 @@ async fn stream_events(
         .await?)
 }
 
+/// A connection whose replies may take long (redis' default is 500 ms; a
+/// script counting a stream of 200,000 entries takes longer).
+async fn connect(client: &redis::Client) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(120)));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
 /// The bytes Redis holds for `key`, every entry counted.
 async fn memory_usage(
     conn: &mut redis::aio::MultiplexedConnection,
@@ -159,7 +173,7 @@ async fn baseline(
     for worker in 0..connections {
         let batches = batches.clone();
         let key = key.to_owned();
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = connect(&client).await?;
         tasks.push(tokio::spawn(async move {
             for batch in batches.iter().skip(worker).step_by(connections) {
                 let mut pipe = redis::pipe();
@@ -176,7 +190,7 @@ async fn baseline(
     }
     let seconds = started.elapsed().as_secs_f64();
     let redis_cpu = cpu_seconds(redis_pid)? - redis_before;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(&client).await?;
     let stored = stream_events(&mut conn, key).await?;
     if stored != events as u64 {
         bail!("baseline: {stored} events in the stream, {events} sent");
@@ -285,9 +299,7 @@ async fn ingest(
     let ingest_cpu = cpu_seconds(pid)? - ingest_before;
     let redis_cpu = cpu_seconds(redis_pid)? - redis_before;
     stop(child)?;
-    let mut conn = redis::Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut conn = connect(&redis::Client::open(redis_url)?).await?;
     let stored = stream_events(&mut conn, key).await?;
     if stored != events as u64 {
         bail!("ingest: {stored} events in the stream, {events} sent");
@@ -303,6 +315,39 @@ async fn ingest(
         ingest_cpu_us: Some(ingest_cpu * 1e6 / events as f64),
         redis_cpu_us: redis_cpu * 1e6 / events as f64,
     })
+}
+
+/// The runs of a round.
+const NAMES: [&str; 3] = [
+    "baseline: pipelined XADD per event",
+    "ingest, gzip off",
+    "ingest, gzip on",
+];
+
+fn print_row(round: &str, name: &str, figures: &Figures, ratio: Option<f64>) {
+    let ingest_cpu = figures
+        .ingest_cpu_us
+        .map_or("-".to_owned(), |us| format!("{us:.2} µs"));
+    let ratio = ratio.map_or(String::new(), |r| format!(" {r:>6.2}x"));
+    println!(
+        "{round:<6} {name:<34} {:>11.0} {ingest_cpu:>16} {:>12.2} µs {:>13.0}{ratio}",
+        figures.events_per_second, figures.redis_cpu_us, figures.redis_bytes,
+    );
+}
+
+/// Each figure's median over the rounds.
+fn median(figures: &[Figures]) -> Figures {
+    let middle = |value: fn(&Figures) -> Option<f64>| {
+        let mut values: Vec<f64> = figures.iter().filter_map(value).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    Figures {
+        events_per_second: middle(|f| Some(f.events_per_second)).unwrap_or(0.0),
+        redis_bytes: middle(|f| Some(f.redis_bytes)).unwrap_or(0.0),
+        ingest_cpu_us: middle(|f| f.ingest_cpu_us),
+        redis_cpu_us: middle(|f| Some(f.redis_cpu_us)).unwrap_or(0.0),
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -348,41 +393,57 @@ async fn main() -> anyhow::Result<()> {
     let (plain, gzipped) = (Arc::new(plain), Arc::new(gzipped));
 
     let key = "bench:ingest";
-    let before = baseline(&redis_url, redis_pid, lines.clone(), args.connections, key).await?;
-    let off = ingest(&args, &redis_url, redis_pid, plain, args.events, false, key).await?;
-    let on = ingest(
-        &args,
-        &redis_url,
-        redis_pid,
-        gzipped,
-        args.events,
-        true,
-        key,
-    )
-    .await?;
-    let after = baseline(&redis_url, redis_pid, lines, args.connections, key).await?;
-    let base = (before.events_per_second + after.events_per_second) / 2.0;
-
+    // Rounds of the three runs in turn, so a machine shared with other
+    // work slows each about alike; the medians are compared.
+    let mut runs: [Vec<Figures>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     println!(
-        "{:<34} {:>11} {:>16} {:>15} {:>13} {:>7}",
-        "run", "events/s", "ingest CPU/event", "Redis CPU/event", "Redis B/event", "ratio"
+        "{:<6} {:<34} {:>11} {:>16} {:>15} {:>13}",
+        "round", "run", "events/s", "ingest CPU/event", "Redis CPU/event", "Redis B/event"
     );
-    let rows = [
-        ("baseline: pipelined XADD per event", &before),
-        ("ingest, gzip off", &off),
-        ("ingest, gzip on", &on),
-        ("baseline again", &after),
-    ];
-    for (name, figures) in rows {
-        let ingest_cpu = figures
-            .ingest_cpu_us
-            .map_or("-".to_owned(), |us| format!("{us:.2} µs"));
-        println!(
-            "{name:<34} {:>11.0} {ingest_cpu:>16} {:>12.2} µs {:>13.0} {:>6.2}x",
-            figures.events_per_second,
-            figures.redis_cpu_us,
-            figures.redis_bytes,
-            figures.events_per_second / base
+    for round in 1..=args.rounds {
+        runs[0].push(baseline(&redis_url, redis_pid, lines.clone(), args.connections, key).await?);
+        runs[1].push(
+            ingest(
+                &args,
+                &redis_url,
+                redis_pid,
+                plain.clone(),
+                args.events,
+                false,
+                key,
+            )
+            .await?,
+        );
+        runs[2].push(
+            ingest(
+                &args,
+                &redis_url,
+                redis_pid,
+                gzipped.clone(),
+                args.events,
+                true,
+                key,
+            )
+            .await?,
+        );
+        for (name, figures) in NAMES.iter().zip(&runs) {
+            print_row(
+                &round.to_string(),
+                name,
+                figures.last().expect("a run per round"),
+                None,
+            );
+        }
+    }
+    let medians: Vec<Figures> = runs.iter().map(|figures| median(figures)).collect();
+    let base = medians[0].events_per_second;
+    println!("medians of {} rounds:", args.rounds);
+    for (name, figures) in NAMES.iter().zip(&medians) {
+        print_row(
+            "median",
+            name,
+            figures,
+            Some(figures.events_per_second / base),
         );
     }
     drop(redis);

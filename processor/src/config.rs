@@ -402,7 +402,7 @@ pub enum ConfigError {
     ShortKey(&'static str),
     /// `SERVE_ROLES` names no role, or one that does not exist.
     #[error("SERVE_ROLES {0:?}: {1}; use a comma-separated list of consumer, admin, ingest")]
-    Roles(String, &'static str),
+    Roles(String, String),
     /// `INGEST_LISTEN` is not `host:port`.
     #[error("INGEST_LISTEN {0:?} is not an address; use e.g. 127.0.0.1:8081 or 0.0.0.0:8081")]
     IngestListen(String),
@@ -545,12 +545,20 @@ impl Config {
                 "consumer" => roles.consumer = true,
                 "admin" => roles.admin = true,
                 "ingest" => roles.ingest = true,
-                _ => return Err(ConfigError::Roles(self.serve_roles.clone(), "unknown role")),
+                _ => {
+                    return Err(ConfigError::Roles(
+                        self.serve_roles.clone(),
+                        format!("unknown role `{role}`"),
+                    ));
+                }
             }
             any = true;
         }
         if !any {
-            return Err(ConfigError::Roles(self.serve_roles.clone(), "no role"));
+            return Err(ConfigError::Roles(
+                self.serve_roles.clone(),
+                "no role".to_owned(),
+            ));
         }
         Ok(roles)
     }
@@ -833,7 +841,10 @@ mod tests {
             (&["--database-url", "mysql://x"][..], "DATABASE_URL"),
             (&["--admin-listen", "nowhere"][..], "ADMIN_LISTEN"),
             (&["--pseudonym-key", "short"][..], "PSEUDONYM_KEY"),
-            (&["--serve-roles", "consumer,web"][..], "SERVE_ROLES"),
+            (
+                &["--serve-roles", "consumer,web"][..],
+                "SERVE_ROLES \"consumer,web\": unknown role `web`",
+            ),
             (&["--serve-roles", " , "][..], "SERVE_ROLES"),
             (
                 &["--serve-roles", "ingest"][..],

@@ -7,12 +7,18 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 venv="$target/segment-venv"
-stamp="$venv/.segment-analytics-python-2.4.0"
+requirements="$root/tests/python/segment-requirements.txt"
+# Made again when the pinned list changes.
+stamp="$venv/.installed-$(sha256sum "$requirements" | cut -c1-16)"
+mkdir -p "$target"
+# Tests running at once wait for the one making the venv.
+exec 9>"$target/segment-venv.lock"
+flock 9
 if [ ! -f "$stamp" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "segment-analytics-python==2.4.0" >&2
+    -r "$requirements" >&2
   touch "$stamp"
 fi
 echo "$venv/bin/python"

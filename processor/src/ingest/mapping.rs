@@ -3,10 +3,12 @@
 //! Every rule is in `docs/ingest.md`; what is stored is normalized later
 //! by the store's writer, like every other event.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use activity_tracker::{Activity, ActivityType, limits};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -95,6 +97,86 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) received_at: DateTime<Utc>,
 }
 
+/// The fields of a message that are read; every other one is skipped
+/// unread. Text borrows from the request where it holds no escapes.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(rename = "userId", default)]
+    user_id: Option<IdText>,
+    #[serde(rename = "anonymousId", default)]
+    anonymous_id: Option<IdText>,
+    #[serde(rename = "messageId", default)]
+    message_id: Option<IdText>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+    #[serde(borrow, default)]
+    context: Option<Context<'a>>,
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    category: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Context<'a> {
+    #[serde(rename = "userAgent", borrow, default)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionId", default)]
+    session_id: Option<IdText>,
+    /// Any JSON: garbage here is ignored (the peer is used), not an error.
+    #[serde(default)]
+    ip: Option<Value>,
+}
+
+/// An id as Segment messages carry them: a string or a number, as text.
+struct IdText(String);
+
+impl<'de> Deserialize<'de> for IdText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IdText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, text: &str) -> Result<IdText, E> {
+                Ok(IdText(text.to_owned()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<IdText, E> {
+                Ok(IdText(n.to_string()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<IdText, E> {
+                Ok(IdText(n.to_string()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<IdText, E> {
+                Ok(IdText(
+                    serde_json::Number::from_f64(n)
+                        .map_or_else(|| n.to_string(), |n| n.to_string()),
+                ))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl IdText {
+    /// The text, an empty one counting as absent.
+    fn into_text(id: Option<IdText>) -> Option<String> {
+        id.map(|IdText(text)| text).filter(|text| !text.is_empty())
+    }
+}
+
+/// How much longer than its source text JSON parsed and written again can
+/// be: strings and keys never grow, a number at most some 4.5 times
+/// (`1e15` is written `1000000000000000.0`).
+const REWRITE_GROWTH: usize = 5;
+
 /// Maps the message whose JSON is `raw`; `kind` is the path's (`/v1/track`),
 /// `None` for a `/v1/batch` item, which names its own `type`.
 pub(crate) fn map(
@@ -111,14 +193,16 @@ pub(crate) fn map(
             ),
         ));
     }
-    let message: Map<String, Value> = match serde_json::from_str(raw) {
-        Ok(Value::Object(message)) => message,
-        _ => return Err(reject("invalid_message", "the event is not a JSON object")),
-    };
+    let message: Message<'_> = serde_json::from_str(raw).map_err(|e| {
+        reject(
+            "invalid_message",
+            format!("the event is not a message object: {e}"),
+        )
+    })?;
     let kind = match kind {
         Some(kind) => kind,
-        None => match message.get("type") {
-            Some(Value::String(name)) => Kind::from_name(name).ok_or_else(|| {
+        None => match message.kind.as_deref() {
+            Some(name) => Kind::from_name(name).ok_or_else(|| {
                 reject(
                     "unknown_type",
                     format!(
@@ -126,11 +210,11 @@ pub(crate) fn map(
                     ),
                 )
             })?,
-            _ => return Err(reject("unknown_type", "the event has no `type`")),
+            None => return Err(reject("unknown_type", "the event has no `type`")),
         },
     };
-    let user_id = id_text(&message, "userId")?;
-    let anonymous_id = id_text(&message, "anonymousId")?;
+    let user_id = IdText::into_text(message.user_id);
+    let anonymous_id = IdText::into_text(message.anonymous_id);
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(reject(
             "missing_user",
@@ -141,10 +225,10 @@ pub(crate) fn map(
         return Ok(Mapped::NotStored(kind));
     }
     let action = match kind {
-        Kind::Track => match message.get("event") {
-            Some(Value::String(event)) => ActivityType::custom(event)
+        Kind::Track => match message.event.as_deref() {
+            Some(event) => ActivityType::custom(event)
                 .map_err(|e| reject("invalid_event", format!("`event`: {e}")))?,
-            _ => {
+            None => {
                 return Err(reject(
                     "invalid_event",
                     "a track call needs an `event` string",
@@ -154,30 +238,37 @@ pub(crate) fn map(
         Kind::Page => ActivityType::custom("page_view").expect("a valid name"),
         _ => ActivityType::custom("screen_view").expect("a valid name"),
     };
-    let created_at = created_at(&message, facts.received_at)?;
-    let context = match message.get("context") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(context)) => Some(context),
-        Some(_) => return Err(reject("invalid_message", "`context` is not an object")),
+    let created_at = created_at(message.timestamp.as_deref(), facts.received_at)?;
+    let mut details = message.properties.unwrap_or_default();
+    let (user_agent, context_session, context_ip) = match message.context {
+        Some(context) => (
+            context.user_agent.map(Cow::into_owned),
+            IdText::into_text(context.session_id),
+            context.ip,
+        ),
+        None => (None, None, None),
     };
-    let mut details = match message.get("properties") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(properties)) => properties.clone(),
-        Some(_) => return Err(reject("invalid_message", "`properties` is not an object")),
-    };
-    let session_id = match context.and_then(|c| c.get("sessionId")) {
-        Some(value) => scalar_text(value, "context.sessionId")?,
+    let session_id = match context_session {
+        Some(session) => Some(session),
         None => match details.get("session_id") {
-            Some(value) => scalar_text(value, "properties.session_id")?,
-            None => None,
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) if text.is_empty() => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Number(number)) => Some(number.to_string()),
+            Some(_) => {
+                return Err(reject(
+                    "invalid_message",
+                    "`properties.session_id` is not a string or a number",
+                ));
+            }
         },
     };
     let resource_type = lift(&mut details, "resource_type");
     let resource_id = lift(&mut details, "resource_id");
     if matches!(kind, Kind::Page | Kind::Screen) {
-        for key in ["name", "category"] {
-            if let Some(value) = message.get(key).filter(|v| !v.is_null()) {
-                details.insert(key.to_owned(), value.clone());
+        for (key, value) in [("name", message.name), ("category", message.category)] {
+            if let Some(value) = value.filter(|v| !v.is_null()) {
+                details.insert(key.to_owned(), value);
             }
         }
     }
@@ -188,16 +279,6 @@ pub(crate) fn map(
         );
     }
     details.insert("source".to_owned(), Value::from(facts.source));
-    let user_agent = match context.and_then(|c| c.get("userAgent")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(agent)) => Some(agent.clone()),
-        Some(_) => {
-            return Err(reject(
-                "invalid_message",
-                "`context.userAgent` is not a string",
-            ));
-        }
-    };
     for (name, value, max) in [
         ("userId", &user_id, limits::USER_ID_MAX_CHARS),
         (
@@ -227,27 +308,31 @@ pub(crate) fn map(
             }
         }
     }
-    let details_bytes = serde_json::to_vec(&details).map_or(0, |json| json.len());
-    if details_bytes > limits::DETAILS_MAX_BYTES {
-        return Err(reject(
-            "properties_too_large",
-            format!(
-                "`properties` make {details_bytes} bytes of details; at most {} are stored",
-                limits::DETAILS_MAX_BYTES
-            ),
-        ));
+    // `details` is made of the message's own text plus the source's name
+    // and a few keys: measured only when that bound could pass the limit.
+    let bound = raw.len() * REWRITE_GROWTH + facts.source.len() + 64;
+    if bound > limits::DETAILS_MAX_BYTES {
+        let details_bytes = serde_json::to_vec(&details).map_or(0, |json| json.len());
+        if details_bytes > limits::DETAILS_MAX_BYTES {
+            return Err(reject(
+                "properties_too_large",
+                format!(
+                    "`properties` make {details_bytes} bytes of details; at most {} are stored",
+                    limits::DETAILS_MAX_BYTES
+                ),
+            ));
+        }
     }
-    let ip_address = if facts.trusts_context_ip {
-        context
-            .and_then(|c| c.get("ip"))
-            .and_then(Value::as_str)
-            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+    let ip_address = match context_ip {
+        Some(Value::String(ip)) if facts.trusts_context_ip => ip
+            .trim()
+            .parse::<IpAddr>()
+            .ok()
             .map(|ip| ip.to_canonical())
-            .or(facts.peer_ip)
-    } else {
-        facts.peer_ip
+            .or(facts.peer_ip),
+        _ => facts.peer_ip,
     };
-    let id = id(&message, facts.source)?;
+    let id = id(IdText::into_text(message.message_id), facts.source);
     let mut activity = Activity::at(action, created_at);
     activity.id = id;
     activity.user_id = user_id;
@@ -263,15 +348,11 @@ pub(crate) fn map(
 /// `messageId` → `id`: itself when a UUID, else the UUID v5 of
 /// `<source>:<messageId>` in [`MESSAGE_ID_NAMESPACE`]; without one, a
 /// fresh UUID v7 (a retry of such an event cannot be recognized).
-fn id(message: &Map<String, Value>, source: &str) -> Result<Uuid, Rejection> {
-    let text = match message.get("messageId") {
-        None | Some(Value::Null) => return Ok(Uuid::now_v7()),
-        Some(Value::String(text)) if text.is_empty() => return Ok(Uuid::now_v7()),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Number(number)) => number.to_string(),
-        Some(_) => return Err(reject("invalid_message", "`messageId` is not a string")),
-    };
-    Ok(Uuid::try_parse(&text).unwrap_or_else(|_| message_uuid(source, &text)))
+fn id(message_id: Option<String>, source: &str) -> Uuid {
+    match message_id {
+        None => Uuid::now_v7(),
+        Some(text) => Uuid::try_parse(&text).unwrap_or_else(|_| message_uuid(source, &text)),
+    }
 }
 
 /// The id of a `messageId` that is not a UUID.
@@ -286,21 +367,20 @@ pub fn message_uuid(source: &str, message_id: &str) -> Uuid {
 /// one; more than [`MAX_FUTURE`] ahead is refused, not clamped (a clamp
 /// would differ on each retry, and so would the stored key).
 fn created_at(
-    message: &Map<String, Value>,
+    timestamp: Option<&str>,
     received_at: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, Rejection> {
-    let at = match message.get("timestamp") {
-        None | Some(Value::Null) => return Ok(received_at),
-        Some(Value::String(text)) => DateTime::parse_from_rfc3339(text.trim())
-            .map_err(|e| {
-                reject(
-                    "invalid_timestamp",
-                    format!("`timestamp` {text:?} is not an ISO 8601 date with an offset: {e}"),
-                )
-            })?
-            .with_timezone(&Utc),
-        Some(_) => return Err(reject("invalid_timestamp", "`timestamp` is not a string")),
+    let Some(text) = timestamp else {
+        return Ok(received_at);
     };
+    let at = DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|e| {
+            reject(
+                "invalid_timestamp",
+                format!("`timestamp` {text:?} is not an ISO 8601 date with an offset: {e}"),
+            )
+        })?
+        .with_timezone(&Utc);
     if at > received_at + MAX_FUTURE {
         return Err(reject(
             "timestamp_in_future",
@@ -311,27 +391,6 @@ fn created_at(
         ));
     }
     Ok(at.trunc_subsecs(6))
-}
-
-/// A user id as text: a string (empty counts as absent) or a number.
-fn id_text(message: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
-    match message.get(key) {
-        None => Ok(None),
-        Some(value) => scalar_text(value, key),
-    }
-}
-
-fn scalar_text(value: &Value, name: &str) -> Result<Option<String>, Rejection> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(text) if text.is_empty() => Ok(None),
-        Value::String(text) => Ok(Some(text.clone())),
-        Value::Number(number) => Ok(Some(number.to_string())),
-        _ => Err(reject(
-            "invalid_message",
-            format!("`{name}` is not a string or a number"),
-        )),
-    }
 }
 
 /// Takes `key` out of `details` into its column when it is a string.

@@ -310,10 +310,17 @@ async fn handle(
         };
         if let Err(e) = written {
             let (cause, wait) = match &e {
-                WriteError::Backlog { .. } => ("backlog", BACKLOG_RETRY_AFTER),
-                _ => ("redis", REDIS_RETRY_AFTER),
+                // A state the gauges and this counter show, not news at
+                // every request.
+                WriteError::Backlog { .. } => {
+                    tracing::debug!(error = %e, source, "ingest request refused with 503");
+                    ("backlog", BACKLOG_RETRY_AFTER)
+                }
+                _ => {
+                    tracing::warn!(error = %e, source, "ingest request refused with 503");
+                    ("redis", REDIS_RETRY_AFTER)
+                }
             };
-            tracing::warn!(error = %e, source, "ingest request refused with 503");
             metrics::counter!("activity_processor_ingest_unavailable_total", "cause" => cause)
                 .increment(1);
             return Err(IngestError::new(

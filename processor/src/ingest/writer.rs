@@ -47,6 +47,8 @@ pub(crate) struct StreamWriter {
     /// The last backlog reading and when it was taken; locked only to
     /// read or replace it.
     backlog: Mutex<Option<(Instant, u64)>>,
+    /// Held by the one request reading the backlog again.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl StreamWriter {
@@ -57,6 +59,7 @@ impl StreamWriter {
             max_backlog,
             conn: tokio::sync::Mutex::new(None),
             backlog: Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -81,28 +84,20 @@ impl StreamWriter {
     }
 
     /// Refuses while the backlog is over the bound (Redis unreachable is
-    /// an error too: nothing could be written anyway).
+    /// an error too: nothing could be written anyway). One request at a
+    /// time reads a stale backlog again; the others meanwhile go by the
+    /// last reading.
     pub(crate) async fn check_backlog(&self) -> Result<(), WriteError> {
-        let fresh = {
-            let reading = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
-            reading
-                .filter(|(at, _)| at.elapsed() < BACKLOG_READING_AGE)
-                .map(|(_, events)| events)
-        };
-        let backlog = match fresh {
-            Some(events) => events,
+        let last = *self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let backlog = match last {
+            Some((at, events)) if at.elapsed() < BACKLOG_READING_AGE => events,
+            Some((_, events)) => match self.reading.try_lock() {
+                Ok(_reading) => self.read_backlog().await?,
+                Err(_) => events,
+            },
             None => {
-                let mut conn = self.connection().await?;
-                let events = match queue_length(&mut conn, &self.key).await {
-                    Ok(length) => length.events,
-                    Err(e) => {
-                        self.forget_connection().await;
-                        return Err(e.into());
-                    }
-                };
-                *self.backlog.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((Instant::now(), events));
-                events
+                let _reading = self.reading.lock().await;
+                self.read_backlog().await?
             }
         };
         if backlog > self.max_backlog {
@@ -112,6 +107,20 @@ impl StreamWriter {
             });
         }
         Ok(())
+    }
+
+    /// Reads the backlog and keeps the reading.
+    async fn read_backlog(&self) -> Result<u64, WriteError> {
+        let mut conn = self.connection().await?;
+        let events = match queue_length(&mut conn, &self.key).await {
+            Ok(length) => length.events,
+            Err(e) => {
+                self.forget_connection().await;
+                return Err(e.into());
+            }
+        };
+        *self.backlog.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), events));
+        Ok(events)
     }
 
     /// Writes `batch` as one v2 entry; `Ok` once Redis has it.
