@@ -308,7 +308,15 @@ async fn create_partition(
         .await?;
 
     if moving > 0 {
+        // The rows reached the alert inbox when first stored: the trigger
+        // skips this re-insert (migration 0008), and only this one.
+        sqlx::query("SELECT set_config('activity.partition_move', 'on', true)")
+            .execute(&mut **tx)
+            .await?;
         sqlx::query("INSERT INTO user_activity_logs SELECT * FROM user_activity_logs_moving")
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("SELECT set_config('activity.partition_move', 'off', true)")
             .execute(&mut **tx)
             .await?;
         sqlx::query("DROP TABLE user_activity_logs_moving")

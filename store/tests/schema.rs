@@ -201,6 +201,12 @@ async fn rows_in_the_default_partition_move_to_their_new_partition(pool: PgPool)
     );
     assert_eq!(count_in(&pool, "user_activity_logs_default").await, 0);
     assert_eq!(count_in(&pool, "user_activity_logs_p2031_05").await, 7);
+
+    // Moved rows reached the alert inbox once, when first stored; rows
+    // stored after a move still reach it.
+    assert_eq!(count_in(&pool, "user_activity_alert_inbox").await, 49);
+    insert_rows(&pool, at(2031, 4, 20), 3).await;
+    assert_eq!(count_in(&pool, "user_activity_alert_inbox").await, 52);
 }
 
 #[sqlx::test]
