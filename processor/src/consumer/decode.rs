@@ -89,6 +89,9 @@ pub struct Decoded {
     /// Its `details` are `None` when `details_json` holds them.
     activity: Activity,
     details_json: Option<Box<RawValue>>,
+    /// When it arrived, the same on every redelivery: the time of the
+    /// stream entry's id, or when a legacy list element was read.
+    arrived_at: Option<DateTime<Utc>>,
 }
 
 impl Decoded {
@@ -106,6 +109,11 @@ impl Decoded {
         }
         activity
     }
+
+    /// When it arrived ([`StoredEvent::arrived_at`]).
+    pub fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
+    }
 }
 
 impl StoredEvent for Decoded {
@@ -119,6 +127,16 @@ impl StoredEvent for Decoded {
             None => self.activity.details_json(),
         }
     }
+
+    fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
+    }
+}
+
+/// The time of a stream entry id (`<ms>-<seq>`), its arrival in Redis.
+pub fn entry_time(entry_id: &str) -> Option<DateTime<Utc>> {
+    let ms = entry_id.split_once('-').map_or(entry_id, |(ms, _)| ms);
+    DateTime::from_timestamp_millis(ms.parse::<i64>().ok()?)
 }
 
 /// Reads the `data` field of stream entry `entry_id` of `stream_key`.
@@ -133,7 +151,7 @@ pub fn decode_entry(
     data: Option<&[u8]>,
 ) -> Result<Decoded, DecodeError> {
     let data = data.ok_or(DecodeError::MissingData)?;
-    decode(data, None, || {
+    decode(data, None, entry_time(entry_id), || {
         let name = format!("{stream_key}\n{entry_id}");
         Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
     })
@@ -153,7 +171,7 @@ pub fn decode_line(
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::BlankLine);
     }
-    decode(line, None, || {
+    decode(line, None, entry_time(entry_id), || {
         let name = format!("{stream_key}\n{entry_id}\n{index}");
         Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
     })
@@ -162,9 +180,10 @@ pub fn decode_line(
 /// Reads a JSON string a producer written for the original design pushed
 /// onto the legacy LIST: the table's column names, `id` and `created_at`
 /// optional. A missing `created_at` becomes `arrived_at`; a missing `id`
-/// a UUID v5 of the payload.
+/// a UUID v5 of the payload. `arrived_at` is also the arrival a date too
+/// far ahead is clamped to (a list element carries no time of its own).
 pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Decoded, DecodeError> {
-    decode(payload, Some(arrived_at), || {
+    decode(payload, Some(arrived_at), Some(arrived_at), || {
         Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
     })
 }
@@ -318,6 +337,7 @@ impl Field<'_> {
 fn decode(
     payload: &[u8],
     default_created_at: Option<DateTime<Utc>>,
+    arrived_at: Option<DateTime<Utc>>,
     derive_id: impl FnOnce() -> Uuid,
 ) -> Result<Decoded, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
@@ -411,6 +431,7 @@ fn decode(
     Ok(Decoded {
         activity,
         details_json: raw_details.map(RawValue::to_owned),
+        arrived_at,
     })
 }
 
@@ -418,7 +439,10 @@ fn decode(
 /// (producers of the original design may have sent `json.dumps(details)`)
 /// read, anything else under the key `value`.
 fn details_map(raw: &RawValue) -> Result<Option<Map<String, Value>>, DecodeError> {
-    let value: Value = serde_json::from_str(raw.get()).map_err(DecodeError::Json)?;
+    // The store's rewrite first: a number beyond f64 (`[1e400]`) would
+    // fail this parse, and the event with it.
+    let text = activity_store::normalize::storable_details_text(raw.get());
+    let value: Value = serde_json::from_str(&text).map_err(DecodeError::Json)?;
     Ok(match value {
         Value::Object(map) => Some(map),
         Value::String(text) => match serde_json::from_str::<Value>(&text) {

@@ -121,6 +121,19 @@ async fn store(
         activity_store::writer::write_batch_isolating_with_rules(pool, activities, rules).await?;
     // Events of erased users are skipped like duplicates: handled, not stored.
     metrics::counter!("activity_processor_events_erased_total").increment(outcome.written.erased);
+    // What the store's normalization changed so that nothing is refused
+    // (a redelivered event counts again).
+    let normalized = [
+        ("nul", outcome.written.nul_replaced),
+        ("number_as_text", outcome.written.numbers_as_text),
+        ("future_created_at", outcome.written.clamped),
+    ];
+    for (rule, events) in normalized {
+        if events > 0 {
+            metrics::counter!("activity_processor_events_normalized_total", "rule" => rule)
+                .increment(events);
+        }
+    }
     Ok(Stored {
         inserted: outcome.written.inserted,
         duplicates: outcome.written.duplicates + outcome.written.erased,

@@ -451,6 +451,8 @@ pub async fn build_user_profile_with(
     options: &ProfileOptions,
 ) -> Result<UserProfile, QueryError> {
     check_user_id(user_id)?;
+    let stored = super::stored_user_id(user_id);
+    let user_id: &str = &stored;
     let w = Window::last_days(options.days)?;
     let now = Utc::now();
     let new_since = now - TimeDelta::days(NEW_IP_DAYS);
