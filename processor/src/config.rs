@@ -156,6 +156,13 @@ pub struct Config {
     #[arg(long, env = "ADMIN_JWT_SECRET", hide_env_values = true)]
     pub admin_jwt_secret: Option<crate::admin::Secret>,
 
+    /// The longest life an admin JWT may claim: a token whose `exp` is
+    /// further than this from its `iat` (or from now, without `iat` or
+    /// with one in the future) is refused, as is one used before its
+    /// `nbf`. A number and a unit: s, m, h, d.
+    #[arg(long, env = "ADMIN_JWT_MAX_TTL", default_value = "24h")]
+    pub admin_jwt_max_ttl: String,
+
     /// Static bearer tokens of the privacy role, comma-separated, each
     /// `name=token` or a bare token (named by its position): they may erase
     /// and export a user's data, and nothing else. A token also in
@@ -357,6 +364,7 @@ impl Config {
             });
         }
         self.alert_max_lateness()?;
+        self.admin_jwt_max_ttl()?;
         self.alert_rules()?;
         self.listen_addr()?;
         if self.stream_key.is_empty() {
@@ -407,6 +415,16 @@ impl Config {
                 value: self.alert_max_lateness.clone(),
             }
         })
+    }
+
+    /// `ADMIN_JWT_MAX_TTL` as a duration (at least a second).
+    pub fn admin_jwt_max_ttl(&self) -> Result<Duration, ConfigError> {
+        crate::alerts::rules::parse_duration(&self.admin_jwt_max_ttl)
+            .filter(|ttl| ttl.as_secs() > 0)
+            .ok_or_else(|| ConfigError::Duration {
+                name: "ADMIN_JWT_MAX_TTL",
+                value: self.admin_jwt_max_ttl.clone(),
+            })
     }
 
     /// The rules `ALERT_RULES` names (reads the file).
