@@ -174,7 +174,12 @@ pub async fn list_alerts(pool: &PgPool, filter: &AlertFilter) -> Result<AlertPag
         // Text with a NUL, which PostgreSQL refuses as a parameter, is
         // looked up as the writer would have stored it: no match.
         .bind(filter.rule.as_deref().map(crate::normalize::stored_user_id))
-        .bind(filter.user_id.as_deref().map(crate::normalize::stored_user_id))
+        .bind(
+            filter
+                .user_id
+                .as_deref()
+                .map(crate::normalize::stored_user_id),
+        )
         .bind(after.map(|(at, _)| at))
         .bind(after.map(|(_, id)| id))
         .bind(i64::from(limit) + 1)

@@ -292,3 +292,6 @@ mod privacy_tests;
 
 #[cfg(test)]
 mod profile_tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -93,7 +93,10 @@ fn schema(limit: Limit) -> Schema {
 
 fn apply(path: &str, operation: &mut Operation, erase: bool) {
     for parameter in operation.parameters.iter_mut().flatten() {
-        let RefOr::T(Parameter { name, schema: slot, .. }) = parameter else {
+        let RefOr::T(Parameter {
+            name, schema: slot, ..
+        }) = parameter
+        else {
             continue;
         };
         // DELETE user/{user_id} takes any non-empty id, like the export.
@@ -114,7 +117,10 @@ pub(super) fn state_limits(openapi: &mut OpenApi) {
         let Some(route) = path.strip_prefix(PREFIX) else {
             continue;
         };
-        for operation in [&mut item.get, &mut item.post, &mut item.put].into_iter().flatten() {
+        for operation in [&mut item.get, &mut item.post, &mut item.put]
+            .into_iter()
+            .flatten()
+        {
             apply(route, operation, false);
         }
         if let Some(operation) = &mut item.delete {
