@@ -44,6 +44,41 @@ pub enum Command {
     /// reached the table outside the processor: a backfill, a restore),
     /// and exit. Safe while processors run.
     RebuildRollups(RebuildArgs),
+    /// Put dead-lettered entries (`<STREAM_KEY>:dead`) back on the stream,
+    /// so that what was refused before a fix is stored after it (run it
+    /// with a processor that has the fix). Each is re-added as it was
+    /// dead-lettered (a version 1 `data` entry, one line of a version 2
+    /// entry as a version 1 entry, or a whole version 2 entry), then
+    /// deleted from the dead letters. Idempotent: an event without an
+    /// `id` gets the id the processor had derived for it, so running it
+    /// twice stores nothing twice. Prints what it did.
+    RedriveDead(RedriveArgs),
+}
+
+/// Settings of `redrive-dead`.
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// The stream whose dead letters (`<STREAM_KEY>:dead`) are redriven.
+    #[arg(long, env = "STREAM_KEY", default_value = "user_activities_stream")]
+    pub stream_key: String,
+
+    /// Only dead letters whose `reason` contains this text (e.g. `22P05`,
+    /// PostgreSQL's code for a NUL in JSON). Unset: all.
+    #[arg(long, value_name = "TEXT")]
+    pub reason_contains: Option<String>,
+
+    /// Only dead letters written on or after this UTC day (YYYY-MM-DD).
+    /// Unset: all.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<chrono::NaiveDate>,
+
+    /// Log filter, as for `serve` [default: `RUST_LOG` if set, else info].
+    #[arg(long, env = "LOG_LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// Settings of `rebuild-rollups`.

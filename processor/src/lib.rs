@@ -23,8 +23,12 @@ pub mod admin;
 pub mod alerts;
 pub mod config;
 pub mod consumer;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod privacy;
 mod queue_length;
+pub mod redrive;
 pub mod server;
 pub mod stats;
 pub mod webhook;

@@ -133,6 +133,22 @@ impl StoredEvent for Decoded {
     }
 }
 
+/// The id the reader gives an event without one: a UUID v5 of the stream
+/// key, the entry id and (in a version 2 entry) the line's index.
+pub fn derived_id(stream_key: &str, entry_id: &str, index: Option<usize>) -> Uuid {
+    let name = match index {
+        None => format!("{stream_key}\n{entry_id}"),
+        Some(index) => format!("{stream_key}\n{entry_id}\n{index}"),
+    };
+    Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id the legacy list reader gives an element without one: a UUID v5
+/// of the payload.
+pub fn derived_legacy_id(payload: &[u8]) -> Uuid {
+    Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
+}
+
 /// The time of a stream entry id (`<ms>-<seq>`), its arrival in Redis.
 pub fn entry_time(entry_id: &str) -> Option<DateTime<Utc>> {
     let ms = entry_id.split_once('-').map_or(entry_id, |(ms, _)| ms);
@@ -152,8 +168,7 @@ pub fn decode_entry(
 ) -> Result<Decoded, DecodeError> {
     let data = data.ok_or(DecodeError::MissingData)?;
     decode(data, None, entry_time(entry_id), || {
-        let name = format!("{stream_key}\n{entry_id}");
-        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+        derived_id(stream_key, entry_id, None)
     })
 }
 
@@ -172,8 +187,7 @@ pub fn decode_line(
         return Err(DecodeError::BlankLine);
     }
     decode(line, None, entry_time(entry_id), || {
-        let name = format!("{stream_key}\n{entry_id}\n{index}");
-        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+        derived_id(stream_key, entry_id, Some(index))
     })
 }
 
@@ -184,7 +198,7 @@ pub fn decode_line(
 /// far ahead is clamped to (a list element carries no time of its own).
 pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Decoded, DecodeError> {
     decode(payload, Some(arrived_at), Some(arrived_at), || {
-        Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
+        derived_legacy_id(payload)
     })
 }
 

@@ -45,7 +45,7 @@
 //! # }
 //! ```
 
-mod columns;
+pub(crate) mod columns;
 mod copy_text;
 mod error;
 mod insert;
