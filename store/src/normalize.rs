@@ -120,8 +120,8 @@ pub fn normalize(activity: &mut Activity) -> bool {
 }
 
 /// Makes `activity` storable: every rule of the module's list. Its
-/// `details` are `details_json` when given and `activity.details` is
-/// `None` (an event that kept them as the text it arrived in); they are
+/// `details` are `activity.details`, or, when those are `None`,
+/// `details_json` (an event that kept them as the text it arrived in),
 /// read into `activity.details` then. `arrival`: when the event arrived
 /// (see the module's docs); `None` clamps nothing.
 pub fn normalize_event(

@@ -438,10 +438,11 @@ fn decode(
     activity.session_id = text_field(fields.session_id, "session_id")?;
     activity.details = details;
     activity.ip_address = ip_address;
-    // The store's rules, so that what is dead-lettered or counted is what
-    // the writer would store (it applies them again, at no cost, to what
-    // needs nothing).
-    activity_store::normalize::normalize(&mut activity);
+    // The wire format's limits, so that what is counted is what the
+    // writer would store (it applies them again, at no cost, to what needs
+    // nothing). The store's other rules (NULs, numbers beyond f64, dates
+    // ahead of arrival) are the writer's alone, which counts them.
+    activity.normalize();
     Ok(Decoded {
         activity,
         details_json: raw_details.map(RawValue::to_owned),
@@ -676,6 +677,52 @@ mod tests {
             text.len() <= limits::DETAILS_MAX_BYTES,
             "{} bytes",
             text.len()
+        );
+    }
+
+    #[test]
+    fn a_nul_is_left_to_the_writer_with_the_details_kept_as_text() {
+        // Issue 20, item 1: the writer replaces it (and counts it); the
+        // decoder must not lose `details` on the way.
+        let json = r#"{"action":"withdrawal_request","user_id":"u\u0000","created_at":"2025-01-01T00:00:00Z","details":{"amount":"1000000\u0000","k":1}}"#;
+        let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+        assert_eq!(decoded.activity().user_id.as_deref(), Some("u\u{0}"));
+        assert_eq!(
+            decoded.details_json().as_deref(),
+            Some(r#"{"amount":"1000000\u0000","k":1}"#)
+        );
+        let mut activity = decoded.activity().clone();
+        let changes = activity_store::normalize::normalize_event(
+            &mut activity,
+            decoded.details_json().as_deref(),
+            decoded.arrived_at(),
+        );
+        assert!(changes.nul);
+        let details = activity.details.unwrap();
+        assert_eq!(details["amount"], "1000000\u{fffd}");
+        assert_eq!(details["k"], 1);
+        assert_eq!(
+            details[activity_store::normalize::NUL_NOTE],
+            serde_json::json!(["user_id", "details"])
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_f64_outside_an_object_do_not_lose_the_event() {
+        // `details` that are not an object are read into one: a number
+        // beyond f64 there failed the read, and the event with it.
+        let json = r#"{"action":"x","created_at":"2025-01-01T00:00:00Z","details":[1e400]}"#;
+        let details = entry(json).unwrap().details.unwrap();
+        assert_eq!(details["value"], serde_json::json!(["1e400"]));
+    }
+
+    #[test]
+    fn arrival_is_the_entry_ids_time() {
+        let json = r#"{"action":"login","created_at":"2025-01-01T00:00:00Z"}"#;
+        let decoded = decode_entry("s", "1767323045123-7", Some(json.as_bytes())).unwrap();
+        assert_eq!(
+            decoded.arrived_at().map(|at| at.timestamp_millis()),
+            Some(1_767_323_045_123)
         );
     }
 
