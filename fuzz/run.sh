@@ -30,7 +30,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-../target}/fuzz
 for target in "${TARGETS[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
   echo "== $target: ${SECONDS_PER_TARGET}s"
+  # One process fuzzing in place (libFuzzer's default: what -jobs=1
+  # -workers=1 amounts to, without its log file in the current directory,
+  # which two targets run at once would share).
   cargo fuzz run --target-dir "$TARGET_DIR" "$target" "corpus/$target" -- \
-    -max_total_time="$SECONDS_PER_TARGET" -jobs=1 -workers=1 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$target/"
+    -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1
 done
