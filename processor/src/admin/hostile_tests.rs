@@ -285,8 +285,26 @@ async fn the_openapi_document_states_the_limits(pool: PgPool) {
     );
     assert_eq!(
         param("user/{user_id}", "get", "cursor")["pattern"],
-        "^[0-9a-f]{48}$"
+        super::openapi_limits::CURSOR_PATTERN
     );
+    assert_eq!(param("alerts/{id}", "get", "id")["format"], "uuid");
+    let zones = param("user/{user_id}/profile", "get", "tz")["enum"].clone();
+    assert!(zones.as_array().unwrap().contains(&json!("Europe/Berlin")));
+    let export = &doc["paths"][format!("{PREFIX}/user/{{user_id}}/export")]["get"]["responses"]["200"]
+        ["content"];
+    assert!(export.get("text/csv").is_some(), "{export}");
+
+    // What the pattern promises to take is taken: its extremes answer 200.
+    for cursor in [
+        "0fffffffffffffffffffffffffffffffffffffffffffffff",
+        "ff00000000000000000000000000000000000000000000000",
+    ] {
+        let cursor = &cursor[..48];
+        let (status, body) = get(&app, &format!("{PREFIX}/user/u1?cursor={cursor}")).await;
+        assert_eq!(status, StatusCode::OK, "{cursor}: {body}");
+        let (status, body) = get(&app, &format!("{PREFIX}/alerts?cursor={cursor}")).await;
+        assert_eq!(status, StatusCode::OK, "{cursor}: {body}");
+    }
     assert_eq!(
         param("user/{user_id}", "delete", "mode")["enum"],
         json!(["delete", "pseudonymize"])

@@ -19,6 +19,10 @@ enum Limit {
     Text { min: usize, max: Option<usize> },
     /// A `next_cursor`: 48 hex digits.
     Cursor,
+    /// A UUID (an alert's id).
+    Uuid,
+    /// An IANA time-zone name the server knows.
+    TimeZone,
     /// One of these words.
     OneOf(&'static [&'static str]),
 }
@@ -52,6 +56,8 @@ fn limit(path: &str, parameter: &str) -> Option<Limit> {
             max: alerts::MAX_ALERT_LIMIT,
         },
         (_, "cursor") => Limit::Cursor,
+        ("/alerts/{id}" | "/alerts/{id}/acknowledge", "id") => Limit::Uuid,
+        ("/user/{user_id}/profile", "tz") => Limit::TimeZone,
         ("/alerts", "status") => Limit::OneOf(&["open", "acknowledged"]),
         ("/alerts", "rule") => Limit::Text {
             min: 1,
@@ -67,6 +73,9 @@ fn limit(path: &str, parameter: &str) -> Option<Limit> {
     })
 }
 
+/// The shape of the cursors the document promises to take.
+pub(super) const CURSOR_PATTERN: &str = "^(0[0-9a-f]{15}|ff[0-9a-f]{14})[0-9a-f]{32}$";
+
 fn schema(limit: Limit) -> Schema {
     let builder = ObjectBuilder::new();
     let builder = match limit {
@@ -79,11 +88,20 @@ fn schema(limit: Limit) -> Schema {
             .schema_type(Type::String)
             .min_length(Some(min))
             .max_length(max),
+        // Every cursor of a row from 313 AD to year 38,000 (16 hex digits
+        // of microseconds since 1970, two's complement, then the id's 32);
+        // the server also reads those of rows further out.
         Limit::Cursor => builder
             .schema_type(Type::String)
             .min_length(Some(48))
             .max_length(Some(48))
-            .pattern(Some("^[0-9a-f]{48}$")),
+            .pattern(Some(CURSOR_PATTERN)),
+        Limit::Uuid => builder
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        Limit::TimeZone => builder
+            .schema_type(Type::String)
+            .enum_values(Some(queries::profile::time_zone_names())),
         Limit::OneOf(words) => builder
             .schema_type(Type::String)
             .enum_values(Some(words.iter().copied())),
@@ -125,6 +143,16 @@ pub(super) fn state_limits(openapi: &mut OpenApi) {
         }
         if let Some(operation) = &mut item.delete {
             apply(route, operation, true);
+        }
+        // The export answers CSV too (`format=csv`), with the same rows.
+        if route == "/user/{user_id}/export"
+            && let Some(RefOr::T(ok)) = item
+                .get
+                .as_mut()
+                .and_then(|get| get.responses.responses.get_mut("200"))
+            && let Some(ndjson) = ok.content.get("application/x-ndjson").cloned()
+        {
+            ok.content.insert("text/csv".to_owned(), ndjson);
         }
     }
 }
