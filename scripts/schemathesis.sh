@@ -60,7 +60,14 @@ if [ -z "${ADMIN_URL:-}" ]; then
 fi
 : "${ADMIN_TOKEN:?set ADMIN_TOKEN with ADMIN_URL}"
 
+# One default check is left out: use_after_free (after DELETE
+# user/{user_id}, a GET under that path must not answer 2xx). A user is
+# not a stored resource here but a view over activity rows: an erased user
+# is a user without rows, which every user endpoint answers with 200 and
+# zero counts (an empty export), as the original design's API does for
+# any unknown user (docs/testing.md).
 "$VENV/bin/st" run "$ADMIN_URL/api/v1/admin/openapi.json" \
+  --exclude-checks use_after_free \
   --url "$ADMIN_URL" \
   --header "Authorization: Bearer $ADMIN_TOKEN" \
   --max-examples "${MAX_EXAMPLES:-50}" \
