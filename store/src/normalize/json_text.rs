@@ -138,7 +138,7 @@ fn reads_back(number: &str) -> bool {
     }
     match number.parse::<f64>() {
         Ok(value) if value.is_infinite() => false,
-        Ok(value) if value == 0.0 => {
+        Ok(0.0) => {
             // Zero is fine only when every digit of the mantissa is zero.
             let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
             !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'))
