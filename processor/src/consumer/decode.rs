@@ -717,6 +717,29 @@ mod tests {
     }
 
     #[test]
+    fn hostile_details_of_the_fuzz_corpus_are_stored_readably() {
+        // Shapes the v1_event target's corpus holds: deep arrays around a
+        // number beyond f64, serde_json's raw-value token as a key, a lone
+        // surrogate in a key, a NUL in a value.
+        let json = r#"{"action":"x","created_at":"2025-01-01T00:00:00Z","details":{"a":[[[[1e999,-0e-0]]]],"$serde_json::private::RawValue":1,"\ud800k":"\u0000","ok":"\ud83d\ude00"}}"#;
+        let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+        let mut activity = decoded.activity().clone();
+        let changes = activity_store::normalize::normalize_event(
+            &mut activity,
+            decoded.details_json().as_deref(),
+            decoded.arrived_at(),
+        );
+        assert!(changes.nul && changes.numbers);
+        let text = serde_json::to_string(&activity.details).unwrap();
+        assert!(!text.contains("\\u0000"), "{text}");
+        let details = activity.details.unwrap();
+        assert_eq!(details["a"], serde_json::json!([[[["1e999", -0.0]]]]));
+        assert_eq!(details["$serde_json::private::RawValue"], 1);
+        assert_eq!(details["\u{fffd}k"], "\u{fffd}");
+        assert_eq!(details["ok"], "😀");
+    }
+
+    #[test]
     fn arrival_is_the_entry_ids_time() {
         let json = r#"{"action":"login","created_at":"2025-01-01T00:00:00Z"}"#;
         let decoded = decode_entry("s", "1767323045123-7", Some(json.as_bytes())).unwrap();
