@@ -533,7 +533,9 @@ pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
 /// `f000…`, garbage) is an invalid parameter, never a query.
 pub(crate) fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
     let bad = || invalid("cursor", "cursor is not a next_cursor returned by this API");
-    if cursor.len() != 48 || !cursor.is_ascii() {
+    // Hex digits only: `from_str_radix` would also take a sign (`+fff…`),
+    // which no cursor of ours holds.
+    if cursor.len() != 48 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     // The hex of an `i64` (two's complement): a row before 1970 has one too.
@@ -788,6 +790,9 @@ mod tests {
             "zz",
             &c[1..],
             "'; DROP TABLE x; --aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            // Found by the `cursor` fuzz target: a sign where a digit goes.
+            "+FFFFFFDFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+            "+0000000000000000000000000000000000000000000000f",
             // Issue 20, item 4: a time PostgreSQL cannot hold.
             "f000000000000000019a0c4f6f1e7b8a9c2d3e4f5a6b7c8d",
             "7fffffffffffffff019a0c4f6f1e7b8a9c2d3e4f5a6b7c8d",
