@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 24 {
         let micros = i64::from_le_bytes(data[..8].try_into().unwrap());
         let id = Uuid::from_bytes(data[8..24].try_into().unwrap());
-        if let Some(at) = DateTime::from_timestamp_micros(micros).filter(|_| micros >= PG_MIN_MICROS) {
+        if let Some(at) =
+            DateTime::from_timestamp_micros(micros).filter(|_| micros >= PG_MIN_MICROS)
+        {
             let cursor = encode_cursor(at, id);
             assert_eq!(decode_cursor(&cursor), Some((at, id)), "{cursor}");
         }

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     for payload in &payloads {
         let record = spool_record(payload);
-        assert_eq!(&data[at..at + record.len()], &record[..], "a record reads back as written");
+        assert_eq!(
+            &data[at..at + record.len()],
+            &record[..],
+            "a record reads back as written"
+        );
         at += record.len();
         for line in payload.split(|b| *b == b'\n') {
             // What replay sends on: the lines the strict reader accepts.

@@ -23,7 +23,9 @@ fn lines(events: &[u8]) -> usize {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&shape, events)) = data.split_first() else { return };
+    let Some((&shape, events)) = data.split_first() else {
+        return;
+    };
     let count = lines(events);
     let n = if shape & 4 != 0 { count + 1 } else { count }.to_string();
     let compressed;
@@ -40,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let decoded = entry_events("fuzz", "1767323045000-0", &fields);
     assert!(!decoded.is_empty(), "an entry is at least one item");
-    let readable = shape & 2 == 0 && shape & 4 == 0 && count > 0 && std::str::from_utf8(events).is_ok();
+    let readable =
+        shape & 2 == 0 && shape & 4 == 0 && count > 0 && std::str::from_utf8(events).is_ok();
     if readable {
         assert_eq!(decoded.len(), count, "one item per line");
     }
