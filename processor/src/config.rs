@@ -564,6 +564,23 @@ mod tests {
         assert!(error.contains("e.g. 24,48"), "{error}");
     }
 
+    #[test]
+    fn the_jwt_lifetime_bound_parses_and_refuses_nonsense() {
+        let default = serve(&[]);
+        assert_eq!(
+            default.admin_jwt_max_ttl().unwrap(),
+            Duration::from_secs(86_400)
+        );
+        let short = serve(&["--admin-jwt-max-ttl", "15m"]);
+        assert_eq!(short.admin_jwt_max_ttl().unwrap(), Duration::from_secs(900));
+        short.validate().unwrap();
+        for bad in ["0s", "forever", ""] {
+            let config = serve(&["--admin-jwt-max-ttl", bad]);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.starts_with("ADMIN_JWT_MAX_TTL"), "{bad}: {error}");
+        }
+    }
+
     fn serve(args: &[&str]) -> Config {
         let mut all = vec!["activity-processor", "serve"];
         all.extend_from_slice(args);
