@@ -69,6 +69,10 @@ mod ip_truncation;
 mod sink;
 mod wire_batch;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use activity::{
     Activity, ActivityType, CustomAction, InvalidAction, WIRE_VERSION, WireError, limits,
     truncate_chars,

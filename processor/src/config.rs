@@ -44,6 +44,41 @@ pub enum Command {
     /// reached the table outside the processor: a backfill, a restore),
     /// and exit. Safe while processors run.
     RebuildRollups(RebuildArgs),
+    /// Put dead-lettered entries (`<STREAM_KEY>:dead`) back on the stream,
+    /// so that what was refused before a fix is stored after it (run it
+    /// with a processor that has the fix). Each is re-added as it was
+    /// dead-lettered (a version 1 `data` entry, one line of a version 2
+    /// entry as a version 1 entry, or a whole version 2 entry), then
+    /// deleted from the dead letters. Idempotent: an event without an
+    /// `id` gets the id the processor had derived for it, so running it
+    /// twice stores nothing twice. Prints what it did.
+    RedriveDead(RedriveArgs),
+}
+
+/// Settings of `redrive-dead`.
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// The stream whose dead letters (`<STREAM_KEY>:dead`) are redriven.
+    #[arg(long, env = "STREAM_KEY", default_value = "user_activities_stream")]
+    pub stream_key: String,
+
+    /// Only dead letters whose `reason` contains this text (e.g. `22P05`,
+    /// PostgreSQL's code for a NUL in JSON). Unset: all.
+    #[arg(long, value_name = "TEXT")]
+    pub reason_contains: Option<String>,
+
+    /// Only dead letters written on or after this UTC day (YYYY-MM-DD).
+    /// Unset: all.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<chrono::NaiveDate>,
+
+    /// Log filter, as for `serve` [default: `RUST_LOG` if set, else info].
+    #[arg(long, env = "LOG_LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// Settings of `rebuild-rollups`.
@@ -180,6 +215,13 @@ pub struct Config {
     /// names the caller in audit records).
     #[arg(long, env = "ADMIN_JWT_SECRET", hide_env_values = true)]
     pub admin_jwt_secret: Option<crate::admin::Secret>,
+
+    /// The longest life an admin JWT may claim: a token whose `exp` is
+    /// further than this from its `iat` (or from now, without `iat` or
+    /// with one in the future) is refused, as is one used before its
+    /// `nbf`. A number and a unit: s, m, h, d.
+    #[arg(long, env = "ADMIN_JWT_MAX_TTL", default_value = "24h")]
+    pub admin_jwt_max_ttl: String,
 
     /// Static bearer tokens of the privacy role, comma-separated, each
     /// `name=token` or a bare token (named by its position): they may erase
@@ -475,6 +517,7 @@ impl Config {
             });
         }
         self.alert_max_lateness()?;
+        self.admin_jwt_max_ttl()?;
         self.alert_rules()?;
         self.listen_addr()?;
         self.cors_origins()?;
@@ -671,6 +714,16 @@ impl Config {
         })
     }
 
+    /// `ADMIN_JWT_MAX_TTL` as a duration (at least a second).
+    pub fn admin_jwt_max_ttl(&self) -> Result<Duration, ConfigError> {
+        crate::alerts::rules::parse_duration(&self.admin_jwt_max_ttl)
+            .filter(|ttl| ttl.as_secs() > 0)
+            .ok_or_else(|| ConfigError::Duration {
+                name: "ADMIN_JWT_MAX_TTL",
+                value: self.admin_jwt_max_ttl.clone(),
+            })
+    }
+
     /// The rules `ALERT_RULES` names (reads the file).
     pub fn alert_rules(&self) -> Result<crate::alerts::rules::RuleSet, ConfigError> {
         crate::alerts::rules::RuleSet::from_setting(self.alert_rules.as_deref())
@@ -771,6 +824,23 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("e.g. 24,48"), "{error}");
+    }
+
+    #[test]
+    fn the_jwt_lifetime_bound_parses_and_refuses_nonsense() {
+        let default = serve(&[]);
+        assert_eq!(
+            default.admin_jwt_max_ttl().unwrap(),
+            Duration::from_secs(86_400)
+        );
+        let short = serve(&["--admin-jwt-max-ttl", "15m"]);
+        assert_eq!(short.admin_jwt_max_ttl().unwrap(), Duration::from_secs(900));
+        short.validate().unwrap();
+        for bad in ["0s", "forever", ""] {
+            let config = serve(&["--admin-jwt-max-ttl", bad]);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.starts_with("ADMIN_JWT_MAX_TTL"), "{bad}: {error}");
+        }
     }
 
     fn serve(args: &[&str]) -> Config {

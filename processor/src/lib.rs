@@ -26,8 +26,12 @@ pub mod consumer;
 pub mod dashboard;
 pub mod http;
 pub mod ingest;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod privacy;
 mod queue_length;
+pub mod redrive;
 pub mod server;
 pub mod stats;
 pub mod webhook;

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use activity_processor::config::{Cli, Command, DatabaseArgs, RebuildArgs};
+use activity_processor::config::{Cli, Command, DatabaseArgs, RebuildArgs, RedriveArgs};
 use activity_processor::db_message::describe_schema;
 use activity_store::schema;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Serve(config) => config.log_level.clone(),
         Command::Migrate(args) => args.log_level.clone(),
         Command::RebuildRollups(args) => args.database.log_level.clone(),
+        Command::RedriveDead(args) => args.log_level.clone(),
         _ => None,
     };
     init_logging(log_level);
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
             Command::Serve(config) => serve(config).await,
             Command::Migrate(args) => migrate(args).await,
             Command::RebuildRollups(args) => rebuild_rollups(args).await,
+            Command::RedriveDead(args) => redrive_dead(args).await,
             _ => Err("this subcommand is not available in this build".to_owned()),
         }
     });
@@ -111,6 +113,34 @@ async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
 
 /// SIGTERM or SIGINT: stop reading, commit and acknowledge the batch in
 /// hand, exit 0. A second signal exits at once.
+async fn redrive_dead(args: RedriveArgs) -> Result<(), String> {
+    let redis = redis::Client::open(args.redis_url.as_str()).map_err(|e| {
+        format!(
+            "REDIS_URL {:?} is not a Redis URL ({e})",
+            activity_processor::config::redact(&args.redis_url)
+        )
+    })?;
+    let filter = activity_processor::redrive::RedriveFilter {
+        reason_contains: args.reason_contains,
+        since: args.since,
+    };
+    let report = activity_processor::redrive::redrive_dead(&redis, &args.stream_key, &filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}:dead: {} dead letters examined; redriven to {}: {} events (ids kept for {} without one) and {} whole version 2 entries; {} left as not matching, {} left with nothing to redrive",
+        args.stream_key,
+        report.examined,
+        args.stream_key,
+        report.redriven_events,
+        report.ids_kept,
+        report.redriven_entries,
+        report.skipped,
+        report.unusable,
+    );
+    Ok(())
+}
+
 async fn cancel_on_signal(token: CancellationToken) {
     wait_for_signal().await;
     tracing::info!("shutting down: finishing the batch in hand");

@@ -417,6 +417,11 @@ fn extra_routes(ctx: &Context) -> Router {
         ctx.config.admin_tokens.as_ref(),
         ctx.config.admin_privacy_tokens.as_ref(),
         ctx.config.admin_jwt_secret.as_ref(),
+    )
+    .with_max_ttl(
+        ctx.config
+            .admin_jwt_max_ttl()
+            .unwrap_or(crate::admin::DEFAULT_JWT_MAX_TTL),
     );
     auth.warn_if_unconfigured();
     crate::admin::router(crate::admin::AdminState::from_context(ctx, auth))

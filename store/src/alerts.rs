@@ -171,8 +171,15 @@ pub async fn list_alerts(pool: &PgPool, filter: &AlertFilter) -> Result<AlertPag
     let mut alerts: Vec<Alert> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(since)
         .bind(filter.status.map(AlertStatus::as_str))
-        .bind(filter.rule.as_deref())
-        .bind(filter.user_id.as_deref())
+        // Text with a NUL, which PostgreSQL refuses as a parameter, is
+        // looked up as the writer would have stored it: no match.
+        .bind(filter.rule.as_deref().map(crate::normalize::stored_user_id))
+        .bind(
+            filter
+                .user_id
+                .as_deref()
+                .map(crate::normalize::stored_user_id),
+        )
         .bind(after.map(|(at, _)| at))
         .bind(after.map(|(_, id)| id))
         .bind(i64::from(limit) + 1)

@@ -29,6 +29,9 @@
 //! ```
 
 pub mod alerts;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod normalize;
 pub mod privacy;
 pub mod queries;

@@ -173,7 +173,9 @@ pub async fn ensure_partitions(
 ///
 /// A partition is dropped only when its last instant is before the cutoff,
 /// so no row younger than the retention is ever removed; rows are never
-/// deleted one by one, and the default partition is never dropped. In the
+/// deleted one by one, and the default partition is never dropped: its
+/// rows of expired months (strays of months that had no partition) are
+/// deleted instead, by one statement on its index. In the
 /// same transaction, the rollups forget their buckets before the start of
 /// the oldest month that remains (`rollups::forget_before`), so rollups and
 /// raw rows cover the same period.
@@ -215,14 +217,37 @@ pub async fn drop_expired_partitions(
         .execute(&mut *tx)
         .await?;
     }
-    if let Some(forget_before) = expired.iter().map(|(_, end)| *end).max() {
-        crate::rollups::forget_before(&mut tx, forget_before).await?;
+    // Strays of the default partition (rows of months that had no
+    // partition) expire like a partition would: a whole month before the
+    // cutoff's month. Rows dated ahead of every partition are left (the
+    // writer no longer stores an event more than a day ahead of its
+    // arrival; older ones are counted in the log).
+    let boundary = Month::containing(cutoff).start()?;
+    let strays = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE created_at < $1",
+        quote_ident(DEFAULT_PARTITION)
+    )))
+    .bind(boundary)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if !expired.is_empty() || strays > 0 {
+        // Every partition before the boundary is dropped and every stray
+        // before it deleted: the rollups forget the same period.
+        crate::rollups::forget_before(&mut tx, boundary).await?;
     }
     // Alerts (and their deliveries, by cascade) go with their events.
     let alerts = crate::alerts::forget_before(&mut tx, cutoff).await?;
     tx.commit().await?;
     if alerts > 0 {
         tracing::info!(alerts, retention_days, "deleted expired alerts");
+    }
+    if strays > 0 {
+        tracing::info!(
+            rows = strays,
+            retention_days,
+            "deleted expired rows of the default partition"
+        );
     }
 
     let dropped: Vec<String> = expired.into_iter().map(|(name, _)| name).collect();

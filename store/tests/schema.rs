@@ -217,9 +217,11 @@ async fn retention_drops_old_partitions_and_keeps_recent_ones(pool: PgPool) {
     for month in 1..=6 {
         insert_rows(&pool, at(2026, month, 10), 10).await;
     }
-    // A stray older than the retention in the default partition: kept, the
-    // default partition is never dropped and rows are never deleted one by one.
+    // Strays in the default partition: one older than the retention (of a
+    // month without a partition), deleted like its month would be; one
+    // dated ahead of every partition, kept.
     insert_rows(&pool, at(2025, 6, 1), 1).await;
+    insert_rows(&pool, at(2040, 1, 1), 1).await;
 
     // Keep forever.
     let dropped = schema::drop_expired_partitions(&pool, at(2026, 7, 15), 0)
@@ -249,6 +251,13 @@ async fn retention_drops_old_partitions_and_keeps_recent_ones(pool: PgPool) {
         ]
     );
     assert_eq!(count_in(&pool, "user_activity_logs").await, 31);
+    assert_eq!(count_in(&pool, "user_activity_logs_default").await, 1);
+    let kept: DateTime<Utc> =
+        sqlx::query_scalar("SELECT created_at FROM user_activity_logs_default")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, at(2040, 1, 1));
 
     // Nothing more to drop on the next tick.
     let dropped = schema::drop_expired_partitions(&pool, at(2026, 7, 15), 90)

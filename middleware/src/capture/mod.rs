@@ -38,7 +38,7 @@
 //! [`ActivityType`]: crate::ActivityType
 
 mod captured;
-mod client_ip;
+pub(crate) mod client_ip;
 mod config;
 mod extensions;
 mod request;

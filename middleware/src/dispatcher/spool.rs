@@ -176,10 +176,7 @@ impl Spool {
                 limit: self.max_bytes,
             });
         }
-        let mut bytes = Vec::with_capacity(record as usize);
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        bytes.extend_from_slice(payload);
+        let bytes = encode_record(payload);
         let written = async {
             self.file.seek(io::SeekFrom::Start(self.len)).await?;
             self.file.write_all(&bytes).await?;
@@ -258,6 +255,37 @@ impl Spool {
         self.len = 0;
         self.replayed_to = 0;
         Ok(true)
+    }
+}
+
+/// The bytes of one record holding `payload` (at most `u32::MAX` bytes).
+pub(crate) fn encode_record(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER as usize + payload.len());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// The payloads of the whole records at the start of `file` (a spool's
+/// contents), read as [`Spool::open`] reads them, and whether a corrupt or
+/// torn tail followed them.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn read_records(file: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    use futures_util::FutureExt;
+    let mut reader = file;
+    let mut at = 0;
+    let mut payloads = Vec::new();
+    loop {
+        // Reading from memory never waits.
+        match read_record(&mut reader, at, file.len() as u64).now_or_never() {
+            Some(Ok(Some(Record::Valid { end, payload }))) => {
+                payloads.push(payload);
+                at = end;
+            }
+            Some(Ok(None)) => return (payloads, false),
+            _ => return (payloads, true),
+        }
     }
 }
 

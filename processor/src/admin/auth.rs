@@ -1,6 +1,14 @@
 //! Bearer authentication of the admin API: static tokens (`ADMIN_TOKENS`,
 //! compared in constant time) or HS256 JWTs signed with `ADMIN_JWT_SECRET`
 //! whose `role` is `admin`.
+//!
+//! A JWT must carry `exp`; it is refused before its `nbf`, after its
+//! `exp` (no leeway), and when it lives longer than `ADMIN_JWT_MAX_TTL`:
+//! `exp` more than that after its `iat`, or after now when it has no
+//! `iat` or an `iat` in the future (so a token cannot claim a long life
+//! by leaving `iat` out or dating it ahead).
+
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -70,19 +78,35 @@ struct StaticToken {
 }
 
 /// Who may call the admin API. Its `Debug` never shows a token or the secret.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AdminAuth {
     /// The accepted static tokens, of both roles.
     tokens: Vec<StaticToken>,
     /// The HS256 key, when a JWT secret is configured.
     jwt: Option<DecodingKey>,
+    /// The longest life a JWT may claim (`ADMIN_JWT_MAX_TTL`).
+    max_ttl: Duration,
 }
+
+impl Default for AdminAuth {
+    fn default() -> Self {
+        AdminAuth {
+            tokens: Vec::new(),
+            jwt: None,
+            max_ttl: DEFAULT_JWT_MAX_TTL,
+        }
+    }
+}
+
+/// Default of `ADMIN_JWT_MAX_TTL`: 24 hours.
+pub const DEFAULT_JWT_MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminAuth")
             .field("static_tokens", &self.tokens.len())
             .field("jwt", &self.jwt.is_some())
+            .field("max_ttl", &self.max_ttl)
             .finish()
     }
 }
@@ -162,6 +186,10 @@ struct Claims {
     role: Option<String>,
     #[serde(default)]
     sub: Option<String>,
+    /// Checked by the decoder too; read again for the lifetime bound.
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// The outcome of checking a request's credentials.
@@ -171,6 +199,10 @@ enum Verdict {
     /// A valid JWT whose role is neither.
     NoRole,
     Expired,
+    /// Before its `nbf`.
+    NotYetValid,
+    /// Its `exp` is further away than `ADMIN_JWT_MAX_TTL` allows.
+    TooLong,
     Invalid,
 }
 
@@ -183,7 +215,17 @@ impl AdminAuth {
         let jwt = jwt_secret
             .filter(|s| !s.is_empty())
             .map(|s| DecodingKey::from_secret(s.as_bytes()));
-        Self { tokens, jwt }
+        Self {
+            tokens,
+            jwt,
+            max_ttl: DEFAULT_JWT_MAX_TTL,
+        }
+    }
+
+    /// Sets the longest life a JWT may claim (`ADMIN_JWT_MAX_TTL`).
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
     }
 
     /// Adds the privacy role's static tokens (`ADMIN_PRIVACY_TOKENS`, the
@@ -248,8 +290,12 @@ impl AdminAuth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         match jsonwebtoken::decode::<Claims>(token, key, &validation) {
             Ok(data) => {
+                if !self.lifetime_allowed(&data.claims) {
+                    return Verdict::TooLong;
+                }
                 let role = data.claims.role.as_deref();
                 let (admin, privacy) = (role == Some(ADMIN_ROLE), role == Some(PRIVACY_ROLE));
                 if !admin && !privacy {
@@ -262,8 +308,19 @@ impl AdminAuth {
                 })
             }
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Verdict::Expired,
+            Err(e) if matches!(e.kind(), ErrorKind::ImmatureSignature) => Verdict::NotYetValid,
             Err(_) => Verdict::Invalid,
         }
+    }
+
+    /// Whether `exp` lies within `max_ttl` of the token's start: its `iat`,
+    /// or now when it has none or one in the future.
+    fn lifetime_allowed(&self, claims: &Claims) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let start = claims.iat.map_or(now, |iat| iat.min(now));
+        claims.exp.saturating_sub(start) <= self.max_ttl.as_secs()
     }
 }
 
@@ -312,6 +369,14 @@ pub(super) async fn require(
         Verdict::Expired => Err(ApiError::unauthorized(
             "token_expired",
             "the token has expired",
+        )),
+        Verdict::NotYetValid => Err(ApiError::unauthorized(
+            "token_not_yet_valid",
+            "the token is not valid yet (its nbf is in the future)",
+        )),
+        Verdict::TooLong => Err(ApiError::unauthorized(
+            "token_lifetime_too_long",
+            "the token's exp is further from its iat (or from now) than ADMIN_JWT_MAX_TTL allows",
         )),
         Verdict::Invalid => Err(ApiError::unauthorized(
             "invalid_token",

@@ -29,6 +29,7 @@ mod auth;
 mod error;
 mod export;
 mod handlers;
+mod openapi_limits;
 mod privacy;
 mod profile;
 
@@ -44,7 +45,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use crate::privacy::Privacy;
 use crate::stats::ProcessorStats;
 
-pub use auth::{ADMIN_ROLE, AdminAuth, Caller, PRIVACY_ROLE, Role, Secret};
+pub use auth::{ADMIN_ROLE, AdminAuth, Caller, DEFAULT_JWT_MAX_TTL, PRIVACY_ROLE, Role, Secret};
 pub use error::{ApiError, ErrorBody};
 pub use handlers::{ConsumerStatus, QueueStatus};
 
@@ -246,7 +247,7 @@ pub fn router(state: AdminState) -> Router {
         alerts::acknowledge,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &ParameterLimits),
     security(("bearer" = [])),
     tags(
         (name = "admin", description = "Endpoints of the admin role"),
@@ -254,6 +255,16 @@ pub fn router(state: AdminState) -> Router {
     )
 )]
 pub struct ApiDoc;
+
+/// The handlers' bounds in the parameters' schemas ([`openapi_limits`]).
+#[derive(Debug)]
+struct ParameterLimits;
+
+impl utoipa::Modify for ParameterLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi_limits::state_limits(openapi);
+    }
+}
 
 #[derive(Debug)]
 struct BearerScheme;
@@ -281,3 +292,6 @@ mod privacy_tests;
 
 #[cfg(test)]
 mod profile_tests;
+
+#[cfg(test)]
+mod hostile_tests;

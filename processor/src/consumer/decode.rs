@@ -89,6 +89,9 @@ pub struct Decoded {
     /// Its `details` are `None` when `details_json` holds them.
     activity: Activity,
     details_json: Option<Box<RawValue>>,
+    /// When it arrived, the same on every redelivery: the time of the
+    /// stream entry's id, or when a legacy list element was read.
+    arrived_at: Option<DateTime<Utc>>,
 }
 
 impl Decoded {
@@ -106,6 +109,11 @@ impl Decoded {
         }
         activity
     }
+
+    /// When it arrived ([`StoredEvent::arrived_at`]).
+    pub fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
+    }
 }
 
 impl StoredEvent for Decoded {
@@ -119,6 +127,32 @@ impl StoredEvent for Decoded {
             None => self.activity.details_json(),
         }
     }
+
+    fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
+    }
+}
+
+/// The id the reader gives an event without one: a UUID v5 of the stream
+/// key, the entry id and (in a version 2 entry) the line's index.
+pub fn derived_id(stream_key: &str, entry_id: &str, index: Option<usize>) -> Uuid {
+    let name = match index {
+        None => format!("{stream_key}\n{entry_id}"),
+        Some(index) => format!("{stream_key}\n{entry_id}\n{index}"),
+    };
+    Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The id the legacy list reader gives an element without one: a UUID v5
+/// of the payload.
+pub fn derived_legacy_id(payload: &[u8]) -> Uuid {
+    Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
+}
+
+/// The time of a stream entry id (`<ms>-<seq>`), its arrival in Redis.
+pub fn entry_time(entry_id: &str) -> Option<DateTime<Utc>> {
+    let ms = entry_id.split_once('-').map_or(entry_id, |(ms, _)| ms);
+    DateTime::from_timestamp_millis(ms.parse::<i64>().ok()?)
 }
 
 /// Reads the `data` field of stream entry `entry_id` of `stream_key`.
@@ -133,9 +167,8 @@ pub fn decode_entry(
     data: Option<&[u8]>,
 ) -> Result<Decoded, DecodeError> {
     let data = data.ok_or(DecodeError::MissingData)?;
-    decode(data, None, || {
-        let name = format!("{stream_key}\n{entry_id}");
-        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+    decode(data, None, entry_time(entry_id), || {
+        derived_id(stream_key, entry_id, None)
     })
 }
 
@@ -153,19 +186,19 @@ pub fn decode_line(
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::BlankLine);
     }
-    decode(line, None, || {
-        let name = format!("{stream_key}\n{entry_id}\n{index}");
-        Uuid::new_v5(&STREAM_ID_NAMESPACE, name.as_bytes())
+    decode(line, None, entry_time(entry_id), || {
+        derived_id(stream_key, entry_id, Some(index))
     })
 }
 
 /// Reads a JSON string a producer written for the original design pushed
 /// onto the legacy LIST: the table's column names, `id` and `created_at`
 /// optional. A missing `created_at` becomes `arrived_at`; a missing `id`
-/// a UUID v5 of the payload.
+/// a UUID v5 of the payload. `arrived_at` is also the arrival a date too
+/// far ahead is clamped to (a list element carries no time of its own).
 pub fn decode_legacy(payload: &[u8], arrived_at: DateTime<Utc>) -> Result<Decoded, DecodeError> {
-    decode(payload, Some(arrived_at), || {
-        Uuid::new_v5(&LEGACY_ID_NAMESPACE, payload)
+    decode(payload, Some(arrived_at), Some(arrived_at), || {
+        derived_legacy_id(payload)
     })
 }
 
@@ -318,6 +351,7 @@ impl Field<'_> {
 fn decode(
     payload: &[u8],
     default_created_at: Option<DateTime<Utc>>,
+    arrived_at: Option<DateTime<Utc>>,
     derive_id: impl FnOnce() -> Uuid,
 ) -> Result<Decoded, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
@@ -404,13 +438,15 @@ fn decode(
     activity.session_id = text_field(fields.session_id, "session_id")?;
     activity.details = details;
     activity.ip_address = ip_address;
-    // The store's rules, so that what is dead-lettered or counted is what
-    // the writer would store (it applies them again, at no cost, to what
-    // needs nothing).
-    activity_store::normalize::normalize(&mut activity);
+    // The wire format's limits, so that what is counted is what the
+    // writer would store (it applies them again, at no cost, to what needs
+    // nothing). The store's other rules (NULs, numbers beyond f64, dates
+    // ahead of arrival) are the writer's alone, which counts them.
+    activity.normalize();
     Ok(Decoded {
         activity,
         details_json: raw_details.map(RawValue::to_owned),
+        arrived_at,
     })
 }
 
@@ -418,7 +454,10 @@ fn decode(
 /// (producers of the original design may have sent `json.dumps(details)`)
 /// read, anything else under the key `value`.
 fn details_map(raw: &RawValue) -> Result<Option<Map<String, Value>>, DecodeError> {
-    let value: Value = serde_json::from_str(raw.get()).map_err(DecodeError::Json)?;
+    // The store's rewrite first: a number beyond f64 (`[1e400]`) would
+    // fail this parse, and the event with it.
+    let text = activity_store::normalize::storable_details_text(raw.get());
+    let value: Value = serde_json::from_str(&text).map_err(DecodeError::Json)?;
     Ok(match value {
         Value::Object(map) => Some(map),
         Value::String(text) => match serde_json::from_str::<Value>(&text) {
@@ -638,6 +677,75 @@ mod tests {
             text.len() <= limits::DETAILS_MAX_BYTES,
             "{} bytes",
             text.len()
+        );
+    }
+
+    #[test]
+    fn a_nul_is_left_to_the_writer_with_the_details_kept_as_text() {
+        // Issue 20, item 1: the writer replaces it (and counts it); the
+        // decoder must not lose `details` on the way.
+        let json = r#"{"action":"withdrawal_request","user_id":"u\u0000","created_at":"2025-01-01T00:00:00Z","details":{"amount":"1000000\u0000","k":1}}"#;
+        let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+        assert_eq!(decoded.activity().user_id.as_deref(), Some("u\u{0}"));
+        assert_eq!(
+            decoded.details_json().as_deref(),
+            Some(r#"{"amount":"1000000\u0000","k":1}"#)
+        );
+        let mut activity = decoded.activity().clone();
+        let changes = activity_store::normalize::normalize_event(
+            &mut activity,
+            decoded.details_json().as_deref(),
+            decoded.arrived_at(),
+        );
+        assert!(changes.nul);
+        let details = activity.details.unwrap();
+        assert_eq!(details["amount"], "1000000\u{fffd}");
+        assert_eq!(details["k"], 1);
+        assert_eq!(
+            details[activity_store::normalize::NUL_NOTE],
+            serde_json::json!(["user_id", "details"])
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_f64_outside_an_object_do_not_lose_the_event() {
+        // `details` that are not an object are read into one: a number
+        // beyond f64 there failed the read, and the event with it.
+        let json = r#"{"action":"x","created_at":"2025-01-01T00:00:00Z","details":[1e400]}"#;
+        let details = entry(json).unwrap().details.unwrap();
+        assert_eq!(details["value"], serde_json::json!(["1e400"]));
+    }
+
+    #[test]
+    fn hostile_details_of_the_fuzz_corpus_are_stored_readably() {
+        // Shapes the v1_event target's corpus holds: deep arrays around a
+        // number beyond f64, serde_json's raw-value token as a key, a lone
+        // surrogate in a key, a NUL in a value.
+        let json = r#"{"action":"x","created_at":"2025-01-01T00:00:00Z","details":{"a":[[[[1e999,-0e-0]]]],"$serde_json::private::RawValue":1,"\ud800k":"\u0000","ok":"\ud83d\ude00"}}"#;
+        let decoded = decode_entry("s", "1-0", Some(json.as_bytes())).unwrap();
+        let mut activity = decoded.activity().clone();
+        let changes = activity_store::normalize::normalize_event(
+            &mut activity,
+            decoded.details_json().as_deref(),
+            decoded.arrived_at(),
+        );
+        assert!(changes.nul && changes.numbers);
+        let text = serde_json::to_string(&activity.details).unwrap();
+        assert!(!text.contains("\\u0000"), "{text}");
+        let details = activity.details.unwrap();
+        assert_eq!(details["a"], serde_json::json!([[[["1e999", -0.0]]]]));
+        assert_eq!(details["$serde_json::private::RawValue"], 1);
+        assert_eq!(details["\u{fffd}k"], "\u{fffd}");
+        assert_eq!(details["ok"], "😀");
+    }
+
+    #[test]
+    fn arrival_is_the_entry_ids_time() {
+        let json = r#"{"action":"login","created_at":"2025-01-01T00:00:00Z"}"#;
+        let decoded = decode_entry("s", "1767323045123-7", Some(json.as_bytes())).unwrap();
+        assert_eq!(
+            decoded.arrived_at().map(|at| at.timestamp_millis()),
+            Some(1_767_323_045_123)
         );
     }
 

@@ -26,7 +26,7 @@
 //! ```
 
 pub mod decode;
-mod entry;
+pub(crate) mod entry;
 mod legacy;
 mod link;
 mod sink;

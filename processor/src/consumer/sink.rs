@@ -121,6 +121,19 @@ async fn store(
         activity_store::writer::write_batch_isolating_with_rules(pool, activities, rules).await?;
     // Events of erased users are skipped like duplicates: handled, not stored.
     metrics::counter!("activity_processor_events_erased_total").increment(outcome.written.erased);
+    // What the store's normalization changed so that nothing is refused
+    // (a redelivered event counts again).
+    let normalized = [
+        ("nul", outcome.written.nul_replaced),
+        ("number_as_text", outcome.written.numbers_as_text),
+        ("future_created_at", outcome.written.clamped),
+    ];
+    for (rule, events) in normalized {
+        if events > 0 {
+            metrics::counter!("activity_processor_events_normalized_total", "rule" => rule)
+                .increment(events);
+        }
+    }
     Ok(Stored {
         inserted: outcome.written.inserted,
         duplicates: outcome.written.duplicates + outcome.written.erased,
@@ -267,9 +280,9 @@ impl Sink {
     }
 
     /// `XADD <stream>:dead * <fields> reason <why>` for each; `false` when
-    /// it could not be done before shutdown. The fields: `data` (a version
-    /// 1 entry's, or a legacy element), `data` `entry` `index` (a line of a
-    /// version 2 entry), `events` `n` `entry` and `codec` if it had one (a
+    /// it could not be done before shutdown. The fields: `data` `entry` (a
+    /// version 1 entry's), `data` (a legacy element), `data` `entry` `index`
+    /// (a line of a version 2 entry), `events` `n` `entry` and `codec` if it had one (a
     /// version 2 entry that could not be read as lines, `events` as it was
     /// read).
     async fn dead_letter(&mut self, dead: &[(Item, String)]) -> bool {
@@ -293,9 +306,9 @@ impl Sink {
                     }
                 }
             }
-            if let Origin::Stream { entry, line } = &item.origin
-                && (line.is_some() || matches!(item.payload, Payload::Entry { .. }))
-            {
+            // The entry id of every stream event: `redrive-dead` derives
+            // the id of an event that had none from it, as the reader did.
+            if let Origin::Stream { entry, line } = &item.origin {
                 cmd.arg("entry").arg(&entry.id);
                 if let Some(index) = line {
                     cmd.arg("index").arg(*index);

@@ -46,7 +46,9 @@ async fn populate(pool: &PgPool) {
             rollups::fold_pending(pool).await.unwrap();
         }
     }
-    let far = Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap();
+    // Years back: a month without a partition (a date years ahead would
+    // be clamped to the write time by the writer).
+    let far = Utc.with_ymd_and_hms(2021, 5, 6, 7, 8, 9).unwrap();
     let detailed = |at| {
         Activity::at(ActivityType::CaseView, at)
             .user_id(TARGET)

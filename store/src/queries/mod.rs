@@ -28,6 +28,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub(crate) use crate::normalize::stored_user_id;
+
 pub mod profile;
 pub use profile::build_user_profile;
 
@@ -527,16 +529,28 @@ pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{:016x}{}", at.timestamp_micros(), id.simple())
 }
 
+/// A cursor made by [`encode_cursor`] read back; anything else (a crafted
+/// `f000…`, garbage) is an invalid parameter, never a query.
 pub(crate) fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), QueryError> {
     let bad = || invalid("cursor", "cursor is not a next_cursor returned by this API");
-    if cursor.len() != 48 || !cursor.is_ascii() {
+    // Hex digits only: `from_str_radix` would also take a sign (`+fff…`),
+    // which no cursor of ours holds.
+    if cursor.len() != 48 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
-    let micros = u64::from_str_radix(&cursor[..16], 16).map_err(|_| bad())?;
-    let at = DateTime::from_timestamp_micros(micros as i64).ok_or_else(bad)?;
+    // The hex of an `i64` (two's complement): a row before 1970 has one too.
+    let micros = u64::from_str_radix(&cursor[..16], 16).map_err(|_| bad())? as i64;
+    let at = DateTime::from_timestamp_micros(micros)
+        .filter(|at| at.timestamp_micros() >= PG_MIN_TIMESTAMP)
+        .ok_or_else(bad)?;
     let id = Uuid::try_parse(&cursor[16..]).map_err(|_| bad())?;
     Ok((at, id))
 }
+
+/// The start of PostgreSQL's `timestamptz` range (4714-11-24 BC) in
+/// microseconds since 1970: no stored row, so no cursor, lies before it.
+/// Its end lies beyond chrono's, which `from_timestamp_micros` checks.
+const PG_MIN_TIMESTAMP: i64 = -210_866_803_200_000_000;
 
 type RecordRow = (
     Uuid,
@@ -569,6 +583,8 @@ pub async fn get_user_activity_stats_page(
     page: RecentPage,
 ) -> Result<UserActivityStats, QueryError> {
     check_user_id(user_id)?;
+    let stored = stored_user_id(user_id);
+    let user_id: &str = &stored;
     let w = Window::last_days(days)?;
     let limit = page.limit.unwrap_or(DEFAULT_RECENT_LIMIT);
     check_limit(limit, MAX_RECENT_LIMIT)?;
@@ -689,6 +705,8 @@ pub async fn get_user_path(
     limit: u32,
 ) -> Result<UserPath, QueryError> {
     check_user_id(user_id)?;
+    let stored = stored_user_id(user_id);
+    let user_id: &str = &stored;
     let w = Window::last_days(days)?;
     check_limit(limit, MAX_PATH_LIMIT)?;
     // One row more than asked: its action is the first step's prev_action.
@@ -772,6 +790,13 @@ mod tests {
             "zz",
             &c[1..],
             "'; DROP TABLE x; --aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            // Found by the `cursor` fuzz target: a sign where a digit goes.
+            "+FFFFFFDFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+            "+0000000000000000000000000000000000000000000000f",
+            // Issue 20, item 4: a time PostgreSQL cannot hold.
+            "f000000000000000019a0c4f6f1e7b8a9c2d3e4f5a6b7c8d",
+            "7fffffffffffffff019a0c4f6f1e7b8a9c2d3e4f5a6b7c8d",
+            "8000000000000000019a0c4f6f1e7b8a9c2d3e4f5a6b7c8d",
         ] {
             assert!(matches!(
                 decode_cursor(bad),

@@ -66,6 +66,12 @@ pub const MONEY_ACTIONS: [&str; 2] = ["payment_create", "withdrawal_request"];
 /// status is one too).
 pub const LOGIN_FAILED_ACTION: &str = "login_failed";
 
+/// Every name [`parse_time_zone`] accepts as written (the IANA names of
+/// the time-zone data this build carries), for the API's documents.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// Checks and parses an IANA time-zone name (`tz`), e.g. `Europe/Berlin`.
 pub fn parse_time_zone(name: &str) -> Result<Tz, QueryError> {
     name.parse::<Tz>().map_err(|_| {
@@ -451,6 +457,8 @@ pub async fn build_user_profile_with(
     options: &ProfileOptions,
 ) -> Result<UserProfile, QueryError> {
     check_user_id(user_id)?;
+    let stored = super::stored_user_id(user_id);
+    let user_id: &str = &stored;
     let w = Window::last_days(options.days)?;
     let now = Utc::now();
     let new_since = now - TimeDelta::days(NEW_IP_DAYS);

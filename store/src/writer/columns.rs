@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use foldhash::fast::RandomState;
 use uuid::Uuid;
 
-use super::{StoredEvent, owned_activity};
+use super::StoredEvent;
 use crate::normalize::{self, StorageRules, Verdict};
 
 /// The batch as columns, normalized and without repeated ids. Text is
@@ -30,6 +30,17 @@ pub(crate) struct Columns<'a> {
     pub(crate) created_ats: Vec<DateTime<Utc>>,
     /// Events not stored because their user was erased by deletion.
     pub(crate) erased: u64,
+    /// What normalization did, counted over the events of the batch.
+    pub(crate) normalized: Normalized,
+}
+
+/// Events of a batch that [`normalize::normalize_event`]'s rules changed,
+/// by rule (an event may count under several).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Normalized {
+    pub(crate) nul: u64,
+    pub(crate) numbers: u64,
+    pub(crate) clamped: u64,
 }
 
 pub(crate) fn details_json(details: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -38,7 +49,13 @@ pub(crate) fn details_json(details: &serde_json::Map<String, serde_json::Value>)
 }
 
 impl<'a> Columns<'a> {
-    pub(crate) fn from_batch<E: StoredEvent>(batch: &'a [E], rules: &StorageRules) -> Self {
+    /// `written_at`: the arrival of events that bring none
+    /// ([`StoredEvent::arrived_at`]).
+    pub(crate) fn from_batch<E: StoredEvent>(
+        batch: &'a [E],
+        rules: &StorageRules,
+        written_at: DateTime<Utc>,
+    ) -> Self {
         let n = batch.len();
         // foldhash: SipHash was a visible part of a drain's CPU time.
         let mut seen = HashSet::with_capacity_and_hasher(n, RandomState::default());
@@ -54,6 +71,7 @@ impl<'a> Columns<'a> {
             session_ids: Vec::with_capacity(n),
             created_ats: Vec::with_capacity(n),
             erased: 0,
+            normalized: Normalized::default(),
         };
         for event in batch {
             let activity = event.activity();
@@ -66,11 +84,15 @@ impl<'a> Columns<'a> {
                 continue;
             }
             let details = event.details_json();
+            let arrival = Some(event.arrived_at().unwrap_or(written_at));
             if verdict != Verdict::AsIs
-                || normalize::needs_normalizing(activity, details.as_deref())
+                || normalize::needs_normalizing(activity, details.as_deref(), arrival)
             {
-                let mut owned = owned_activity(event);
-                normalize::normalize(&mut owned);
+                let mut owned = activity.clone();
+                let changes = normalize::normalize_event(&mut owned, details.as_deref(), arrival);
+                columns.normalized.nul += u64::from(changes.nul);
+                columns.normalized.numbers += u64::from(changes.numbers);
+                columns.normalized.clamped += u64::from(changes.clamped);
                 rules.apply(&mut owned, &verdict);
                 columns.push_owned(owned);
             } else {

@@ -142,7 +142,11 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         )
         .user_id("a\tb\\c\nd\re");
-        let columns = Columns::from_batch(std::slice::from_ref(&event), &StorageRules::NONE);
+        let columns = Columns::from_batch(
+            std::slice::from_ref(&event),
+            &StorageRules::NONE,
+            chrono::Utc::now(),
+        );
         let text = String::from_utf8(copy_text(&columns)).unwrap();
         assert_eq!(
             text,

@@ -19,8 +19,9 @@
 //! arrived on the wire), which is then stored without being parsed.
 //!
 //! [`write_batch_isolating`] is what a consumer calls: when the database
-//! rejects the batch because of the data of some rows (a string too long for
-//! its column, a `\u0000` in text or JSON), it splits the batch until those
+//! rejects the batch because of the data of some rows (a date outside
+//! PostgreSQL's range; NULs and numbers beyond `f64` never get there, the
+//! normalization fixes them first), it splits the batch until those
 //! rows are isolated, stores all the others and hands back the rejected ones
 //! with the database's message, to be dead-lettered. Any other failure is an
 //! `Err`; [`WriteError::is_transient`] tells whether retrying the whole batch
@@ -44,7 +45,7 @@
 //! # }
 //! ```
 
-mod columns;
+pub(crate) mod columns;
 mod copy_text;
 mod error;
 mod insert;
@@ -53,6 +54,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use activity_tracker::Activity;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::normalize::StorageRules;
@@ -71,6 +73,14 @@ pub struct WriteOutcome {
     /// Events of users erased by deletion, not stored
     /// ([`StorageRules`]' erasure list).
     pub erased: u64,
+    /// Events whose NUL characters (or lone surrogate escapes in
+    /// `details`) were replaced ([`normalize`](crate::normalize)); a
+    /// redelivered event counts again.
+    pub nul_replaced: u64,
+    /// Events whose `details` held numbers beyond `f64`, stored as strings.
+    pub numbers_as_text: u64,
+    /// Events dated more than a day after their arrival, clamped to it.
+    pub clamped: u64,
 }
 
 impl WriteOutcome {
@@ -78,6 +88,9 @@ impl WriteOutcome {
         self.inserted += other.inserted;
         self.duplicates += other.duplicates;
         self.erased += other.erased;
+        self.nul_replaced += other.nul_replaced;
+        self.numbers_as_text += other.numbers_as_text;
+        self.clamped += other.clamped;
     }
 }
 
@@ -123,6 +136,16 @@ pub trait StoredEvent {
             .details
             .as_ref()
             .map(|details| Cow::Owned(columns::details_json(details)))
+    }
+
+    /// When the event arrived where it was read from, the same on every
+    /// redelivery (a stream entry id's time, a spool record's write time):
+    /// what a `created_at` too far ahead is clamped to
+    /// ([`normalize`](crate::normalize)). `None` (the default): the time
+    /// the writer writes its batch, right for a path that never delivers
+    /// an event twice, such as the layer's fallback sink.
+    fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        None
     }
 }
 
@@ -212,7 +235,15 @@ pub async fn write_batch_with_rules<E: StoredEvent>(
     batch: &[E],
     rules: &StorageRules,
 ) -> Result<WriteOutcome, WriteError> {
-    write(pool, batch, InsertMethod::default(), true, rules).await
+    write(
+        pool,
+        batch,
+        InsertMethod::default(),
+        true,
+        rules,
+        Utc::now(),
+    )
+    .await
 }
 
 /// [`write_batch`] with an explicit [`InsertMethod`] (for benchmarks).
@@ -221,7 +252,7 @@ pub async fn write_batch_with<E: StoredEvent>(
     batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
-    write(pool, batch, method, true, &StorageRules::NONE).await
+    write(pool, batch, method, true, &StorageRules::NONE, Utc::now()).await
 }
 
 /// [`write_batch_with`] without updating the rollups, which it leaves
@@ -232,7 +263,7 @@ pub async fn write_batch_without_rollups<E: StoredEvent>(
     batch: &[E],
     method: InsertMethod,
 ) -> Result<WriteOutcome, WriteError> {
-    write(pool, batch, method, false, &StorageRules::NONE).await
+    write(pool, batch, method, false, &StorageRules::NONE, Utc::now()).await
 }
 
 async fn write<E: StoredEvent>(
@@ -241,13 +272,20 @@ async fn write<E: StoredEvent>(
     method: InsertMethod,
     with_rollups: bool,
     rules: &StorageRules,
+    written_at: DateTime<Utc>,
 ) -> Result<WriteOutcome, WriteError> {
-    let rows = Columns::from_batch(batch, rules);
+    let rows = Columns::from_batch(batch, rules, written_at);
+    let normalized = WriteOutcome {
+        nul_replaced: rows.normalized.nul,
+        numbers_as_text: rows.normalized.numbers,
+        clamped: rows.normalized.clamped,
+        ..WriteOutcome::default()
+    };
     if rows.len() == 0 {
         return Ok(WriteOutcome {
             erased: rows.erased,
             duplicates: batch.len() as u64 - rows.erased,
-            ..WriteOutcome::default()
+            ..normalized
         });
     }
     let method = match method {
@@ -281,6 +319,7 @@ async fn write<E: StoredEvent>(
         inserted,
         duplicates: batch.len() as u64 - inserted - rows.erased,
         erased: rows.erased,
+        ..normalized
     })
 }
 
@@ -349,6 +388,8 @@ async fn isolating<E: StoredEvent>(
     rules: &StorageRules,
 ) -> Result<IsolatedOutcome, WriteError> {
     let mut outcome = IsolatedOutcome::default();
+    // One write time for every half, so that a split batch clamps alike.
+    let written_at = Utc::now();
     // Ranges still to write, the next one last: batch order is kept, so
     // the table sees rows in roughly the order they happened.
     let mut pending: Vec<Range<usize>> = Vec::new();
@@ -357,7 +398,7 @@ async fn isolating<E: StoredEvent>(
         if range.is_empty() {
             continue;
         }
-        match write(pool, &batch[range.clone()], method, true, rules).await {
+        match write(pool, &batch[range.clone()], method, true, rules, written_at).await {
             Ok(written) => outcome.written.add(written),
             Err(error) if error.is_data_error() => {
                 if range.len() == 1 {

@@ -97,7 +97,7 @@ fn varied_events() -> Vec<Activity> {
             .session_id("s".repeat(300))
             // Over 16 KiB: replaced by a marker, the event kept.
             .detail("blob", "x".repeat(20_000)),
-        Activity::at(ActivityType::PaymentFailed, at + chrono::Duration::days(40))
+        Activity::at(ActivityType::PaymentFailed, at - chrono::Duration::days(40))
             .user_id("user-9\nwith newline")
             .detail("reason", "card declined"),
     ]
@@ -124,7 +124,8 @@ async fn rows_match_events(pool: PgPool, method: InsertMethod) {
         WriteOutcome {
             inserted: 4,
             duplicates: 0,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
 
@@ -187,6 +188,7 @@ async fn rows_match_the_events_field_by_field_in_one_statement(pool: PgPool) {
 struct DetailsAsText {
     activity: Activity,
     details: Option<String>,
+    arrived_at: Option<DateTime<Utc>>,
 }
 
 impl StoredEvent for DetailsAsText {
@@ -196,6 +198,10 @@ impl StoredEvent for DetailsAsText {
 
     fn details_json(&self) -> Option<Cow<'_, str>> {
         self.details.as_deref().map(Cow::Borrowed)
+    }
+
+    fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
     }
 }
 
@@ -207,7 +213,11 @@ async fn details_given_as_text_are_stored_like_the_object(pool: PgPool) {
         .map(|event| {
             let mut activity = event.clone();
             let details = activity.details.take().map(|d| details_json(&d));
-            DetailsAsText { activity, details }
+            DetailsAsText {
+                activity,
+                details,
+                arrived_at: None,
+            }
         })
         .collect();
     for method in [
@@ -237,7 +247,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         WriteOutcome {
             inserted: 4,
             duplicates: 0,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
     let again = write_batch(&pool, &events).await.unwrap();
@@ -246,7 +257,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         WriteOutcome {
             inserted: 0,
             duplicates: 4,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
     for method in [
@@ -260,7 +272,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
             WriteOutcome {
                 inserted: 0,
                 duplicates: 4,
-                erased: 0
+                erased: 0,
+                ..WriteOutcome::default()
             },
             "{method:?}"
         );
@@ -280,7 +293,8 @@ async fn the_same_batch_twice_is_stored_once(pool: PgPool) {
         WriteOutcome {
             inserted: 2,
             duplicates: 2,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
     assert_eq!(count(&pool).await, 6);
@@ -307,7 +321,8 @@ async fn the_same_event_twice_in_one_batch_is_stored_once(pool: PgPool) {
             WriteOutcome {
                 inserted: 2,
                 duplicates: 1,
-                erased: 0
+                erased: 0,
+                ..WriteOutcome::default()
             },
             "{method:?}"
         );
@@ -326,15 +341,15 @@ async fn an_empty_batch_writes_nothing(pool: PgPool) {
     assert!(outcome.rejected.is_empty());
 }
 
-/// Ten good events and three the database refuses: a NUL in text, a NUL in
-/// JSON, a date before PostgreSQL's range.
+/// Ten good events and three the database refuses: dates before
+/// PostgreSQL's range (NULs, which it refused before, are normalized now).
 fn batch_with_bad_rows() -> (Vec<Activity>, Vec<usize>) {
     let mut batch: Vec<Activity> = (0..13)
         .map(|i| Activity::new(ActivityType::CaseView).user_id(format!("user-{i}")))
         .collect();
-    batch[3] = batch[3].clone().user_agent("bad\u{0}agent");
-    batch[8] = batch[8].clone().detail("note", "nul \u{0} inside");
-    batch[12].created_at = Utc.with_ymd_and_hms(-5000, 1, 1, 0, 0, 0).unwrap();
+    for (i, year) in [(3, -6000), (8, -5500), (12, -5000)] {
+        batch[i].created_at = Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap();
+    }
     (batch, vec![3, 8, 12])
 }
 
@@ -354,7 +369,8 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
         WriteOutcome {
             inserted: 10,
             duplicates: 0,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
     let rejected: Vec<usize> = outcome.rejected.iter().map(|row| row.index).collect();
@@ -389,7 +405,8 @@ async fn bad_rows_are_isolated(pool: PgPool, method: InsertMethod) {
         WriteOutcome {
             inserted: 0,
             duplicates: 10,
-            erased: 0
+            erased: 0,
+            ..WriteOutcome::default()
         }
     );
     assert_eq!(again.rejected.len(), 3);
@@ -461,4 +478,164 @@ async fn an_unreachable_database_is_transient() {
     let error = write_batch_isolating(&pool, &batch).await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
     assert!(!error.is_data_error());
+}
+
+/// The rows of `user_id` as (user_id, action, details, created_at), read
+/// back the way the admin API reads them (serde_json, no arbitrary
+/// precision).
+async fn read_back(pool: &PgPool) -> Vec<(Option<String>, String, Option<Value>, DateTime<Utc>)> {
+    sqlx::query_as(
+        "SELECT user_id, action::text, details, created_at FROM user_activity_logs ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_nul_anywhere_is_stored_replaced_and_noted(pool: PgPool) {
+    // Issue 20, item 1: a withdrawal whose body held "1000000\u0000", a
+    // path parameter with %00, a login name with \u0000.
+    let withdrawal = Activity::new(ActivityType::WithdrawalRequest)
+        .user_id("user-1")
+        .detail("amount", "1000000\u{0}");
+    let path = Activity::new(ActivityType::CaseView)
+        .user_id("user-1")
+        .resource("case", "case-\u{0}9");
+    let login = Activity::new(ActivityType::Login)
+        .user_id("admin\u{0}")
+        .user_agent("ua\u{0}")
+        .session_id("s\u{0}");
+    let action = Activity::new(ActivityType::custom("export\u{0}").unwrap()).user_id("user-1");
+    let as_text = DetailsAsText {
+        activity: Activity::new(ActivityType::Login).user_id("user-2"),
+        details: Some(r#"{"k\u0000":"v\u0000","lone":"\ud800"}"#.to_owned()),
+        arrived_at: None,
+    };
+    for method in [
+        InsertMethod::Unnest,
+        InsertMethod::CopyTempTable,
+        InsertMethod::CopyOptimistic,
+        InsertMethod::OneStatement,
+    ] {
+        let batch = [
+            withdrawal.clone(),
+            path.clone(),
+            login.clone(),
+            action.clone(),
+        ];
+        let outcome = write_batch_with(&pool, &batch, method).await.unwrap();
+        assert_eq!(
+            (outcome.inserted, outcome.nul_replaced),
+            (4, 4),
+            "{method:?}"
+        );
+        let outcome = write_batch_with(&pool, std::slice::from_ref(&as_text), method)
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.inserted, outcome.nul_replaced),
+            (1, 1),
+            "{method:?}"
+        );
+
+        let rows = stored(&pool).await;
+        let by_id = |id: Uuid| rows.iter().find(|row| row.id == id).unwrap();
+        let w = by_id(withdrawal.id).details.as_ref().unwrap();
+        assert_eq!(w["amount"], "1000000\u{fffd}");
+        assert_eq!(w[crate::normalize::NUL_NOTE], json!(["details"]));
+        assert_eq!(
+            by_id(path.id).resource_id.as_deref(),
+            Some("case-\u{fffd}9")
+        );
+        let l = by_id(login.id);
+        assert_eq!(l.user_id.as_deref(), Some("admin\u{fffd}"));
+        assert_eq!(l.user_agent.as_deref(), Some("ua\u{fffd}"));
+        assert_eq!(l.session_id.as_deref(), Some("s\u{fffd}"));
+        assert_eq!(
+            l.details.as_ref().unwrap()[crate::normalize::NUL_NOTE],
+            json!(["user_id", "user_agent", "session_id"])
+        );
+        assert_eq!(by_id(action.id).action.as_str(), "export\u{fffd}");
+        let t = by_id(as_text.activity.id).details.as_ref().unwrap();
+        assert_eq!(t["k\u{fffd}"], "v\u{fffd}");
+        assert_eq!(t["lone"], "\u{fffd}");
+
+        // The same events again: stored once.
+        let again = write_batch_with(&pool, &batch, method).await.unwrap();
+        assert_eq!((again.inserted, again.duplicates), (0, 4), "{method:?}");
+        assert_eq!(count(&pool).await, 5);
+        sqlx::query("DELETE FROM user_activity_logs")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test]
+async fn numbers_beyond_f64_in_details_are_stored_as_text_and_read_back(pool: PgPool) {
+    // Issue 20, item 2: `1e400` from a non-Rust producer, kept as text.
+    let event = DetailsAsText {
+        activity: Activity::new(ActivityType::PaymentCreate).user_id("user-3"),
+        details: Some(r#"{"amount":1e400,"tiny":-1e-400,"ok":[1.5,12345678901234567890]}"#.into()),
+        arrived_at: None,
+    };
+    let outcome = write_batch(&pool, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.numbers_as_text), (1, 1));
+    let rows = read_back(&pool).await;
+    let details = rows[0].2.as_ref().unwrap();
+    assert_eq!(details["amount"], "1e400");
+    assert_eq!(details["tiny"], "-1e-400");
+    assert_eq!(details["ok"], json!([1.5, 12345678901234567890u64]));
+    assert_eq!(details[crate::normalize::NUMBERS_NOTE], 2);
+}
+
+#[sqlx::test]
+async fn a_far_future_event_is_clamped_to_its_arrival_the_same_way_each_time(pool: PgPool) {
+    // Issue 20, item 5: created_at 9999-12-31, a day ahead is the most allowed.
+    let arrived = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+    let far = DetailsAsText {
+        activity: Activity::at(
+            ActivityType::Login,
+            Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap(),
+        )
+        .user_id("user-4"),
+        details: Some(r#"{"k":1}"#.into()),
+        arrived_at: Some(arrived),
+    };
+    let near = DetailsAsText {
+        activity: Activity::at(ActivityType::Logout, arrived + chrono::Duration::hours(18))
+            .user_id("user-4"),
+        details: None,
+        arrived_at: Some(arrived),
+    };
+    let batch = [far, near];
+    let outcome = write_batch(&pool, &batch).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.clamped), (2, 1));
+    // A redelivery (the same arrival): the same key, stored once.
+    let again = write_batch(&pool, &batch).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 2));
+    let rows = read_back(&pool).await;
+    let clamped = rows.iter().find(|row| row.1 == "login").unwrap();
+    assert_eq!(clamped.3, arrived);
+    let details = clamped.2.as_ref().unwrap();
+    assert_eq!(
+        details[crate::normalize::ORIGINAL_CREATED_AT_NOTE],
+        "9999-12-31T00:00:00.000000Z"
+    );
+    assert_eq!(details["k"], 1);
+    let kept = rows.iter().find(|row| row.1 == "logout").unwrap();
+    assert_eq!(kept.3, arrived + chrono::Duration::hours(18));
+    assert_eq!(kept.2, None);
+    // The rollups count it on the arrival's day.
+    let day: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(activities), 0)::int8 FROM activity_rollup_daily WHERE day = $1",
+    )
+    .bind(arrived.date_naive())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(day, 2);
 }
