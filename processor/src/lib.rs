@@ -24,11 +24,11 @@ pub mod alerts;
 pub mod config;
 pub mod consumer;
 pub mod dashboard;
-pub mod http;
-pub mod ingest;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
+pub mod ingest;
 pub mod privacy;
 mod queue_length;
 pub mod redrive;
