@@ -393,14 +393,7 @@ async fn a_pass_that_fails_leaves_its_events_for_the_next(pool: PgPool) {
 
 fn config(pool: &PgPool, stream_key: &str, consumer: &str) -> Config {
     let mut config = Config::from_env();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let name = pool.connect_options().get_database().unwrap().to_owned();
-    let server = base
-        .rsplit_once('/')
-        .map(|(s, _)| s)
-        .unwrap_or(&base)
-        .to_owned();
-    config.database_url = format!("{server}/{name}");
+    config.database_url = activity_store::testing::database_url(pool);
     config.stream_key = stream_key.to_owned();
     config.admin_listen = "127.0.0.1:0".into();
     config.batch_size = 10;

@@ -97,10 +97,7 @@ fn screenshot_dir() -> PathBuf {
 
 fn config(pool: &PgPool) -> Config {
     let mut config = Config::from_env();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let name = pool.connect_options().get_database().unwrap().to_owned();
-    let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
-    config.database_url = format!("{server}/{name}");
+    config.database_url = activity_store::testing::database_url(pool);
     config.stream_key = format!("test:dashboard:{}", uuid::Uuid::now_v7());
     config.admin_listen = "127.0.0.1:0".into();
     config.consumer_name = Some("dashboard".into());

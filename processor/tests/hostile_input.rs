@@ -23,17 +23,7 @@ const TOKEN: &str = "hostile-input-admin-token";
 
 fn config(pool: &PgPool) -> Config {
     let mut config = Config::from_env();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let name = pool
-        .connect_options()
-        .get_database()
-        .expect("sqlx::test names the database")
-        .to_owned();
-    let server = base
-        .rsplit_once('/')
-        .map_or(&*base, |(server, _)| server)
-        .to_owned();
-    config.database_url = format!("{server}/{name}");
+    config.database_url = activity_store::testing::database_url(pool);
     config.stream_key = format!("test:hostile:{}", Uuid::now_v7());
     config.admin_listen = "127.0.0.1:0".into();
     config.admin_tokens = Some(TOKEN.parse().unwrap());

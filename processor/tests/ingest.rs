@@ -24,14 +24,7 @@ const SERVER_KEY: &str = "wk-server-0123456789";
 
 fn config(pool: &PgPool) -> Config {
     let mut config = Config::from_env();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let name = pool
-        .connect_options()
-        .get_database()
-        .expect("sqlx::test names the database")
-        .to_owned();
-    let (server, _) = base.rsplit_once('/').unwrap();
-    config.database_url = format!("{server}/{name}");
+    config.database_url = activity_store::testing::database_url(pool);
     config.stream_key = format!("test:ingest:{}", uuid::Uuid::now_v7());
     config.admin_listen = "127.0.0.1:0".into();
     config.ingest_listen = "127.0.0.1:0".into();

@@ -9,6 +9,21 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 
+/// The URL of `pool`'s database (a `#[sqlx::test]` one): `DATABASE_URL`'s
+/// server with that database's name, for a processor the test starts.
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("sqlx::test names the database")
+        .to_owned();
+    let server = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(server, _)| server);
+    format!("{server}/{name}")
+}
+
 /// The actions [`random_activities`] draws from.
 pub const ACTIONS: [&str; 6] = [
     "login",
