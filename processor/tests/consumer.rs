@@ -5,14 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use activity_processor::{Config, Processor};
+use activity_store::testing::{WAIT, count_rows, wait_for};
 use activity_tracker::{Activity, ActivityType, EntryCodec};
 use redis::AsyncCommands;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn config(pool: &PgPool) -> Config {
     let mut config = Config::from_env();
@@ -70,30 +69,11 @@ fn events(n: usize) -> Vec<Activity> {
         .collect()
 }
 
-async fn rows(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn wait_rows(pool: &PgPool, n: i64) {
-    wait_for(&format!("{n} rows"), || async { rows(pool).await == n }).await;
+    wait_for(&format!("{n} rows"), || async {
+        count_rows(pool).await == n
+    })
+    .await;
 }
 
 /// Stream empty and nothing pending for the group.
@@ -186,7 +166,7 @@ async fn n_events_become_n_rows_and_the_stream_is_drained(pool: PgPool) {
         processor.stats().snapshot().duplicates == 50
     })
     .await;
-    assert_eq!(rows(&pool).await, 450);
+    assert_eq!(count_rows(&pool).await, 450);
     wait_drained(&mut conn, &config).await;
 
     let addr = processor.local_addr();
@@ -252,7 +232,7 @@ async fn lz4_compressed_entries_become_rows_once_each(pool: PgPool) {
         (stats.stored, stats.consumed, stats.dead_lettered),
         (300, 400, 0)
     );
-    assert_eq!(rows(&pool).await, 300);
+    assert_eq!(count_rows(&pool).await, 300);
     let probe = &sent[250];
     let resource: Option<String> = sqlx::query_scalar(
         "SELECT resource_id FROM user_activity_logs WHERE id = $1 AND created_at = $2",
@@ -473,7 +453,11 @@ async fn cancellation_mid_batch_commits_and_acknowledges_the_batch_in_hand(pool:
         processor.stats().snapshot().consumed == 57
     })
     .await;
-    assert_eq!(rows(&pool).await, 0, "neither full nor old: still in hand");
+    assert_eq!(
+        count_rows(&pool).await,
+        0,
+        "neither full nor old: still in hand"
+    );
 
     token.cancel();
     let started = std::time::Instant::now();
@@ -486,7 +470,7 @@ async fn cancellation_mid_batch_commits_and_acknowledges_the_batch_in_hand(pool:
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(rows(&pool).await, 57);
+    assert_eq!(count_rows(&pool).await, 57);
     wait_drained(&mut conn, &config).await;
     cleanup(&mut conn, &config).await;
 }

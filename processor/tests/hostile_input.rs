@@ -10,6 +10,7 @@ use std::time::Duration;
 use activity_processor::consumer::decode::derived_id;
 use activity_processor::{Config, Processor};
 use activity_store::normalize::{NUL_NOTE, ORIGINAL_CREATED_AT_NOTE};
+use activity_store::testing::{count_rows, wait_for};
 use activity_tracker::{Activity, ActivityTracker, ActivityType};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -18,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "hostile-input-admin-token";
 
 fn config(pool: &PgPool) -> Config {
@@ -41,28 +41,6 @@ async fn redis(config: &Config) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-async fn rows(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Until the group has read and acknowledged everything in the stream.
@@ -134,7 +112,7 @@ async fn the_trackers_withdrawal_with_a_nul_is_stored_with_the_replacement_chara
     assert!(tracker.track(withdrawal));
     assert_eq!(tracker.shutdown().await.sent, 1);
 
-    wait_for("the row", || async { rows(&pool).await == 1 }).await;
+    wait_for("the row", || async { count_rows(&pool).await == 1 }).await;
     wait_drained(&mut conn, &config).await;
     let (user_id, resource_id, details): (String, String, Value) = sqlx::query_as(
         "SELECT user_id, resource_id, details FROM user_activity_logs WHERE id = $1",
@@ -200,7 +178,7 @@ async fn a_raw_xadd_with_1e400_and_a_far_future_date_is_stored_readable_and_clam
         .xadd(&config.stream_key, "*", &[("data", future)])
         .await
         .unwrap();
-    wait_for("two rows", || async { rows(&pool).await == 2 }).await;
+    wait_for("two rows", || async { count_rows(&pool).await == 2 }).await;
 
     let addr = processor.local_addr();
     let (status, page) = http_get(addr, &format!("{USER_PAGE}/user-big?days=366")).await;
@@ -330,7 +308,7 @@ async fn dead_letters_refused_before_the_fix_are_redriven_and_stored_once(pool: 
         "{printed}"
     );
     assert!(printed.contains("1 left as not matching"), "{printed}");
-    wait_for("two rows", || async { rows(&pool).await == 2 }).await;
+    wait_for("two rows", || async { count_rows(&pool).await == 2 }).await;
     wait_drained(&mut conn, &config).await;
 
     let kept_id = derived_id(&config.stream_key, "1767000000000-0", Some(2));
@@ -371,7 +349,7 @@ async fn dead_letters_refused_before_the_fix_are_redriven_and_stored_once(pool: 
     })
     .await;
     wait_drained(&mut conn, &config).await;
-    assert_eq!(rows(&pool).await, 2);
+    assert_eq!(count_rows(&pool).await, 2);
 
     // A day after every dead letter: nothing is looked at.
     let printed = redrive(&config, &["--since", "2999-01-01"]);

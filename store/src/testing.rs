@@ -24,6 +24,33 @@ pub fn database_url(pool: &PgPool) -> String {
     format!("{server}/{name}")
 }
 
+/// How long [`wait_for`] waits before failing the test.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The rows in `user_activity_logs` (0 while the table cannot be read).
+pub async fn count_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM user_activity_logs")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// Polls `check` until it holds; panics naming `what` after [`WAIT`].
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// The actions [`random_activities`] draws from.
 pub const ACTIONS: [&str; 6] = [
     "login",

@@ -42,8 +42,10 @@ pub fn error_code(status: StatusCode) -> &'static str {
 /// message (or one saying what was asked, when it had none). Counts
 /// every error answer by status.
 pub(super) async fn json_errors(request: Request, next: Next) -> Response {
+    // Kept for the message of an error without one; cloning them copies
+    // no bytes (both are refcounted), unlike the path as a `String`.
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -64,6 +66,7 @@ pub(super) async fn json_errors(request: Request, next: Next) -> Response {
             .to_owned(),
         Err(_) => String::new(),
     };
+    let path = uri.path();
     let message = if !text.is_empty() {
         text
     } else {
