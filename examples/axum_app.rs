@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Environment: `APP_LISTEN` (default `127.0.0.1:3000`), `REDIS_URL`
-//! (default `redis://127.0.0.1:6379`), `STREAM_KEY` (default
-//! `user_activities_stream`), `TRUSTED_PROXIES` (comma-separated CIDRs;
-//! default none). The session id comes from the `session_id` cookie.
+//! (default `redis://127.0.0.1:6379`; several nodes separated by commas
+//! are a Redis Cluster), `REDIS_CLUSTER` (`true`: a cluster even at one
+//! address), `STREAM_KEY` (default `user_activities_stream`),
+//! `STREAM_SHARDS` (default 1; as the processor's), `TRUSTED_PROXIES`
+//! (comma-separated CIDRs; default none). The session id comes from the `session_id` cookie.
 //! `DATABASE_URL` (a PostgreSQL the processor has migrated) enables the
 //! Redis-down fallback straight into `user_activity_logs`; `SPOOL_PATH`
 //! enables the local spool file used when both are down (`SPOOL_MAX_BYTES`,
@@ -52,7 +54,12 @@ async fn main() -> anyhow::Result<()> {
     // `demo_app::tracker_builder`; here only where the events go.
     let mut builder = demo_app::tracker_builder()
         .redis_url(&redis_url)
+        .redis_cluster(env_opt("REDIS_CLUSTER").is_some_and(|v| v == "true" || v == "1"))
         .stream_key(&stream_key)
+        .stream_shards(match env_opt("STREAM_SHARDS") {
+            Some(count) => count.parse()?,
+            None => 1,
+        })
         .trusted_proxies(&trusted);
     if let Some(url) = env_opt("DATABASE_URL") {
         builder = builder.fallback_sink(activity_store::PostgresSink::connect_lazy(&url)?);

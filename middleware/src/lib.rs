@@ -67,6 +67,7 @@ mod batch;
 mod entry_codec;
 mod ip_truncation;
 mod sink;
+mod stream_shards;
 mod wire_batch;
 
 #[cfg(feature = "fuzzing")]
@@ -82,6 +83,9 @@ pub use batch::BatchLimits;
 pub use entry_codec::{CodecError, EntryCodec, MAX_DECOMPRESSED_BYTES};
 pub use ip_truncation::{IpTruncation, IpTruncationError};
 pub use sink::{Sink, SinkError, SinkFuture};
+pub use stream_shards::{
+    CLUSTER_SLOTS, MAX_STREAM_SHARDS, StreamShards, dead_letter_key, key_slot,
+};
 pub use wire_batch::WireBatch;
 
 #[cfg(feature = "tracker")]
@@ -95,6 +99,8 @@ mod envelope;
 #[cfg(feature = "tracker")]
 pub mod layer;
 #[cfg(feature = "tracker")]
+mod redis_client;
+#[cfg(feature = "tracker")]
 mod tracker;
 
 #[cfg(feature = "tracker")]
@@ -107,6 +113,8 @@ pub use counters::CountersSnapshot;
 pub use dispatcher::{RedisStreamSink, ShutdownSummary, StreamFormat};
 #[cfg(feature = "tracker")]
 pub use layer::{ActivityLayer, ActivityService};
+#[cfg(feature = "tracker")]
+pub use redis_client::{RedisClient, RedisConnection, is_connection_failure};
 #[cfg(feature = "tracker")]
 pub use tracker::{
     ActivityTracker, ActivityTrackerBuilder, BuildError, CaseAction, DEFAULT_STREAM_KEY,

@@ -58,13 +58,24 @@ pub enum Command {
 /// Settings of `redrive-dead`.
 #[derive(Debug, Clone, Args)]
 pub struct RedriveArgs {
-    /// Redis connection URL.
+    /// Redis connection URL. Several nodes separated by commas
+    /// (`redis://a:7000,redis://b:7001,...`) are a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
+
+    /// Speak Redis Cluster to REDIS_URL even when it is one address (the
+    /// other nodes are discovered from it).
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
 
     /// The stream whose dead letters (`<STREAM_KEY>:dead`) are redriven.
     #[arg(long, env = "STREAM_KEY", default_value = "user_activities_stream")]
     pub stream_key: String,
+
+    /// The stream's shards, as for `serve`: each shard's dead letters go
+    /// back onto that shard.
+    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = parse_stream_shards)]
+    pub stream_shards: usize,
 
     /// Only dead letters whose `reason` contains this text (e.g. `22P05`,
     /// PostgreSQL's code for a NUL in JSON). Unset: all.
@@ -111,9 +122,15 @@ pub struct DatabaseArgs {
 /// Every setting of `serve`; also what [`crate::run`] takes.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Redis connection URL.
+    /// Redis connection URL. Several nodes separated by commas
+    /// (`redis://a:7000,redis://b:7001,...`) are a Redis Cluster.
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
+
+    /// Speak Redis Cluster to REDIS_URL even when it is one address (the
+    /// other nodes are discovered from it).
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
 
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -123,6 +140,13 @@ pub struct Config {
     /// go to `<STREAM_KEY>:dead`.
     #[arg(long, env = "STREAM_KEY", default_value = "user_activities_stream")]
     pub stream_key: String,
+
+    /// How many shards the stream has, as the apps were given: 1 is the
+    /// stream key itself; N (up to 1024) are the streams
+    /// `<STREAM_KEY>:{<tag>}`, each on a Redis Cluster slot of its own, each
+    /// with its own consumer group and `:dead` stream. Every shard is read.
+    #[arg(long, env = "STREAM_SHARDS", default_value_t = 1, value_parser = parse_stream_shards)]
+    pub stream_shards: usize,
 
     /// Consumer group; processors in the same group share the work.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "activity-processor")]
@@ -457,6 +481,12 @@ pub enum ConfigError {
     /// `INGEST_TRUSTED_IP_SOURCES` names a source without a write key.
     #[error("INGEST_TRUSTED_IP_SOURCES names {0:?}, which is not a source of INGEST_WRITE_KEYS")]
     UnknownIpSource(String),
+    /// `LEGACY_LIST_KEY` with a Redis Cluster: the legacy reader finds its
+    /// processing lists with `SCAN`, which sees one node of a cluster.
+    #[error(
+        "LEGACY_LIST_KEY is not supported on a Redis Cluster (its processing lists are found with SCAN, which sees one node); drain the legacy list on a single Redis first"
+    )]
+    LegacyListOnCluster,
     /// `SERVE_ROLES=ingest` alone without write keys: nothing to run.
     #[error("SERVE_ROLES has only ingest, but INGEST_WRITE_KEYS is unset: set the write keys")]
     IngestWithoutKeys,
@@ -476,19 +506,9 @@ impl Config {
 
     /// Checks what clap cannot: URLs parse, sizes are positive, names are set.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !["redis://", "rediss://", "redis+unix://", "unix://"]
-            .iter()
-            .any(|scheme| self.redis_url.starts_with(scheme))
-        {
-            return Err(ConfigError::RedisUrl {
-                url: redact(&self.redis_url),
-                reason: "it must start with redis://, rediss:// or unix://".to_owned(),
-            });
+        if self.redis_client()?.is_cluster() && self.legacy_list_key.is_some() {
+            return Err(ConfigError::LegacyListOnCluster);
         }
-        redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
-            url: redact(&self.redis_url),
-            reason: e.to_string(),
-        })?;
         validate_database_url(&self.database_url)?;
         if self.batch_size == 0 {
             return Err(ConfigError::Zero { name: "BATCH_SIZE" });
@@ -745,9 +765,60 @@ impl Config {
             .collect()
     }
 
-    /// The dead-letter stream: `<STREAM_KEY>:dead`.
+    /// The dead-letter stream of shard 0: with one shard,
+    /// `<STREAM_KEY>:dead`; each shard's is `stream_shards().dead_key(k)`.
     pub fn dead_letter_key(&self) -> String {
-        format!("{}:dead", self.stream_key)
+        self.stream_shards().dead_key(0)
+    }
+
+    /// The stream's shards (`STREAM_KEY`, `STREAM_SHARDS`).
+    pub fn stream_shards(&self) -> activity_tracker::StreamShards {
+        activity_tracker::StreamShards::new(&self.stream_key, self.stream_shards)
+    }
+
+    /// The Redis at `REDIS_URL` (a cluster when it lists several nodes or
+    /// `REDIS_CLUSTER` is set); nothing is contacted.
+    pub fn redis_client(&self) -> Result<activity_tracker::RedisClient, ConfigError> {
+        redis_client(&self.redis_url, self.redis_cluster)
+    }
+}
+
+impl RedriveArgs {
+    /// The Redis at `REDIS_URL`, as for `serve`.
+    pub fn redis_client(&self) -> Result<activity_tracker::RedisClient, ConfigError> {
+        redis_client(&self.redis_url, self.redis_cluster)
+    }
+}
+
+/// The Redis at `url` (every node of a list must start with a Redis scheme).
+fn redis_client(url: &str, cluster: bool) -> Result<activity_tracker::RedisClient, ConfigError> {
+    let invalid = |reason: String| ConfigError::RedisUrl {
+        url: redact(url),
+        reason,
+    };
+    for node in url
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+    {
+        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|scheme| node.starts_with(scheme))
+        {
+            return Err(invalid(
+                "each node must start with redis://, rediss:// or unix://".to_owned(),
+            ));
+        }
+    }
+    activity_tracker::RedisClient::open(url, cluster).map_err(|e| invalid(e.to_string()))
+}
+
+/// `STREAM_SHARDS`: 1 to `MAX_STREAM_SHARDS`.
+fn parse_stream_shards(text: &str) -> Result<usize, String> {
+    let max = activity_tracker::MAX_STREAM_SHARDS;
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=max).contains(&count) => Ok(count),
+        _ => Err(format!("must be a whole number from 1 to {max}")),
     }
 }
 
@@ -776,6 +847,10 @@ fn validate_database_url(url: &str) -> Result<(), ConfigError> {
 /// The URL without its password (`redis://user:***@host`), for messages
 /// and logs.
 pub fn redact(url: &str) -> String {
+    // A Redis Cluster's nodes, each a URL of its own.
+    if url.contains(',') {
+        return url.split(',').map(redact).collect::<Vec<_>>().join(",");
+    }
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((auth, host)) => match auth.split_once(':') {

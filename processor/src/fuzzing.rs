@@ -20,7 +20,7 @@ pub fn entry_events(
             .map(|(name, value)| ((*name).to_owned(), redis::Value::BulkString(value.to_vec())))
             .collect(),
     };
-    crate::consumer::entry::items(stream_key, entry, tokio::time::Instant::now())
+    crate::consumer::entry::items(stream_key, 0, entry, tokio::time::Instant::now())
         .into_iter()
         .map(|item| item.decoded)
         .collect()

@@ -114,22 +114,25 @@ async fn rebuild_rollups(args: RebuildArgs) -> Result<(), String> {
 /// SIGTERM or SIGINT: stop reading, commit and acknowledge the batch in
 /// hand, exit 0. A second signal exits at once.
 async fn redrive_dead(args: RedriveArgs) -> Result<(), String> {
-    let redis = redis::Client::open(args.redis_url.as_str()).map_err(|e| {
-        format!(
-            "REDIS_URL {:?} is not a Redis URL ({e})",
-            activity_processor::config::redact(&args.redis_url)
-        )
-    })?;
+    let redis = args.redis_client().map_err(|e| e.to_string())?;
     let filter = activity_processor::redrive::RedriveFilter {
         reason_contains: args.reason_contains,
         since: args.since,
     };
-    let report = activity_processor::redrive::redrive_dead(&redis, &args.stream_key, &filter)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Each shard's dead letters back onto that shard.
+    let shards = activity_tracker::StreamShards::new(&args.stream_key, args.stream_shards);
+    let mut report = activity_processor::redrive::RedriveReport::default();
+    for key in shards.keys() {
+        report += activity_processor::redrive::redrive_dead(&redis, key, &filter)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let dead_letters = match shards.len() {
+        1 => format!("{}:dead", args.stream_key),
+        count => format!("{}:{{...}}:dead ({count} shards)", args.stream_key),
+    };
     println!(
-        "{}:dead: {} dead letters examined; redriven to {}: {} events (ids kept for {} without one) and {} whole version 2 entries; {} left as not matching, {} left with nothing to redrive",
-        args.stream_key,
+        "{dead_letters}: {} dead letters examined; redriven to {}: {} events (ids kept for {} without one) and {} whole version 2 entries; {} left as not matching, {} left with nothing to redrive",
         report.examined,
         args.stream_key,
         report.redriven_events,

@@ -9,9 +9,10 @@
 //! least `XLEN` (every entry holds an event) and at most `XLEN` times the
 //! largest entry a producer writes (the tracker's `max_batch`); equal to
 //! the truth when the older entries hold as many events as the newest ones
-//! do, as under a steady load.
+//! do, as under a steady load. A stream of several shards is the sum of
+//! its shards.
 
-use redis::aio::MultiplexedConnection;
+use activity_tracker::{RedisConnection, StreamShards};
 
 /// Entries sampled.
 pub(crate) const SAMPLE: usize = 16;
@@ -43,9 +44,31 @@ pub(crate) struct QueueLength {
     pub(crate) events: u64,
 }
 
+impl QueueLength {
+    /// The length of every shard together.
+    pub(crate) fn sum(lengths: &[QueueLength]) -> QueueLength {
+        QueueLength {
+            entries: lengths.iter().map(|l| l.entries).sum(),
+            events: lengths.iter().map(|l| l.events).sum(),
+        }
+    }
+}
+
+/// Reads the queue length of each shard, shard 0 first.
+pub(crate) async fn shard_lengths(
+    con: &mut RedisConnection,
+    shards: &StreamShards,
+) -> redis::RedisResult<Vec<QueueLength>> {
+    let mut lengths = Vec::with_capacity(shards.len());
+    for key in shards.keys() {
+        lengths.push(queue_length(con, key).await?);
+    }
+    Ok(lengths)
+}
+
 /// Reads the queue length of `key`.
 pub(crate) async fn queue_length(
-    con: &mut MultiplexedConnection,
+    con: &mut RedisConnection,
     key: &str,
 ) -> redis::RedisResult<QueueLength> {
     let entries: u64 = redis::cmd("XLEN").arg(key).query_async(con).await?;

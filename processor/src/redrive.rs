@@ -20,9 +20,10 @@
 //! rewritten) get ids from their new entry.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use activity_tracker::{RedisClient, RedisConnection};
 use chrono::NaiveDate;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply};
 use serde_json::value::RawValue;
 
@@ -58,6 +59,17 @@ pub struct RedriveReport {
     pub unusable: u64,
 }
 
+impl std::ops::AddAssign for RedriveReport {
+    fn add_assign(&mut self, other: RedriveReport) {
+        self.examined += other.examined;
+        self.redriven_events += other.redriven_events;
+        self.redriven_entries += other.redriven_entries;
+        self.ids_kept += other.ids_kept;
+        self.skipped += other.skipped;
+        self.unusable += other.unusable;
+    }
+}
+
 /// Why a redrive stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,14 +79,15 @@ pub enum RedriveError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Redrives the dead letters of `stream_key` matching `filter` into it.
+/// Redrives the dead letters of `stream_key` (a stream, or one shard of
+/// it) matching `filter` into it.
 pub async fn redrive_dead(
-    redis: &redis::Client,
+    redis: &RedisClient,
     stream_key: &str,
     filter: &RedriveFilter,
 ) -> Result<RedriveReport, RedriveError> {
-    let mut con = redis.get_multiplexed_async_connection().await?;
-    let dead_key = format!("{stream_key}:dead");
+    let mut con = redis.connect(Duration::from_secs(2), None).await?;
+    let dead_key = activity_tracker::dead_letter_key(stream_key);
     let mut report = RedriveReport::default();
     let mut start = match filter.since {
         Some(day) => format!(
@@ -111,7 +124,7 @@ pub async fn redrive_dead(
 }
 
 async fn redrive_one(
-    con: &mut MultiplexedConnection,
+    con: &mut RedisConnection,
     stream_key: &str,
     dead_key: &str,
     dead: &StreamId,

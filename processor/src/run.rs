@@ -42,9 +42,9 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Connections to `DATABASE_URL`.
     pub pool: PgPool,
-    /// `REDIS_URL` (open a connection per use or keep one: each
-    /// multiplexed connection times replies out after 500 ms).
-    pub redis: redis::Client,
+    /// `REDIS_URL`, a node or a cluster (open a connection per use or
+    /// keep one: each times replies out after 500 ms by default).
+    pub redis: activity_tracker::RedisClient,
     /// The consumer's counters.
     pub stats: Arc<ProcessorStats>,
     /// The storage rules, the erasure policy and list, the audit of reads.
@@ -192,23 +192,16 @@ impl Processor {
             true => connect_pool(&config.database_url, writers.saturating_add(5)).await?,
             false => lazy_pool(&config.database_url, 1)?,
         };
-        let redis =
-            redis::Client::open(config.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl {
-                url: redact(&config.redis_url),
-                reason: e.to_string(),
-            })?;
+        let redis = config.redis_client()?;
         // Longer than redis' 500 ms default reply timeout: a server just
         // started, or a loaded machine, may be slow to answer the first
         // command, and start-up should not fail for that.
-        let startup = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(STARTUP_REPLY_TIMEOUT));
         let redis_error = |source| RunError::Redis {
             url: redact(&config.redis_url),
             source,
         };
         let mut conn = redis
-            .get_multiplexed_async_connection_with_config(&startup)
+            .connect(Duration::from_secs(2), Some(STARTUP_REPLY_TIMEOUT))
             .await
             .map_err(|source| {
                 redis_error(ConsumerError::Group {
@@ -217,9 +210,11 @@ impl Processor {
                     source,
                 })
             })?;
-        consumer::ensure_group(&mut conn, &config.stream_key, &config.consumer_group)
-            .await
-            .map_err(redis_error)?;
+        for key in config.stream_shards().keys() {
+            consumer::ensure_group(&mut conn, key, &config.consumer_group)
+                .await
+                .map_err(redis_error)?;
+        }
         server::install_metrics();
         let privacy = Privacy::from_config(&config);
         if uses_database {
@@ -577,6 +572,7 @@ async fn fold_rollups(ctx: Context, token: CancellationToken) {
 async fn gauges(ctx: Context, token: CancellationToken) {
     let mut ticker = tokio::time::interval(GAUGE_PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shards = ctx.config.stream_shards();
     let mut conn = None;
     loop {
         tokio::select! {
@@ -587,33 +583,56 @@ async fn gauges(ctx: Context, token: CancellationToken) {
             handle.run_upkeep();
         }
         if conn.is_none() {
-            conn = ctx.redis.get_multiplexed_async_connection().await.ok();
+            conn = ctx.redis.connect(Duration::from_secs(2), None).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        let length = match crate::queue_length::queue_length(c, &ctx.config.stream_key).await {
-            Ok(length) => length,
-            Err(_) => {
-                conn = None;
-                continue;
-            }
-        };
-        metrics::gauge!("activity_processor_stream_length").set(length.entries as f64);
-        metrics::gauge!("activity_processor_stream_events").set(length.events as f64);
-        let mut pending = redis::cmd("XPENDING");
-        pending
-            .arg(&ctx.config.stream_key)
-            .arg(&ctx.config.consumer_group);
-        match pending.query_async::<redis::Value>(c).await {
-            Ok(pending) => {
-                if let redis::Value::Array(summary) = pending
-                    && let Some(redis::Value::Int(count)) = summary.first()
-                {
-                    metrics::gauge!("activity_processor_pending").set(*count as f64);
-                }
-            }
-            Err(_) => conn = None,
+        if stream_gauges(c, &shards, &ctx.config.consumer_group)
+            .await
+            .is_err()
+        {
+            conn = None;
         }
     }
+}
+
+/// Sets the stream's gauges: the sums over the shards, and with several
+/// shards each shard's (labelled `shard`, its index).
+async fn stream_gauges(
+    conn: &mut activity_tracker::RedisConnection,
+    shards: &activity_tracker::StreamShards,
+    group: &str,
+) -> redis::RedisResult<()> {
+    let lengths = crate::queue_length::shard_lengths(conn, shards).await?;
+    let mut pending_total = 0;
+    for (shard, key) in shards.keys().iter().enumerate() {
+        let summary: redis::Value = redis::cmd("XPENDING")
+            .arg(key)
+            .arg(group)
+            .query_async(conn)
+            .await?;
+        let pending = match summary {
+            redis::Value::Array(summary) => match summary.first() {
+                Some(redis::Value::Int(count)) => *count,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        pending_total += pending;
+        if shards.len() > 1 {
+            let label = [("shard", shard.to_string())];
+            let length = lengths[shard];
+            metrics::gauge!("activity_processor_shard_stream_length", &label)
+                .set(length.entries as f64);
+            metrics::gauge!("activity_processor_shard_stream_events", &label)
+                .set(length.events as f64);
+            metrics::gauge!("activity_processor_shard_pending", &label).set(pending as f64);
+        }
+    }
+    let total = crate::queue_length::QueueLength::sum(&lengths);
+    metrics::gauge!("activity_processor_stream_length").set(total.entries as f64);
+    metrics::gauge!("activity_processor_stream_events").set(total.events as f64);
+    metrics::gauge!("activity_processor_pending").set(pending_total as f64);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -114,8 +114,8 @@ async fn readyz(State(ctx): State<Context>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn ping(client: &redis::Client) -> redis::RedisResult<()> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+async fn ping(client: &activity_tracker::RedisClient) -> redis::RedisResult<()> {
+    let mut conn = client.connect(CHECK_TIMEOUT, Some(CHECK_TIMEOUT)).await?;
     redis::cmd("PING").query_async::<()>(&mut conn).await
 }
 

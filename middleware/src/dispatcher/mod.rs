@@ -47,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+mod connections;
 pub(crate) mod fallback;
 mod ids;
 mod queue;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::thread::start_dispatcher;
 use super::{ActivityTracker, BuildError, DEFAULT_STREAM_KEY};
 use crate::ActivityType;
+use crate::RedisClient;
 use crate::capture::CaptureConfig;
 use crate::counters::Counters;
 use crate::dispatcher::fallback::FallbackConfig;
@@ -23,7 +24,9 @@ use crate::layer::CaptureContext;
 #[must_use]
 pub struct ActivityTrackerBuilder {
     redis_url: String,
+    redis_cluster: bool,
     stream_key: String,
+    stream_shards: usize,
     stream_max_len: usize,
     stream_format: StreamFormat,
     channel_capacity: usize,
@@ -40,7 +43,9 @@ impl Default for ActivityTrackerBuilder {
     fn default() -> Self {
         ActivityTrackerBuilder {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_cluster: false,
             stream_key: DEFAULT_STREAM_KEY.to_owned(),
+            stream_shards: 1,
             stream_max_len: 1_000_000,
             stream_format: StreamFormat::default(),
             channel_capacity: 16_384,
@@ -56,9 +61,30 @@ impl Default for ActivityTrackerBuilder {
 }
 
 impl ActivityTrackerBuilder {
-    /// Redis to write to (default `redis://127.0.0.1:6379`).
+    /// Redis to write to (default `redis://127.0.0.1:6379`). A list of
+    /// nodes separated by commas (`redis://a:7000,redis://b:7001`) is a
+    /// Redis Cluster, written through the `redis` crate's cluster client.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = url.into();
+        self
+    }
+
+    /// Whether the Redis at [`redis_url`](Self::redis_url) is a Redis
+    /// Cluster even when it is one address (`REDIS_CLUSTER`; default
+    /// false: one address is one node).
+    pub fn redis_cluster(mut self, cluster: bool) -> Self {
+        self.redis_cluster = cluster;
+        self
+    }
+
+    /// How many shards the stream has (`STREAM_SHARDS`; default 1: the
+    /// stream key itself). With more, each batch goes to the next shard
+    /// in turn, `<stream key>:{<tag>}`, each on a cluster slot of its own
+    /// (see [`StreamShards`](crate::StreamShards)); the processors must
+    /// be given the same count. At most
+    /// [`MAX_STREAM_SHARDS`](crate::MAX_STREAM_SHARDS).
+    pub fn stream_shards(mut self, shards: usize) -> Self {
+        self.stream_shards = shards;
         self
     }
 
@@ -309,25 +335,36 @@ impl ActivityTrackerBuilder {
         if self.stream_key.is_empty() {
             return Err(BuildError::InvalidSetting("stream_key must not be empty"));
         }
+        if !(1..=crate::MAX_STREAM_SHARDS).contains(&self.stream_shards) {
+            return Err(BuildError::InvalidSetting(
+                "stream_shards must be from 1 to MAX_STREAM_SHARDS (1024)",
+            ));
+        }
         self.capture.validate()?;
         let fallback = self.fallback;
         let sink: Arc<dyn Sink> = match self.sink {
             Some(sink) => sink,
-            None => Arc::new(
-                RedisStreamSink::new(
-                    &self.redis_url,
-                    self.stream_key.clone(),
-                    self.stream_max_len,
-                    self.pool_size,
-                    self.connect_timeout,
-                )
-                .map_err(|source| BuildError::InvalidRedisUrl {
+            None => {
+                let invalid_url = |source| BuildError::InvalidRedisUrl {
                     url: self.redis_url.clone(),
                     source,
-                })?
-                .response_timeout(self.response_timeout)
-                .format(self.stream_format),
-            ),
+                };
+                let client =
+                    RedisClient::open(&self.redis_url, self.redis_cluster).map_err(invalid_url)?;
+                Arc::new(
+                    RedisStreamSink::with_client(
+                        client,
+                        self.stream_key.clone(),
+                        self.stream_max_len,
+                        self.pool_size,
+                        self.connect_timeout,
+                    )
+                    .map_err(invalid_url)?
+                    .response_timeout(self.response_timeout)
+                    .format(self.stream_format)
+                    .shards(self.stream_shards),
+                )
+            }
         };
         let mut dispatcher_config = self.dispatcher;
         dispatcher_config.max_in_flight = self.pool_size as usize;

@@ -65,6 +65,9 @@ pub struct ConsumerStatus {
 pub struct QueueStatus {
     /// The stream read (`STREAM_KEY`).
     pub stream_key: String,
+    /// Each shard's figures (one with `STREAM_SHARDS=1`); the figures
+    /// below are their sums. Empty when Redis cannot be reached.
+    pub shards: Vec<ShardStatus>,
     /// Events waiting in the stream: exact up to 16 entries, beyond that
     /// estimated from the events of the 16 newest (an entry of version 2
     /// holds many; see `docs/operations.md`); null when Redis cannot be
@@ -79,7 +82,8 @@ pub struct QueueStatus {
     pub consumers: Vec<ConsumerStatus>,
     /// Age of the oldest pending entry (from its stream id), in seconds.
     pub oldest_pending_age_seconds: Option<f64>,
-    /// Entries in the dead-letter stream `<stream>:dead`.
+    /// Entries in the dead-letter streams `<stream>:dead` (of every
+    /// shard: `<shard>:dead`).
     pub dead_letter_length: Option<u64>,
     /// Why the Redis figures are null, when they are.
     pub redis_error: Option<String>,
@@ -105,6 +109,27 @@ pub struct QueueStatus {
     pub disabled_webhook_urls: Vec<crate::webhook::DisabledUrl>,
 }
 
+/// One shard of the stream in `queue-status` (one element with
+/// `STREAM_SHARDS=1`: the stream itself).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShardStatus {
+    /// The shard's stream key.
+    pub key: String,
+    /// Its Redis Cluster slot (`CLUSTER KEYSLOT`), for placing shards
+    /// when resharding.
+    pub slot: u16,
+    /// Events waiting in the shard (estimated as `queue_length`).
+    pub queue_length: u64,
+    /// Entries in the shard (`XLEN`).
+    pub queue_entries: u64,
+    /// The shard's entries delivered to the group and not yet acknowledged.
+    pub pending: u64,
+    /// Age of the shard's oldest pending entry, in seconds.
+    pub oldest_pending_age_seconds: Option<f64>,
+    /// Entries in the shard's dead-letter stream `<key>:dead`.
+    pub dead_letter_length: u64,
+}
+
 #[derive(Debug, Default)]
 struct StreamFigures {
     queue_length: QueueLength,
@@ -114,17 +139,59 @@ struct StreamFigures {
     consumers: Vec<ConsumerStatus>,
 }
 
+impl StreamFigures {
+    /// Every shard's figures together: sums, the oldest pending entry of
+    /// any, and each consumer once (its pending summed, its idle time the
+    /// least: it reads every shard).
+    fn sum(shards: &[StreamFigures]) -> StreamFigures {
+        let mut total = StreamFigures {
+            queue_length: QueueLength::sum(
+                &shards.iter().map(|f| f.queue_length).collect::<Vec<_>>(),
+            ),
+            dead_letter_length: shards.iter().map(|f| f.dead_letter_length).sum(),
+            pending: shards.iter().map(|f| f.pending).sum(),
+            oldest_pending_ms: shards.iter().filter_map(|f| f.oldest_pending_ms).min(),
+            consumers: Vec::new(),
+        };
+        for consumer in shards.iter().flat_map(|f| &f.consumers) {
+            match total.consumers.iter_mut().find(|c| c.name == consumer.name) {
+                Some(seen) => {
+                    seen.pending += consumer.pending;
+                    seen.idle_ms = seen.idle_ms.min(consumer.idle_ms);
+                }
+                None => total.consumers.push(consumer.clone()),
+            }
+        }
+        total
+    }
+}
+
 fn is_no_group(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
 }
 
-async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures> {
-    let mut con = state.redis.get_multiplexed_async_connection().await?;
-    let key = &*state.stream_key;
-    let group = &*state.consumer_group;
+/// The figures of every shard, shard 0 first.
+async fn shard_figures(state: &AdminState) -> redis::RedisResult<Vec<StreamFigures>> {
+    let mut con = state
+        .redis
+        .connect(std::time::Duration::from_secs(2), None)
+        .await?;
+    let mut figures = Vec::with_capacity(state.shards.len());
+    for key in state.shards.keys() {
+        figures.push(stream_figures(&mut con, key, &state.consumer_group).await?);
+    }
+    Ok(figures)
+}
+
+/// The figures of the stream (or shard) `key`.
+async fn stream_figures(
+    con: &mut activity_tracker::RedisConnection,
+    key: &str,
+    group: &str,
+) -> redis::RedisResult<StreamFigures> {
     let mut f = StreamFigures {
-        queue_length: queue_length(&mut con, key).await?,
-        dead_letter_length: con.xlen(format!("{key}:dead")).await?,
+        queue_length: queue_length(con, key).await?,
+        dead_letter_length: con.xlen(activity_tracker::dead_letter_key(key)).await?,
         ..StreamFigures::default()
     };
     match con.xpending::<_, _, StreamPendingReply>(key, group).await {
@@ -173,28 +240,42 @@ async fn stream_figures(state: &AdminState) -> redis::RedisResult<StreamFigures>
     security(("bearer" = []))
 )]
 pub(super) async fn queue_status(State(state): State<AdminState>) -> ApiResult<QueueStatus> {
-    let (stream, totals, alert_queue, disabled) = tokio::join!(
-        stream_figures(&state),
+    let (shards, totals, alert_queue, disabled) = tokio::join!(
+        shard_figures(&state),
         queries::get_activity_totals(&state.pool),
         crate::alerts::inbox_length(&state.pool),
         crate::webhook::disabled_urls(&state.pool)
     );
     let totals = totals?;
     let stats = state.stats.snapshot();
-    let (stream, redis_error) = match stream {
-        Ok(f) => (Some(f), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
     let now_ms = Utc::now().timestamp_millis();
+    let age = |ms: i64| (now_ms - ms).max(0) as f64 / 1000.0;
+    let (stream, shards, redis_error) = match shards {
+        Ok(shards) => {
+            let each = shards
+                .iter()
+                .enumerate()
+                .map(|(shard, f)| ShardStatus {
+                    key: state.shards.key(shard).to_owned(),
+                    slot: state.shards.slot(shard),
+                    queue_length: f.queue_length.events,
+                    queue_entries: f.queue_length.entries,
+                    pending: f.pending,
+                    oldest_pending_age_seconds: f.oldest_pending_ms.map(age),
+                    dead_letter_length: f.dead_letter_length,
+                })
+                .collect();
+            (Some(StreamFigures::sum(&shards)), each, None)
+        }
+        Err(e) => (None, Vec::new(), Some(e.to_string())),
+    };
     Ok(Json(QueueStatus {
-        stream_key: state.stream_key.to_string(),
+        stream_key: state.shards.stream_key().to_owned(),
+        shards,
         queue_length: stream.as_ref().map(|f| f.queue_length.events),
         queue_entries: stream.as_ref().map(|f| f.queue_length.entries),
         pending: stream.as_ref().map(|f| f.pending),
-        oldest_pending_age_seconds: stream
-            .as_ref()
-            .and_then(|f| f.oldest_pending_ms)
-            .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0),
+        oldest_pending_age_seconds: stream.as_ref().and_then(|f| f.oldest_pending_ms).map(age),
         dead_letter_length: stream.as_ref().map(|f| f.dead_letter_length),
         consumers: stream.map(|f| f.consumers).unwrap_or_default(),
         redis_error,

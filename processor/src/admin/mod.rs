@@ -47,7 +47,7 @@ use crate::stats::ProcessorStats;
 
 pub use auth::{ADMIN_ROLE, AdminAuth, Caller, DEFAULT_JWT_MAX_TTL, PRIVACY_ROLE, Role, Secret};
 pub use error::{ApiError, ErrorBody};
-pub use handlers::{ConsumerStatus, QueueStatus};
+pub use handlers::{ConsumerStatus, QueueStatus, ShardStatus};
 
 /// Prefix of every admin endpoint.
 pub const PREFIX: &str = "/api/v1/admin/user-activities";
@@ -60,10 +60,11 @@ pub struct AdminState {
     /// Connections to `DATABASE_URL` (the read queries).
     pool: PgPool,
     /// `REDIS_URL`, for the stream figures of `queue-status` (one
-    /// multiplexed connection per request: no state to go stale).
-    redis: redis::Client,
-    /// `STREAM_KEY`; the dead letters are at `<stream_key>:dead`.
-    stream_key: Arc<str>,
+    /// connection per request: no state to go stale).
+    redis: activity_tracker::RedisClient,
+    /// `STREAM_KEY` and `STREAM_SHARDS`; each shard's dead letters are at
+    /// `<shard key>:dead`.
+    shards: Arc<activity_tracker::StreamShards>,
     /// `CONSUMER_GROUP`, whose pending entries `queue-status` reports.
     consumer_group: Arc<str>,
     /// The consumer's counters (processed totals and rates).
@@ -78,7 +79,7 @@ impl AdminState {
     /// State from its parts.
     pub fn new(
         pool: PgPool,
-        redis: redis::Client,
+        redis: impl Into<activity_tracker::RedisClient>,
         stream_key: impl Into<String>,
         consumer_group: impl Into<String>,
         stats: Arc<ProcessorStats>,
@@ -86,13 +87,22 @@ impl AdminState {
     ) -> Self {
         Self {
             pool,
-            redis,
-            stream_key: stream_key.into().into(),
+            redis: redis.into(),
+            shards: Arc::new(activity_tracker::StreamShards::new(&stream_key.into(), 1)),
             consumer_group: consumer_group.into().into(),
             stats,
             auth: Arc::new(auth),
             privacy: Arc::new(Privacy::default()),
         }
+    }
+
+    /// With the stream read as `count` shards (`STREAM_SHARDS`; default 1).
+    pub fn with_stream_shards(mut self, count: usize) -> Self {
+        self.shards = Arc::new(activity_tracker::StreamShards::new(
+            self.shards.stream_key(),
+            count,
+        ));
+        self
     }
 
     /// With these privacy settings (the default: no key, no audit of reads).
@@ -111,6 +121,7 @@ impl AdminState {
             ctx.stats.clone(),
             auth,
         )
+        .with_stream_shards(ctx.config.stream_shards)
         .with_privacy(ctx.privacy.clone())
     }
 }

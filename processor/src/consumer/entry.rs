@@ -40,14 +40,17 @@ pub(crate) struct Entry {
 pub(crate) struct PendingEntry {
     /// The entry id, for `XACK` and `XDEL`.
     pub(crate) id: String,
+    /// The shard it was read from (`Settings::shards`).
+    pub(crate) shard: usize,
     /// Events of the entry not stored or dead-lettered yet.
     left: AtomicUsize,
 }
 
 impl PendingEntry {
-    fn new(id: String, events: usize) -> Arc<Self> {
+    fn new(id: String, shard: usize, events: usize) -> Arc<Self> {
         Arc::new(PendingEntry {
             id,
+            shard,
             left: AtomicUsize::new(events),
         })
     }
@@ -79,8 +82,13 @@ fn unreadable(reason: impl Into<String>) -> DecodeError {
     DecodeError::UnreadableEntry(reason.into())
 }
 
-/// The items of `entry` of `stream_key`, read at `received`.
-pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Instant) -> Vec<Item> {
+/// The items of `entry` of `stream_key` (shard `shard`), read at `received`.
+pub(crate) fn items(
+    stream_key: &str,
+    shard: usize,
+    entry: Entry,
+    received: tokio::time::Instant,
+) -> Vec<Item> {
     let Entry { id, mut fields } = entry;
     let mut take = |name: &str| {
         fields
@@ -96,7 +104,7 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
         let decoded = decode_entry(stream_key, &id, data.as_deref());
         // Without a `data` field, the dead letter keeps the fields there were.
         let payload = data.unwrap_or_else(|| Bytes::from(fields_as_json(&fields)));
-        let entry = PendingEntry::new(id, 1);
+        let entry = PendingEntry::new(id, shard, 1);
         return vec![Item {
             origin: Origin::Stream { entry, line: None },
             payload: Payload::Data(payload),
@@ -108,7 +116,7 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
     let whole = |id: String, reason: DecodeError, events: Bytes, n: Bytes| {
         vec![Item {
             origin: Origin::Stream {
-                entry: PendingEntry::new(id, 1),
+                entry: PendingEntry::new(id, shard, 1),
                 line: None,
             },
             payload: Payload::Entry {
@@ -163,7 +171,7 @@ pub(crate) fn items(stream_key: &str, entry: Entry, received: tokio::time::Insta
         }
         Some(_) => {}
     }
-    let entry = PendingEntry::new(id, lines.len());
+    let entry = PendingEntry::new(id, shard, lines.len());
     lines
         .into_iter()
         .enumerate()
@@ -245,7 +253,7 @@ mod tests {
     }
 
     fn read(fields: &[(&str, &[u8])]) -> Vec<Item> {
-        items("s", entry(fields), tokio::time::Instant::now())
+        items("s", 0, entry(fields), tokio::time::Instant::now())
     }
 
     const GOOD: &str = r#"{"action":"login","user_id":"u1","created_at":"2025-01-02T03:04:05Z"}"#;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use activity_tracker::RedisClient;
 use chrono::Utc;
 use redis::Value;
 use tokio::sync::mpsc;
@@ -36,7 +37,7 @@ pub(crate) fn processing_key(key: &str, consumer: &str) -> String {
 /// Drains the legacy list until cancelled.
 pub(crate) async fn read_loop(
     settings: Settings,
-    redis: redis::Client,
+    redis: RedisClient,
     stats: Arc<ProcessorStats>,
     tx: mpsc::Sender<Item>,
     token: CancellationToken,
@@ -175,7 +176,7 @@ async fn recover_orphans(
         .query(
             redis::cmd("XINFO")
                 .arg("CONSUMERS")
-                .arg(&settings.stream_key)
+                .arg(settings.stream_key())
                 .arg(&settings.group),
         )
         .await?;

@@ -4,39 +4,36 @@
 
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use activity_tracker::{RedisClient, RedisConnection, is_connection_failure};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Settings};
 
-/// Opens a connection; `response_timeout` overrides redis' 500 ms default
-/// (blocking reads need longer than their `BLOCK`).
+/// Opens a connection (to a node, or to a cluster); `response_timeout`
+/// overrides redis' 500 ms default (blocking reads need longer than their
+/// `BLOCK`).
 pub(crate) async fn connect(
-    client: &redis::Client,
+    client: &RedisClient,
     response_timeout: Option<Duration>,
-) -> redis::RedisResult<MultiplexedConnection> {
-    let mut config =
-        AsyncConnectionConfig::new().set_connection_timeout(Some(Duration::from_secs(2)));
-    if let Some(timeout) = response_timeout {
-        config = config.set_response_timeout(Some(timeout));
-    }
+) -> redis::RedisResult<RedisConnection> {
     client
-        .get_multiplexed_async_connection_with_config(&config)
+        .connect(Duration::from_secs(2), response_timeout)
         .await
 }
 
 /// A connection opened on first use and again after a failure (a
-/// multiplexed connection never recovers once its socket is gone).
+/// multiplexed connection never recovers once its socket is gone; a
+/// cluster connection opened afresh reads the slot map afresh, which finds
+/// a failed master's promoted replica).
 #[derive(Debug)]
 pub(crate) struct Link {
-    client: redis::Client,
+    client: RedisClient,
     response_timeout: Option<Duration>,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConnection>,
 }
 
 impl Link {
-    pub(crate) fn new(client: redis::Client, response_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(client: RedisClient, response_timeout: Option<Duration>) -> Self {
         Link {
             client,
             response_timeout,
@@ -45,7 +42,7 @@ impl Link {
     }
 
     /// The connection, opened if needed.
-    pub(crate) async fn get(&mut self) -> redis::RedisResult<&mut MultiplexedConnection> {
+    pub(crate) async fn get(&mut self) -> redis::RedisResult<&mut RedisConnection> {
         if self.conn.is_none() {
             self.conn = Some(connect(&self.client, self.response_timeout).await?);
         }
@@ -73,11 +70,7 @@ impl Link {
 
     fn check<T>(&mut self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
         if let Err(e) = &result
-            && (e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-                || e.is_unrecoverable_error())
+            && is_connection_failure(e)
         {
             self.conn = None;
         }
@@ -95,10 +88,11 @@ pub(crate) async fn retry_sleep(backoff: &mut Backoff, token: &CancellationToken
     }
 }
 
-/// `XGROUP DELCONSUMER` when this consumer has nothing pending.
-pub(crate) async fn forget_consumer_if_idle(conn: &mut MultiplexedConnection, settings: &Settings) {
+/// `XGROUP DELCONSUMER` when this consumer has nothing pending on the
+/// settings' shard.
+pub(crate) async fn forget_consumer_if_idle(conn: &mut RedisConnection, settings: &Settings) {
     let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
-        .arg(&settings.stream_key)
+        .arg(settings.stream_key())
         .arg(&settings.group)
         .arg("-")
         .arg("+")
@@ -111,7 +105,7 @@ pub(crate) async fn forget_consumer_if_idle(conn: &mut MultiplexedConnection, se
     {
         let _: redis::RedisResult<i64> = redis::cmd("XGROUP")
             .arg("DELCONSUMER")
-            .arg(&settings.stream_key)
+            .arg(settings.stream_key())
             .arg(&settings.group)
             .arg(&settings.consumer)
             .query_async(conn)

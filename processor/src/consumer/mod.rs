@@ -2,8 +2,9 @@
 //! LIST), batches by size or age, stores each batch idempotently, then
 //! acknowledges it. At-least-once in, exactly-once stored.
 //!
-//! Sources (the stream reader, the claimer of entries left by stopped
-//! consumers, the legacy list reader) decode entries and send them on a
+//! Sources (a stream reader and a claimer of entries left by stopped
+//! consumers for each shard of the stream, the legacy list reader) decode
+//! entries and send them on a
 //! bounded channel to one sink, which batches, writes, dead-letters and
 //! acknowledges. Shutdown is closing the input: on cancellation the sources
 //! stop reading and drop their senders, and the sink flushes the batch in
@@ -17,7 +18,7 @@
 //!
 //! let config = Config::from_env();
 //! let pool = sqlx::PgPool::connect(&config.database_url).await?;
-//! let redis = redis::Client::open(config.redis_url.as_str())?;
+//! let redis = config.redis_client()?;
 //! let token = CancellationToken::new();
 //! let rules = activity_store::normalize::StorageRules::default();
 //! consumer::run(&config, pool, redis, Arc::new(ProcessorStats::new()), rules, token).await?;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use activity_store::normalize::StorageRules;
+use activity_tracker::{RedisClient, StreamShards};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -94,8 +96,10 @@ pub(crate) struct Item {
 /// The consumer's settings, taken from [`Config`].
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) stream_key: String,
-    pub(crate) dead_key: String,
+    /// Every shard of the stream.
+    pub(crate) shards: StreamShards,
+    /// The shard a source reads ([`Settings::for_shard`]); 0 elsewhere.
+    pub(crate) shard: usize,
     pub(crate) group: String,
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
@@ -118,8 +122,8 @@ pub(crate) struct Settings {
 impl Settings {
     pub(crate) fn from_config(config: &Config) -> Self {
         Settings {
-            stream_key: config.stream_key.clone(),
-            dead_key: config.dead_letter_key(),
+            shards: config.stream_shards(),
+            shard: 0,
             group: config.consumer_group.clone(),
             consumer: config.consumer_name(),
             batch_size: config.batch_size,
@@ -134,12 +138,25 @@ impl Settings {
             rules: StorageRules::default(),
         }
     }
+
+    /// These settings for the sources of shard `shard`.
+    pub(crate) fn for_shard(&self, shard: usize) -> Self {
+        Settings {
+            shard,
+            ..self.clone()
+        }
+    }
+
+    /// The key of this settings' shard.
+    pub(crate) fn stream_key(&self) -> &str {
+        self.shards.key(self.shard)
+    }
 }
 
 /// Creates the consumer group (and the stream) if missing:
 /// `XGROUP CREATE <key> <group> 0 MKSTREAM`, `BUSYGROUP` ignored.
 pub async fn ensure_group(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut impl redis::aio::ConnectionLike,
     stream_key: &str,
     group: &str,
 ) -> Result<(), ConsumerError> {
@@ -166,7 +183,7 @@ pub async fn ensure_group(
 pub async fn run(
     config: &Config,
     pool: PgPool,
-    redis: redis::Client,
+    redis: RedisClient,
     stats: Arc<ProcessorStats>,
     rules: StorageRules,
     token: CancellationToken,
@@ -178,14 +195,18 @@ pub async fn run(
     let mut setup = link::connect(&redis, None)
         .await
         .map_err(|source| ConsumerError::Group {
-            stream: settings.stream_key.clone(),
+            stream: settings.shards.stream_key().to_owned(),
             group: settings.group.clone(),
             source,
         })?;
-    ensure_group(&mut setup, &settings.stream_key, &settings.group).await?;
+    for key in settings.shards.keys() {
+        ensure_group(&mut setup, key, &settings.group).await?;
+    }
     drop(setup);
     tracing::info!(
-        stream = %settings.stream_key,
+        stream = %settings.shards.stream_key(),
+        shards = settings.shards.len(),
+        cluster = redis.is_cluster(),
         group = %settings.group,
         consumer = %settings.consumer,
         batch_size = settings.batch_size,
@@ -199,20 +220,26 @@ pub async fn run(
     // batches being written besides: memory is bounded by both).
     let (tx, rx) = mpsc::channel::<Item>(settings.batch_size.max(16));
     let tracker = TaskTracker::new();
-    tracker.spawn(stream::read_loop(
-        settings.clone(),
-        redis.clone(),
-        stats.clone(),
-        tx.clone(),
-        token.clone(),
-    ));
-    tracker.spawn(stream::claim_loop(
-        settings.clone(),
-        redis.clone(),
-        stats.clone(),
-        tx.clone(),
-        token.clone(),
-    ));
+    // One reader and one claimer a shard, each on a connection of its own
+    // (a blocking read holds up what is queued behind it), all sending on
+    // one channel: each waits its turn for room, so the shards are read
+    // alike however full each is.
+    for shard in 0..settings.shards.len() {
+        tracker.spawn(stream::read_loop(
+            settings.for_shard(shard),
+            redis.clone(),
+            stats.clone(),
+            tx.clone(),
+            token.clone(),
+        ));
+        tracker.spawn(stream::claim_loop(
+            settings.for_shard(shard),
+            redis.clone(),
+            stats.clone(),
+            tx.clone(),
+            token.clone(),
+        ));
+    }
     if settings.legacy_list_key.is_some() {
         tracker.spawn(legacy::read_loop(
             settings.clone(),
@@ -237,7 +264,9 @@ pub async fn run(
     // A consumer with nothing pending leaves the group, so that names made
     // of host and pid do not pile up across restarts.
     if let Ok(mut conn) = link::connect(&redis, None).await {
-        link::forget_consumer_if_idle(&mut conn, &settings).await;
+        for shard in 0..settings.shards.len() {
+            link::forget_consumer_if_idle(&mut conn, &settings.for_shard(shard)).await;
+        }
     }
     tracing::info!(consumer = %settings.consumer, "consumer stopped");
     Ok(())

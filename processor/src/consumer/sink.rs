@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use activity_store::normalize::StorageRules;
-use activity_tracker::BatchLimits;
+use activity_tracker::{BatchLimits, RedisClient};
 
 use super::decode::Decoded;
 use sqlx::PgPool;
@@ -32,7 +32,7 @@ const DEAD_LETTER_MAX_LEN: u64 = 1_000_000;
 pub(crate) async fn run(
     settings: Settings,
     pool: PgPool,
-    redis: redis::Client,
+    redis: RedisClient,
     stats: Arc<ProcessorStats>,
     mut rx: mpsc::Receiver<Item>,
     token: CancellationToken,
@@ -279,89 +279,112 @@ impl Sink {
         }
     }
 
-    /// `XADD <stream>:dead * <fields> reason <why>` for each; `false` when
-    /// it could not be done before shutdown. The fields: `data` `entry` (a
-    /// version 1 entry's), `data` (a legacy element), `data` `entry` `index`
-    /// (a line of a version 2 entry), `events` `n` `entry` and `codec` if it had one (a
-    /// version 2 entry that could not be read as lines, `events` as it was
-    /// read).
+    /// `XADD <shard>:dead * <fields> reason <why>` for each, into the
+    /// dead-letter stream of the shard it came from (a legacy element's
+    /// into shard 0's); `false` when it could not be done before shutdown.
+    /// The fields: `data` `entry` (a version 1 entry's), `data` (a legacy
+    /// element), `data` `entry` `index` (a line of a version 2 entry),
+    /// `events` `n` `entry` and `codec` if it had one (a version 2 entry
+    /// that could not be read as lines, `events` as it was read). One
+    /// pipeline a shard: on a cluster each shard is on its own slot.
     async fn dead_letter(&mut self, dead: &[(Item, String)]) -> bool {
-        let mut pipe = redis::pipe();
-        for (item, reason) in dead {
-            let cmd = pipe
-                .cmd("XADD")
-                .arg(&self.settings.dead_key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(DEAD_LETTER_MAX_LEN)
-                .arg("*");
-            match &item.payload {
-                Payload::Data(data) => {
-                    cmd.arg("data").arg(&data[..]);
+        let shard_of = |item: &Item| match &item.origin {
+            Origin::Stream { entry, .. } => entry.shard,
+            Origin::Legacy => 0,
+        };
+        let mut shards: Vec<usize> = dead.iter().map(|(item, _)| shard_of(item)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let dead_key = self.settings.shards.dead_key(shard);
+            let mut pipe = redis::pipe();
+            let mut count = 0u64;
+            for (item, reason) in dead.iter().filter(|(item, _)| shard_of(item) == shard) {
+                count += 1;
+                let cmd = pipe
+                    .cmd("XADD")
+                    .arg(&dead_key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(DEAD_LETTER_MAX_LEN)
+                    .arg("*");
+                match &item.payload {
+                    Payload::Data(data) => {
+                        cmd.arg("data").arg(&data[..]);
+                    }
+                    Payload::Entry { events, n, codec } => {
+                        cmd.arg("events").arg(&events[..]).arg("n").arg(&n[..]);
+                        if let Some(codec) = codec {
+                            cmd.arg("codec").arg(&codec[..]);
+                        }
+                    }
                 }
-                Payload::Entry { events, n, codec } => {
-                    cmd.arg("events").arg(&events[..]).arg("n").arg(&n[..]);
-                    if let Some(codec) = codec {
-                        cmd.arg("codec").arg(&codec[..]);
+                // The entry id of every stream event: `redrive-dead`
+                // derives the id of an event that had none from it, as the
+                // reader did.
+                if let Origin::Stream { entry, line } = &item.origin {
+                    cmd.arg("entry").arg(&entry.id);
+                    if let Some(index) = line {
+                        cmd.arg("index").arg(*index);
+                    }
+                }
+                cmd.arg("reason").arg(reason).ignore();
+            }
+            let mut retry = Retry::new();
+            loop {
+                match self.link.pipe::<()>(&pipe).await {
+                    Ok(()) => {
+                        for (item, reason) in dead {
+                            if shard_of(item) == shard {
+                                tracing::warn!(%reason, stream = %dead_key, "entry dead-lettered");
+                            }
+                        }
+                        self.stats.record_dead_lettered(count);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "writing dead letters failed; retrying");
+                        if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                            return false;
+                        }
                     }
                 }
             }
-            // The entry id of every stream event: `redrive-dead` derives
-            // the id of an event that had none from it, as the reader did.
-            if let Origin::Stream { entry, line } = &item.origin {
-                cmd.arg("entry").arg(&entry.id);
-                if let Some(index) = line {
-                    cmd.arg("index").arg(*index);
-                }
-            }
-            cmd.arg("reason").arg(reason).ignore();
         }
-        let mut retry = Retry::new();
-        loop {
-            match self.link.pipe::<()>(&pipe).await {
-                Ok(()) => {
-                    for (_, reason) in dead {
-                        tracing::warn!(%reason, stream = %self.settings.dead_key, "entry dead-lettered");
-                    }
-                    self.stats.record_dead_lettered(dead.len() as u64);
-                    return true;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "writing dead letters failed; retrying");
-                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
-                        return false;
-                    }
-                }
-            }
-        }
+        true
     }
 
     /// `XACK` + `XDEL` (atomically: an entry is never left pending without
     /// its data) for the stream entries whose last event this batch held,
+    /// one transaction a shard (a cluster refuses one across slots), then
     /// `LREM` from the processing list for legacy ones.
     async fn acknowledge(&mut self, items: &[&Item]) {
-        let ids: Vec<&str> = items
+        let mut done: Vec<(usize, &str)> = items
             .iter()
             .filter_map(|item| match &item.origin {
-                Origin::Stream { entry, .. } => entry.event_done().then_some(entry.id.as_str()),
+                Origin::Stream { entry, .. } => entry
+                    .event_done()
+                    .then_some((entry.shard, entry.id.as_str())),
                 Origin::Legacy => None,
             })
             .collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if !ids.is_empty() {
+        done.sort_unstable();
+        for shard_ids in done.chunk_by(|a, b| a.0 == b.0) {
+            let key = self.settings.shards.key(shard_ids[0].0);
+            let ids: Vec<&str> = shard_ids.iter().map(|(_, id)| *id).collect();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
             pipe.cmd("XACK")
-                .arg(&self.settings.stream_key)
+                .arg(key)
                 .arg(&self.settings.group)
                 .arg(&ids)
                 .ignore();
-            pipe.cmd("XDEL")
-                .arg(&self.settings.stream_key)
-                .arg(&ids)
-                .ignore();
+            pipe.cmd("XDEL").arg(key).arg(&ids).ignore();
+            self.send_acknowledgement(&pipe).await;
         }
         if let Some(key) = &self.settings.legacy_list_key {
             let processing = legacy::processing_key(key, &self.settings.consumer);
+            let mut pipe = redis::pipe();
             for item in items.iter().filter(|i| matches!(i.origin, Origin::Legacy)) {
                 if let Payload::Data(data) = &item.payload {
                     pipe.cmd("LREM")
@@ -371,19 +394,23 @@ impl Sink {
                         .ignore();
                 }
             }
+            if !pipe.is_empty() {
+                self.send_acknowledgement(&pipe).await;
+            }
         }
-        if ids.is_empty() && !items.iter().any(|i| matches!(i.origin, Origin::Legacy)) {
-            // Every entry of the batch has events still in other batches.
-            return;
-        }
+    }
+
+    /// Sends an acknowledgement, retrying until it succeeds or the
+    /// shutdown grace runs out (stored already: a redelivery is a harmless
+    /// duplicate).
+    async fn send_acknowledgement(&mut self, pipe: &redis::Pipeline) {
         let mut retry = Retry::new();
         loop {
-            match self.link.pipe::<()>(&pipe).await {
+            match self.link.pipe::<()>(pipe).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "acknowledging a stored batch failed; retrying");
                     if !retry.wait(&self.token, self.settings.shutdown_grace).await {
-                        // Stored already: redelivery is a harmless duplicate.
                         return;
                     }
                 }

@@ -9,6 +9,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use activity_tracker::RedisClient;
+
 use super::Backoff;
 use super::entry::{self, Entry};
 use super::link::{Link, retry_sleep};
@@ -20,7 +22,7 @@ use crate::stats::ProcessorStats;
 /// `CONSUMER_NAME`), then new ones with `>`.
 pub(crate) async fn read_loop(
     settings: Settings,
-    redis: redis::Client,
+    redis: RedisClient,
     stats: Arc<ProcessorStats>,
     tx: mpsc::Sender<Item>,
     token: CancellationToken,
@@ -44,7 +46,7 @@ pub(crate) async fn read_loop(
                 .arg(settings.block.as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS")
-            .arg(&settings.stream_key)
+            .arg(settings.stream_key())
             .arg(pending_after.as_deref().unwrap_or(">"));
         let entries = match link.query::<ReadReply>(&cmd).await {
             Ok(ReadReply(entries)) => {
@@ -52,11 +54,11 @@ pub(crate) async fn read_loop(
                 entries
             }
             Err(e) => {
-                tracing::warn!(error = %e, stream = %settings.stream_key, "reading the stream failed; retrying");
+                tracing::warn!(error = %e, stream = %settings.stream_key(), "reading the stream failed; retrying");
                 if e.code() == Some("NOGROUP")
                     && let Ok(conn) = link.get().await
                 {
-                    let _ = ensure_group(conn, &settings.stream_key, &settings.group).await;
+                    let _ = ensure_group(conn, settings.stream_key(), &settings.group).await;
                 }
                 if !retry_sleep(&mut backoff, &token).await {
                     break;
@@ -83,7 +85,7 @@ pub(crate) async fn read_loop(
 /// the same path.
 pub(crate) async fn claim_loop(
     settings: Settings,
-    redis: redis::Client,
+    redis: RedisClient,
     stats: Arc<ProcessorStats>,
     tx: mpsc::Sender<Item>,
     token: CancellationToken,
@@ -102,7 +104,7 @@ pub(crate) async fn claim_loop(
         let mut cursor = "0-0".to_owned();
         loop {
             let cmd = redis::cmd("XAUTOCLAIM")
-                .arg(&settings.stream_key)
+                .arg(settings.stream_key())
                 .arg(&settings.group)
                 .arg(&settings.consumer)
                 .arg(settings.claim_idle.as_millis() as u64)
@@ -152,7 +154,7 @@ async fn send_all(
     let received = tokio::time::Instant::now();
     let mut largest = 0;
     for entry in entries {
-        let items = entry::items(&settings.stream_key, entry, received);
+        let items = entry::items(settings.stream_key(), settings.shard, entry, received);
         largest = largest.max(items.len());
         stats.record_consumed(items.len() as u64);
         for item in items {

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use activity_tracker::{ClientIpResolver, WireBatch};
+use activity_tracker::{ClientIpResolver, RedisClient, WireBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -93,7 +93,10 @@ struct Inner {
 
 impl IngestState {
     /// From the `INGEST_*` settings; `None` without `INGEST_WRITE_KEYS`.
-    pub fn from_config(config: &Config, redis: redis::Client) -> Result<Option<Self>, ConfigError> {
+    pub fn from_config(
+        config: &Config,
+        redis: impl Into<RedisClient>,
+    ) -> Result<Option<Self>, ConfigError> {
         let Some(keys) = config.ingest_write_keys()? else {
             return Ok(None);
         };
@@ -103,8 +106,8 @@ impl IngestState {
                 proxies: config.ingest_trusted_proxies()?,
                 rate_limit: config.ingest_rate_limit.map(RateLimit::new),
                 writer: StreamWriter::new(
-                    redis,
-                    config.stream_key.clone(),
+                    redis.into(),
+                    config.stream_shards(),
                     config.ingest_max_backlog,
                 ),
                 keys,

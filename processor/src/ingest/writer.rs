@@ -2,15 +2,17 @@
 //! events <lines>`) per request, refused while the stream's backlog in
 //! events is above `INGEST_MAX_BACKLOG`. No trim: what the ingest
 //! accepted is never cut from the stream; the backlog bound is what keeps
-//! it from growing without end.
+//! it from growing without end. With several shards each request goes
+//! to the next shard in turn, as the tracker's batches do, and the backlog
+//! is every shard's together.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use activity_tracker::WireBatch;
-use redis::aio::MultiplexedConnection;
+use activity_tracker::{RedisClient, RedisConnection, StreamShards, WireBatch};
 
-use crate::queue_length::queue_length;
+use crate::queue_length::{QueueLength, shard_lengths};
 
 /// How old the backlog reading may be before a request reads it again:
 /// reading it costs two round trips, so not every request does.
@@ -38,12 +40,14 @@ pub enum WriteError {
 /// Writes requests' events to the stream.
 #[derive(Debug)]
 pub(crate) struct StreamWriter {
-    client: redis::Client,
-    key: String,
+    client: RedisClient,
+    shards: StreamShards,
+    /// The shard the next request goes to, counting up.
+    next_shard: AtomicUsize,
     max_backlog: u64,
     /// The connection requests share (multiplexed); `None` after a
     /// failure, so the next request connects again.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: tokio::sync::Mutex<Option<RedisConnection>>,
     /// The last backlog reading and when it was taken; locked only to
     /// read or replace it.
     backlog: Mutex<Option<(Instant, u64)>>,
@@ -52,10 +56,11 @@ pub(crate) struct StreamWriter {
 }
 
 impl StreamWriter {
-    pub(crate) fn new(client: redis::Client, key: String, max_backlog: u64) -> Self {
+    pub(crate) fn new(client: RedisClient, shards: StreamShards, max_backlog: u64) -> Self {
         StreamWriter {
             client,
-            key,
+            shards,
+            next_shard: AtomicUsize::new(0),
             max_backlog,
             conn: tokio::sync::Mutex::new(None),
             backlog: Mutex::new(None),
@@ -63,17 +68,14 @@ impl StreamWriter {
         }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+    async fn connection(&self) -> Result<RedisConnection, redis::RedisError> {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
         let conn = self
             .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .connect(REDIS_TIMEOUT, Some(REDIS_TIMEOUT))
             .await?;
         *slot = Some(conn.clone());
         Ok(conn)
@@ -112,8 +114,8 @@ impl StreamWriter {
     /// Reads the backlog and keeps the reading.
     async fn read_backlog(&self) -> Result<u64, WriteError> {
         let mut conn = self.connection().await?;
-        let events = match queue_length(&mut conn, &self.key).await {
-            Ok(length) => length.events,
+        let events = match shard_lengths(&mut conn, &self.shards).await {
+            Ok(lengths) => QueueLength::sum(&lengths).events,
             Err(e) => {
                 self.forget_connection().await;
                 return Err(e.into());
@@ -129,15 +131,17 @@ impl StreamWriter {
             return Ok(());
         }
         let mut conn = self.connection().await?;
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let key = self.shards.key(shard);
         let mut count = itoa::Buffer::new();
         let count = count.format(batch.len());
         let events = batch.as_bytes();
         let mut cmd = redis::Cmd::with_capacity(
             7,
-            "XADD*nevents".len() + self.key.len() + count.len() + events.len(),
+            "XADD*nevents".len() + key.len() + count.len() + events.len(),
         );
         cmd.arg("XADD")
-            .arg(self.key.as_str())
+            .arg(key)
             .arg("*")
             .arg("n")
             .arg(count)
