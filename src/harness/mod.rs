@@ -1,6 +1,7 @@
 //! Private servers for tests that stop, kill or restart Redis or
-//! PostgreSQL, never touching the shared ones; free ports; waiting with a
-//! deadline; a stream read back as the processor reads it.
+//! PostgreSQL, never touching the shared ones, and a private Redis Cluster
+//! whose masters a test can crash ([`RedisCluster`]); free ports; waiting
+//! with a deadline; a stream read back as the processor reads it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,11 +23,16 @@
 //! # }
 //! ```
 
+mod cluster;
 mod postgres;
 mod redis;
 mod stream;
 mod wait;
 
+pub use self::cluster::{
+    CLUSTER_SLOTS, ClusterNode, ClusterOptions, Failover, Master, RedisCluster, key_slot,
+    keys_per_master,
+};
 pub use self::postgres::PrivatePostgres;
 pub use self::redis::PrivateRedis;
 pub use self::stream::{stream_activities, stream_events};
