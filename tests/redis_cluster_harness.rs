@@ -23,7 +23,10 @@ async fn a_crashed_master_fails_over_to_its_replica_with_its_entries() {
     assert_eq!(cluster.addrs().len(), 6);
     let url = cluster.redis_url();
     assert_eq!(url.split(',').count(), 6);
-    assert!(url.split(',').all(|node| node.starts_with("redis://127.0.0.1:")));
+    assert!(
+        url.split(',')
+            .all(|node| node.starts_with("redis://127.0.0.1:"))
+    );
 
     // The harness's slots are the server's, hash tags included.
     for key in [
@@ -45,7 +48,10 @@ async fn a_crashed_master_fails_over_to_its_replica_with_its_entries() {
     let keys: Vec<String> = (0..30).map(|i| format!("harness-stream-{i}")).collect();
     let spread = cluster.keys_per_master(&keys);
     assert_eq!(spread.iter().map(|(_, n)| n).sum::<usize>(), keys.len());
-    assert!(spread.iter().all(|(_, n)| *n > 0), "keys on every master: {spread:?}");
+    assert!(
+        spread.iter().all(|(_, n)| *n > 0),
+        "keys on every master: {spread:?}"
+    );
 
     // Sent to a node that does not serve the key, a command is redirected.
     let key = &keys[0];
@@ -131,7 +137,10 @@ async fn a_crashed_master_fails_over_to_its_replica_with_its_entries() {
 
     // And takes writes.
     let _: String = cluster
-        .query(key, redis::cmd("XADD").arg(key).arg("*").arg("n").arg("after"))
+        .query(
+            key,
+            redis::cmd("XADD").arg(key).arg("*").arg("n").arg("after"),
+        )
         .await
         .expect("XADD after the failover");
     assert_eq!(cluster.xlen(key).await.unwrap(), expected(key) + 1);

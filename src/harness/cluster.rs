@@ -105,7 +105,10 @@ impl Master {
 
     /// How many slots it serves.
     pub fn slot_count(&self) -> usize {
-        self.slots.iter().map(|r| usize::from(r.end() - r.start()) + 1).sum()
+        self.slots
+            .iter()
+            .map(|r| usize::from(r.end() - r.start()) + 1)
+            .sum()
     }
 }
 
@@ -276,7 +279,12 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
-            .args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
             .args([
                 "--cluster-replicas",
                 &cluster.options.replicas_per_master.to_string(),
@@ -357,7 +365,10 @@ impl RedisCluster {
         for node in &self.nodes {
             let log = std::fs::read_to_string(node.dir.join("redis.log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            text.push_str(&format!("\n--- node {} (bus {}) log tail:", node.port, node.bus_port));
+            text.push_str(&format!(
+                "\n--- node {} (bus {}) log tail:",
+                node.port, node.bus_port
+            ));
             for line in &lines[lines.len().saturating_sub(8)..] {
                 text.push_str("\n    ");
                 text.push_str(line);
@@ -564,7 +575,10 @@ impl RedisCluster {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Client,
                     "not replicated",
-                    format!("{}: {acked} of {wanted} replicas within {timeout:?}", master.node),
+                    format!(
+                        "{}: {acked} of {wanted} replicas within {timeout:?}",
+                        master.node
+                    ),
                 )));
             }
         }
@@ -797,10 +811,7 @@ fn parse_masters(reply: &str) -> Result<Vec<Master>, String> {
             continue;
         }
         if flags.contains(&"slave") {
-            replicas
-                .entry(fields[3].to_owned())
-                .or_default()
-                .push(node);
+            replicas.entry(fields[3].to_owned()).or_default().push(node);
             continue;
         }
         let mut slots = Vec::new();
@@ -837,7 +848,10 @@ mod tests {
         assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
         assert_eq!(key_slot("foo"), 12182);
         assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
-        assert_eq!(key_slot("foo{}{bar}"), crc16_xmodem(b"foo{}{bar}") % CLUSTER_SLOTS);
+        assert_eq!(
+            key_slot("foo{}{bar}"),
+            crc16_xmodem(b"foo{}{bar}") % CLUSTER_SLOTS
+        );
         assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
         assert_eq!(key_slot("foo{bar}{zap}"), key_slot("bar"));
         assert_eq!(key_slot(""), 0);
@@ -856,9 +870,18 @@ f6 127.0.0.1:7005@17005 master,fail - 0 0 4 disconnected
         let masters = parse_masters(reply).expect("parses");
         assert_eq!(masters.len(), 3);
         assert_eq!(masters[0].node.port, 7000);
-        assert_eq!(masters[0].replicas, vec![ClusterNode { id: "d4".into(), port: 7003 }]);
+        assert_eq!(
+            masters[0].replicas,
+            vec![ClusterNode {
+                id: "d4".into(),
+                port: 7003
+            }]
+        );
         assert_eq!(masters[1].slots, vec![5461..=10922]);
-        assert!(masters[1].replicas.is_empty(), "a failing replica is left out");
+        assert!(
+            masters[1].replicas.is_empty(),
+            "a failing replica is left out"
+        );
         assert_eq!(masters[2].node.port, 7002);
         assert_eq!(masters.iter().map(Master::slot_count).sum::<usize>(), 16384);
         assert!(parse_masters("a1 127.0.0.1:x master").is_err());
@@ -866,10 +889,21 @@ f6 127.0.0.1:7005@17005 master,fail - 0 0 4 disconnected
 
     #[test]
     fn keys_are_counted_on_the_master_of_their_slot() {
-        let node = |port| ClusterNode { id: port.to_string(), port };
+        let node = |port: u16| ClusterNode {
+            id: port.to_string(),
+            port,
+        };
         let masters = vec![
-            Master { node: node(1), slots: vec![0..=8191], replicas: vec![] },
-            Master { node: node(2), slots: vec![8192..=16383], replicas: vec![] },
+            Master {
+                node: node(1),
+                slots: vec![0..=8191],
+                replicas: vec![],
+            },
+            Master {
+                node: node(2),
+                slots: vec![8192..=16383],
+                replicas: vec![],
+            },
         ];
         // "foo" is on slot 12182, "123456789" on 12739, "bar" on 5061.
         let counts = keys_per_master(&masters, ["foo", "123456789", "bar"]);
