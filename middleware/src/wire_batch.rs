@@ -7,6 +7,13 @@ use chrono::{DateTime, Utc};
 
 use crate::{Activity, WireError};
 
+/// The optional field of a version 2 stream entry holding its events'
+/// first arrival, [`WireBatch::arrived_at`], in milliseconds since the Unix
+/// epoch as a decimal integer (`docs/wire-format.md`): what the tracker
+/// writes for a batch replayed from its spool, and the processor reads as
+/// the events' arrival (never later than the entry id's time).
+pub const ARRIVED_MS_FIELD: &str = "arrived_ms";
+
 /// Events as JSON lines, one wire-format object per line, joined by `\n`
 /// (no trailing newline), with their count.
 ///
