@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use activity_store::PostgresSink;
-use activity_tracker::{Activity, ActivityTracker, ActivityTrackerBuilder, ActivityType, CountersSnapshot};
+use activity_tracker::{
+    Activity, ActivityTracker, ActivityTrackerBuilder, ActivityType, CountersSnapshot,
+};
 use activity_tracking::harness::{PrivatePostgres, PrivateRedis, stream_activities, wait_until};
 use redis::AsyncCommands;
 use sqlx::PgPool;
@@ -69,8 +71,7 @@ fn builder(redis_url: &str, stream_key: &str) -> ActivityTrackerBuilder {
 fn track(tracker: &ActivityTracker, tag: &str, n: usize) -> BTreeSet<Uuid> {
     let mut ids = BTreeSet::new();
     for i in 0..n {
-        let activity = Activity::new(ActivityType::Login)
-            .user_id(format!("{tag}-{i}"));
+        let activity = Activity::new(ActivityType::Login).user_id(format!("{tag}-{i}"));
         ids.insert(activity.id);
         assert!(tracker.track(activity), "queued");
     }
@@ -342,7 +343,7 @@ fn database_url(pool: &PgPool) -> String {
 }
 
 /// The write times (Unix milliseconds) of the spool's records, read as
-/// `docs/wire-format.md` describes them (`length | TIMED: u32 LE | crc32:
+/// the spool's module docs (`middleware/src/dispatcher/spool.rs`) describe them (`length | TIMED: u32 LE | crc32:
 /// u32 LE | written_ms: i64 LE | payload`); `None` for a record without.
 fn spool_write_times(path: &std::path::Path) -> Vec<Option<i64>> {
     const TIMED: u32 = 0x8000_0000;
@@ -447,7 +448,11 @@ async fn a_far_future_event_replayed_twice_into_the_stream_is_one_row_clamped_to
     assert_eq!(entries.ids.len(), 2);
     for entry in &entries.ids {
         let entry_ms: i64 = entry.id.split_once('-').unwrap().0.parse().unwrap();
-        assert!(entry_ms >= spooled_ms + 1000, "{} vs {spooled_ms}", entry.id);
+        assert!(
+            entry_ms >= spooled_ms + 1000,
+            "{} vs {spooled_ms}",
+            entry.id
+        );
         let arrived: String = entry
             .get(activity_tracker::ARRIVED_MS_FIELD)
             .expect("the entry carries arrived_ms");

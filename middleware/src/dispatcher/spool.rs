@@ -564,7 +564,10 @@ mod tests {
             file.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             file.extend_from_slice(payload);
         }
-        assert_eq!(encode_record(a.as_bytes(), None), file[..file.len() - 8 - b.as_bytes().len()]);
+        assert_eq!(
+            encode_record(a.as_bytes(), None),
+            file[..file.len() - 8 - b.as_bytes().len()]
+        );
         std::fs::write(&path, &file).unwrap();
 
         // Opened by this version, appended to, and replayed: both formats
@@ -579,10 +582,7 @@ mod tests {
             .iter()
             .map(|(_, b)| (ids(b), b.arrived_at().is_some()))
             .collect();
-        assert_eq!(
-            got,
-            [(ids(&a), false), (ids(&b), false), (ids(&new), true)]
-        );
+        assert_eq!(got, [(ids(&a), false), (ids(&b), false), (ids(&new), true)]);
         spool.mark_replayed(records[2].0);
         assert!(spool.truncate_if_replayed().await.unwrap());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
