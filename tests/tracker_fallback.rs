@@ -343,8 +343,9 @@ fn database_url(pool: &PgPool) -> String {
 }
 
 /// The write times (Unix milliseconds) of the spool's records, read as
-/// the spool's module docs (`middleware/src/dispatcher/spool.rs`) describe them (`length | TIMED: u32 LE | crc32:
-/// u32 LE | written_ms: i64 LE | payload`); `None` for a record without.
+/// the spool's module docs (`middleware/src/dispatcher/spool.rs`)
+/// describe them (`length | TIMED: u32 LE | crc32: u32 LE | written_ms:
+/// i64 LE | payload`); `None` for a record without.
 fn spool_write_times(path: &std::path::Path) -> Vec<Option<i64>> {
     const TIMED: u32 = 0x8000_0000;
     let bytes = std::fs::read(path).expect("read spool");
