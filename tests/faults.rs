@@ -776,22 +776,26 @@ fn spool_file(scenario: &str) -> PathBuf {
     ))
 }
 
-/// Events in the spool's complete records (`length: u32 LE | crc32: u32 LE
-/// | payload`, one activity per payload line).
+/// Events in the spool's complete records (`length | TIMED: u32 LE |
+/// crc32: u32 LE | written_ms: i64 LE (with TIMED) | payload`, one
+/// activity per payload line).
 fn spooled_events(path: &FsPath) -> usize {
+    const TIMED: u32 = 0x8000_0000;
     let bytes = std::fs::read(path).unwrap_or_default();
     let mut at = 0;
     let mut events = 0;
     while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
+        let word = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let start = at + 8 + if word & TIMED != 0 { 8 } else { 0 };
+        let len = (word & !TIMED) as usize;
+        let Some(payload) = bytes.get(start..start + len) else {
             break;
         };
         events += payload
             .split(|b| *b == b'\n')
             .filter(|line| !line.is_empty())
             .count();
-        at += 8 + len;
+        at = start + len;
     }
     events
 }

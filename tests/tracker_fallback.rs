@@ -2,7 +2,9 @@
 //! events go straight into `user_activity_logs`; with Redis and PostgreSQL
 //! down, into the local spool, bounded in bytes; when a destination is
 //! back, the tracker switches back and replays the spool; a spool left by an
-//! earlier tracker (torn tail included) is replayed at start-up.
+//! earlier tracker (torn tail included) is replayed at start-up; an event
+//! dated far ahead, spooled and replayed twice, is one row clamped to the
+//! time it was spooled.
 //!
 //! Each database test has its own database (`#[sqlx::test]`), each Redis
 //! test its own stream key or a private `redis-server`, each spool its own
@@ -14,7 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use activity_store::PostgresSink;
-use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, CountersSnapshot};
+use activity_tracker::{
+    Activity, ActivityTracker, ActivityTrackerBuilder, ActivityType, CountersSnapshot,
+};
 use activity_tracking::harness::{PrivatePostgres, PrivateRedis, stream_activities, wait_until};
 use redis::AsyncCommands;
 use sqlx::PgPool;
@@ -67,8 +71,7 @@ fn builder(redis_url: &str, stream_key: &str) -> ActivityTrackerBuilder {
 fn track(tracker: &ActivityTracker, tag: &str, n: usize) -> BTreeSet<Uuid> {
     let mut ids = BTreeSet::new();
     for i in 0..n {
-        let activity = activity_tracker::Activity::new(activity_tracker::ActivityType::Login)
-            .user_id(format!("{tag}-{i}"));
+        let activity = Activity::new(ActivityType::Login).user_id(format!("{tag}-{i}"));
         ids.insert(activity.id);
         assert!(tracker.track(activity), "queued");
     }
@@ -324,5 +327,196 @@ async fn with_redis_still_down_the_spool_is_replayed_into_the_table_once_postgre
     .expect("spool truncated");
     assert_eq!(tracker.shutdown().await.unsent, 0);
     pool.close().await;
+    remove_spool(&spool);
+}
+
+/// The URL of `pool`'s database (a `#[sqlx::test]` one), for a processor.
+fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("sqlx::test names the database")
+        .to_owned();
+    let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+    format!("{server}/{name}")
+}
+
+/// The write times (Unix milliseconds) of the spool's records, read as
+/// the spool's module docs (`middleware/src/dispatcher/spool.rs`)
+/// describe them (`length | TIMED: u32 LE | crc32: u32 LE | written_ms:
+/// i64 LE | payload`); `None` for a record without.
+fn spool_write_times(path: &std::path::Path) -> Vec<Option<i64>> {
+    const TIMED: u32 = 0x8000_0000;
+    let bytes = std::fs::read(path).expect("read spool");
+    let mut at = 0;
+    let mut times = Vec::new();
+    while at + 8 <= bytes.len() {
+        let word = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let len = (word & !TIMED) as usize;
+        if word & TIMED != 0 {
+            times.push(Some(i64::from_le_bytes(
+                bytes[at + 8..at + 16].try_into().unwrap(),
+            )));
+            at += 16 + len;
+        } else {
+            times.push(None);
+            at += 8 + len;
+        }
+    }
+    assert_eq!(at, bytes.len(), "whole records");
+    times
+}
+
+/// Spools one login dated `days_ahead` days ahead with a tracker that
+/// reaches nothing; returns the event, the spool file's bytes and the
+/// record's write time.
+async fn spool_one_far_ahead(spool: &std::path::Path, days_ahead: i64) -> (Activity, Vec<u8>, i64) {
+    let event = Activity::at(
+        ActivityType::Login,
+        chrono::Utc::now() + chrono::Duration::days(days_ahead),
+    )
+    .user_id("far-ahead");
+    let tracker = builder(NO_REDIS, &unique_key("unused"))
+        .spool_path(spool)
+        .build()
+        .await
+        .expect("build");
+    assert!(tracker.track(event.clone()));
+    wait_counters(&tracker, "spooled", |c| c.spooled == 1).await;
+    assert_eq!(tracker.shutdown().await.unsent, 0);
+    let times = spool_write_times(spool);
+    assert_eq!(times.len(), 1, "one record");
+    let written_ms = times[0].expect("the record carries its write time");
+    (event, std::fs::read(spool).expect("read spool"), written_ms)
+}
+
+/// Replays the spool file `bytes` with a tracker built by `build`, until
+/// its one event is replayed and the file truncated.
+async fn replay_spool(spool: &std::path::Path, bytes: &[u8], build: ActivityTrackerBuilder) {
+    std::fs::write(spool, bytes).expect("write spool");
+    let tracker = build.spool_path(spool).build().await.expect("build");
+    let c = wait_counters(&tracker, "replayed", |c| c.replayed == 1).await;
+    assert_eq!(c.spool_corrupt, 0, "{c:?}");
+    wait_until("spool truncated", WAIT, || async {
+        (file_len(spool) == 0).then_some(())
+    })
+    .await
+    .expect("spool truncated");
+    assert_eq!(tracker.shutdown().await.unsent, 0);
+}
+
+/// The rows of `id`: `created_at` in Unix milliseconds, and the original
+/// date noted in `details`.
+async fn rows_of(pool: &PgPool, id: Uuid) -> Vec<(i64, serde_json::Value)> {
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> =
+        sqlx::query_as("SELECT created_at, details FROM user_activity_logs WHERE id = $1")
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .expect("select rows");
+    rows.into_iter()
+        .map(|(at, details)| {
+            (
+                at.timestamp_millis(),
+                details[activity_store::normalize::ORIGINAL_CREATED_AT_NOTE].clone(),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn a_far_future_event_replayed_twice_into_the_stream_is_one_row_clamped_to_its_spooling(
+    pool: PgPool,
+) {
+    let spool = spool_path("arrival-stream");
+    let (event, bytes, spooled_ms) = spool_one_far_ahead(&spool, 2).await;
+    // Replayed later, twice (the same spool again, as after a crash
+    // before its truncation): two entries, their ids later than the
+    // spooling, each carrying the spool's write time.
+    let url = redis_url();
+    let key = unique_key("arrival-stream");
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        replay_spool(&spool, &bytes, builder(&url, &key)).await;
+    }
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("valid url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis reachable");
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(&key).await.expect("XRANGE");
+    assert_eq!(entries.ids.len(), 2);
+    for entry in &entries.ids {
+        let entry_ms: i64 = entry.id.split_once('-').unwrap().0.parse().unwrap();
+        assert!(
+            entry_ms >= spooled_ms + 1000,
+            "{} vs {spooled_ms}",
+            entry.id
+        );
+        let arrived: String = entry
+            .get(activity_tracker::ARRIVED_MS_FIELD)
+            .expect("the entry carries arrived_ms");
+        assert_eq!(arrived, spooled_ms.to_string());
+    }
+
+    // The processor stores it once, clamped to the spooling, not to either
+    // replay.
+    let mut config = activity_processor::Config::from_env();
+    config.redis_url = url.clone();
+    config.database_url = database_url(&pool);
+    config.stream_key = key.clone();
+    config.admin_listen = "127.0.0.1:0".into();
+    config.consumer_name = Some("c1".into());
+    config.flush_interval_ms = 50;
+    config.legacy_list_key = None;
+    config.retention_days = 0;
+    let token = tokio_util::sync::CancellationToken::new();
+    let processor = activity_processor::Processor::start(config, token.clone())
+        .await
+        .expect("processor");
+    wait_until("the stream drained", WAIT, || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let len: u64 = conn.xlen(&key).await.unwrap();
+            (len == 0).then_some(())
+        }
+    })
+    .await
+    .expect("the stream drained");
+    let rows = rows_of(&pool, event.id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, spooled_ms);
+    assert_eq!(
+        rows[0].1,
+        serde_json::Value::String(
+            event
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    );
+    token.cancel();
+    processor.wait().await.expect("processor stops");
+    delete_key(&url, &key).await;
+    remove_spool(&spool);
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn a_far_future_event_replayed_twice_into_the_table_is_one_row_clamped_to_its_spooling(
+    pool: PgPool,
+) {
+    let spool = spool_path("arrival-table");
+    let (event, bytes, spooled_ms) = spool_one_far_ahead(&spool, 2).await;
+    // Redis still down: replayed through the fallback sink, twice.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let build = builder(NO_REDIS, &unique_key("arrival-table"))
+            .fallback_sink(PostgresSink::new(pool.clone()));
+        replay_spool(&spool, &bytes, build).await;
+    }
+    let rows = rows_of(&pool, event.id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, spooled_ms);
     remove_spool(&spool);
 }

@@ -1,7 +1,8 @@
 //! The spool file reader: any bytes as a spool's contents. Whole records
-//! read back exactly as they were written (the checksum lets nothing else
-//! through), the lines replay would send are events the writer stores
-//! within the contract, and any bytes written as a record read back.
+//! (with a write time or in the format without one) read back exactly as
+//! they were written (the checksum lets nothing else through), the lines
+//! replay would send are events the writer stores within the contract,
+//! and any bytes written as a record of either format read back.
 #![no_main]
 
 use activity_fuzz::check_event;
@@ -10,10 +11,10 @@ use activity_tracker::fuzzing::{spool_record, spool_records};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let (payloads, _corrupt) = spool_records(data);
+    let (records, _corrupt) = spool_records(data);
     let mut at = 0;
-    for payload in &payloads {
-        let record = spool_record(payload);
+    for (written_ms, payload) in &records {
+        let record = spool_record(payload, *written_ms);
         assert_eq!(
             &data[at..at + record.len()],
             &record[..],
@@ -27,11 +28,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // The input as one record's payload, then a torn copy after it.
-    let mut file = spool_record(data);
-    let whole = file.len();
-    file.extend_from_slice(&spool_record(data)[..whole / 2]);
-    let (back, corrupt) = spool_records(&file);
-    assert_eq!(back, vec![data.to_vec()]);
-    assert_eq!(corrupt, whole / 2 > 0);
+    // The input as one record's payload, then a torn copy after it; the
+    // write time taken from the input's first bytes, when it has them.
+    let written_ms = data
+        .get(..8)
+        .map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+    for written_ms in [None, written_ms] {
+        let mut file = spool_record(data, written_ms);
+        let whole = file.len();
+        file.extend_from_slice(&spool_record(data, written_ms)[..whole / 2]);
+        let (back, corrupt) = spool_records(&file);
+        assert_eq!(back, vec![(written_ms, data.to_vec())]);
+        assert_eq!(corrupt, whole / 2 > 0);
+    }
 });

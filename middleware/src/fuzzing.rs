@@ -36,13 +36,16 @@ pub fn is_trusted(trusted: &[&str], ip: IpAddr) -> bool {
     proxies.contains(ip)
 }
 
-/// The payloads of the whole records at the start of a spool file's
-/// contents, and whether a torn or corrupt tail followed.
-pub fn spool_records(file: &[u8]) -> (Vec<Vec<u8>>, bool) {
+/// The whole records at the start of a spool file's contents, each as its
+/// write time in Unix milliseconds (none in the format without it) and
+/// its payload, and whether a torn or corrupt tail followed.
+pub fn spool_records(file: &[u8]) -> (Vec<(Option<i64>, Vec<u8>)>, bool) {
     crate::dispatcher::spool::read_records(file)
 }
 
-/// One spool record holding `payload`, as an append writes it.
-pub fn spool_record(payload: &[u8]) -> Vec<u8> {
-    crate::dispatcher::spool::encode_record(payload)
+/// One spool record holding `payload`, written at `written_ms` as an
+/// append writes it, or without a write time (`None`) as trackers before
+/// it wrote.
+pub fn spool_record(payload: &[u8], written_ms: Option<i64>) -> Vec<u8> {
+    crate::dispatcher::spool::encode_record(payload, written_ms)
 }

@@ -3,7 +3,16 @@
 //! batches, sends, retries and spools, so that an event is serialized once
 //! and never held as an [`Activity`] on the way to Redis.
 
+use chrono::{DateTime, Utc};
+
 use crate::{Activity, WireError};
+
+/// The optional field of a version 2 stream entry holding its events'
+/// first arrival, [`WireBatch::arrived_at`], in milliseconds since the Unix
+/// epoch as a decimal integer (`docs/wire-format.md`): what the tracker
+/// writes for a batch replayed from its spool, and the processor reads as
+/// the events' arrival (never later than the entry id's time).
+pub const ARRIVED_MS_FIELD: &str = "arrived_ms";
 
 /// Events as JSON lines, one wire-format object per line, joined by `\n`
 /// (no trailing newline), with their count.
@@ -25,6 +34,9 @@ pub struct WireBatch {
     bytes: Vec<u8>,
     /// How many lines.
     count: usize,
+    /// When the events first arrived, if earlier than this write: set on a
+    /// batch read back from the spool (the time its record was written).
+    arrived_at: Option<DateTime<Utc>>,
 }
 
 impl WireBatch {
@@ -38,7 +50,27 @@ impl WireBatch {
         WireBatch {
             bytes: Vec::with_capacity(bytes),
             count: 0,
+            arrived_at: None,
         }
+    }
+
+    /// When the events first arrived somewhere they may be delivered from
+    /// again: for a batch read back from the tracker's spool, the time its
+    /// record was written (to the millisecond). `None` for a fresh batch:
+    /// its arrival is where it is written now.
+    ///
+    /// A sink passes it on, so that a date too far ahead is clamped to the
+    /// same arrival however late and however often the batch is replayed
+    /// (the Redis sink as the v2 entry's `arrived_ms` field,
+    /// `activity-store`'s `PostgresSink` as each row's arrival; see
+    /// `docs/wire-format.md`).
+    pub fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        self.arrived_at
+    }
+
+    /// Sets [`WireBatch::arrived_at`].
+    pub fn set_arrived_at(&mut self, at: Option<DateTime<Utc>>) {
+        self.arrived_at = at;
     }
 
     /// The buffer, emptied, for another batch to reuse.
@@ -56,6 +88,7 @@ impl WireBatch {
         WireBatch {
             bytes: buffer,
             count: 0,
+            arrived_at: None,
         }
     }
 
@@ -80,7 +113,9 @@ impl WireBatch {
         self.count += 1;
     }
 
-    /// Appends every line of `other` after this batch's.
+    /// Appends every line of `other` after this batch's. The batch keeps
+    /// the earlier of the two arrivals ([`WireBatch::arrived_at`]; one set
+    /// is earlier than none), so that no event's arrival moves later.
     pub fn append(&mut self, other: WireBatch) {
         if other.count == 0 {
             return;
@@ -89,6 +124,10 @@ impl WireBatch {
             *self = other;
             return;
         }
+        self.arrived_at = match (self.arrived_at, other.arrived_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.bytes.push(b'\n');
         self.bytes.extend_from_slice(&other.bytes);
         self.count += other.count;

@@ -218,6 +218,93 @@ async fn a_raw_xadd_with_1e400_and_a_far_future_date_is_stored_readable_and_clam
     cleanup(&mut conn, &config).await;
 }
 
+/// The text of `/metrics`.
+async fn metrics_text(addr: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_v2_entrys_arrived_ms_is_the_arrival_a_far_future_date_is_clamped_to(pool: PgPool) {
+    let config = config(&pool);
+    let mut conn = redis(&config).await;
+    let token = CancellationToken::new();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
+
+    // One far-future event per entry, each entry with its own `arrived_ms`,
+    // as a replayed spool's entries (or another producer) write them.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let earlier_ms = now_ms - 2 * 86_400_000 - 123;
+    let cases = [
+        ("user-spooled", earlier_ms.to_string()),
+        ("user-malformed", "two days ago".to_owned()),
+        ("user-ahead", (now_ms + 3 * 86_400_000).to_string()),
+    ];
+    let mut entry_ms = Vec::new();
+    for (user, arrived_ms) in &cases {
+        let line = format!(
+            r#"{{"v":1,"id":"{}","action":"login","user_id":"{user}","created_at":"9999-12-31T23:59:59Z"}}"#,
+            Uuid::now_v7()
+        );
+        let id: String = conn
+            .xadd(
+                &config.stream_key,
+                "*",
+                &[
+                    ("n", "1"),
+                    (activity_tracker::ARRIVED_MS_FIELD, arrived_ms.as_str()),
+                    ("events", line.as_str()),
+                ],
+            )
+            .await
+            .unwrap();
+        entry_ms.push(id.split_once('-').unwrap().0.parse::<i64>().unwrap());
+    }
+    wait_for("three rows", || async { count_rows(&pool).await == 3 }).await;
+    wait_drained(&mut conn, &config).await;
+
+    let stored = |user: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (created, details): (chrono::DateTime<chrono::Utc>, Value) = sqlx::query_as(
+                "SELECT created_at, details FROM user_activity_logs WHERE user_id = $1",
+            )
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                details[ORIGINAL_CREATED_AT_NOTE], "9999-12-31T23:59:59.000000Z",
+                "{user}"
+            );
+            created.timestamp_millis()
+        }
+    };
+    // Earlier than the entry: the field's time.
+    assert_eq!(stored("user-spooled").await, earlier_ms);
+    // Not a time: ignored, the entry id's time; counted.
+    assert_eq!(stored("user-malformed").await, entry_ms[1]);
+    // Later than the entry: never past the entry id's time.
+    assert_eq!(stored("user-ahead").await, entry_ms[2]);
+    let dead: u64 = conn.xlen(config.dead_letter_key()).await.unwrap();
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    let metrics = metrics_text(processor.local_addr()).await;
+    assert!(
+        metrics.contains("activity_processor_entry_fields_ignored_total{field=\"arrived_ms\"} 1"),
+        "{metrics}"
+    );
+    stop(processor, token).await;
+    cleanup(&mut conn, &config).await;
+}
+
 /// `activity-processor redrive-dead ARGS` against the test's stream; its
 /// output.
 fn redrive(config: &Config, args: &[&str]) -> String {

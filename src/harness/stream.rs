@@ -1,8 +1,9 @@
 //! Reading a stream back as the processor would, for tests that check what
 //! the tracker wrote: entries of either shape (version 1: `data`; version
-//! 2: `n` and `events`, and `codec` when compressed), read strictly.
+//! 2: `n` and `events`, and `codec` when compressed, `arrived_ms` when
+//! replayed from a spool), read strictly.
 
-use activity_tracker::{Activity, EntryCodec};
+use activity_tracker::{ARRIVED_MS_FIELD, Activity, EntryCodec};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply};
@@ -47,10 +48,23 @@ fn entry_activities(entry: &StreamId) -> Vec<Activity> {
         .unwrap_or_else(|| panic!("entry {}: neither data nor events", entry.id));
     let n: usize = entry.get("n").expect("a version 2 entry has n");
     let codec: Option<Vec<u8>> = entry.get("codec");
+    let arrived_ms: Option<String> = entry.get(ARRIVED_MS_FIELD);
+    if let Some(arrived_ms) = &arrived_ms {
+        let entry_ms = entry.id.split_once('-').map_or("", |(ms, _)| ms);
+        let (arrived, entry_ms): (u64, u64) = (
+            arrived_ms.parse().expect("arrived_ms is a whole number"),
+            entry_ms.parse().expect("an entry id's time"),
+        );
+        assert!(
+            arrived <= entry_ms,
+            "entry {}: arrived_ms {arrived} after the entry",
+            entry.id
+        );
+    }
     assert_eq!(
         entry.map.len(),
-        2 + usize::from(codec.is_some()),
-        "entry {}: n and events (and codec) and nothing else",
+        2 + usize::from(codec.is_some()) + usize::from(arrived_ms.is_some()),
+        "entry {}: n and events (and codec, arrived_ms) and nothing else",
         entry.id
     );
     let events = match codec {

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use activity_tracker::{Activity, Sink, SinkError, SinkFuture};
+use activity_tracker::{Activity, Sink, SinkError, SinkFuture, WireBatch};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::normalize::StorageRules;
+use crate::writer::StoredEvent;
 
 /// Stores batches straight into `user_activity_logs` with
 /// [`write_batch`](crate::writer::write_batch), the processor's own
@@ -30,6 +32,12 @@ use crate::normalize::StorageRules;
 ///
 /// The table must exist (the processor's `migrate`, or
 /// [`schema::migrate`](crate::schema::migrate)).
+///
+/// A batch's arrival ([`WireBatch::arrived_at`]: a replayed spool record's
+/// write time) is each event's arrival, never later than the write
+/// ([`StoredEvent::arrived_at`]): a date too far ahead is clamped to the
+/// same time however late, and however often, the record is replayed. A
+/// fresh batch's arrival is the write.
 #[derive(Debug, Clone)]
 pub struct PostgresSink {
     /// Shared with the app when it passed its own pool.
@@ -93,6 +101,30 @@ impl Sink for PostgresSink {
         })
     }
 
+    fn send_wire<'a>(&'a self, batch: &'a WireBatch) -> SinkFuture<'a, Result<(), SinkError>> {
+        let activities = match batch.activities() {
+            Ok(activities) => activities,
+            Err(error) => return Box::pin(async move { Err(SinkError::Other(Box::new(error))) }),
+        };
+        let Some(arrived) = batch.arrived_at() else {
+            return Box::pin(async move { self.send(&activities).await });
+        };
+        let arrived_at = arrived.min(Utc::now());
+        let events: Vec<Arrived> = activities
+            .into_iter()
+            .map(|activity| Arrived {
+                activity,
+                arrived_at,
+            })
+            .collect();
+        Box::pin(async move {
+            crate::writer::write_batch_with_rules(&self.pool, &events, &self.rules)
+                .await
+                .map(drop)
+                .map_err(SinkError::unavailable)
+        })
+    }
+
     fn probe(&self) -> SinkFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             sqlx::query("SELECT 1")
@@ -101,5 +133,74 @@ impl Sink for PostgresSink {
                 .map(drop)
                 .map_err(SinkError::unavailable)
         })
+    }
+}
+
+/// An event of a batch that brings its arrival.
+struct Arrived {
+    activity: Activity,
+    arrived_at: DateTime<Utc>,
+}
+
+impl StoredEvent for Arrived {
+    fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    fn arrived_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.arrived_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use activity_tracker::ActivityType;
+    use chrono::{Duration, SubsecRound, TimeZone};
+
+    use super::*;
+
+    async fn created_at(pool: &PgPool, id: uuid::Uuid) -> Vec<DateTime<Utc>> {
+        sqlx::query_scalar("SELECT created_at FROM user_activity_logs WHERE id = $1")
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    fn far_ahead(days: i64) -> Activity {
+        Activity::at(ActivityType::Login, Utc::now() + Duration::days(days)).user_id("u")
+    }
+
+    #[sqlx::test]
+    async fn a_batchs_arrival_is_what_a_date_too_far_ahead_is_clamped_to(pool: PgPool) {
+        let sink = PostgresSink::new(pool.clone());
+        // Replayed twice, later each time: one row, clamped to the arrival.
+        let event = far_ahead(5);
+        let arrived = Utc.with_ymd_and_hms(2026, 5, 6, 7, 8, 9).unwrap();
+        let mut batch = WireBatch::from(std::slice::from_ref(&event));
+        batch.set_arrived_at(Some(arrived));
+        sink.send_wire(&batch).await.unwrap();
+        sink.send_wire(&batch).await.unwrap();
+        assert_eq!(created_at(&pool, event.id).await, [arrived]);
+
+        // An arrival ahead of the write counts as the write.
+        let event = far_ahead(5);
+        let mut batch = WireBatch::from(std::slice::from_ref(&event));
+        batch.set_arrived_at(Some(Utc::now() + Duration::days(3)));
+        // The table keeps microseconds.
+        let before = Utc::now().trunc_subsecs(6);
+        sink.send_wire(&batch).await.unwrap();
+        let after = Utc::now();
+        let stored = created_at(&pool, event.id).await;
+        assert!(stored.len() == 1 && stored[0] >= before && stored[0] <= after);
+
+        // A fresh batch arrives when it is written.
+        let event = far_ahead(2);
+        let before = Utc::now().trunc_subsecs(6);
+        sink.send_wire(&WireBatch::from(std::slice::from_ref(&event)))
+            .await
+            .unwrap();
+        let stored = created_at(&pool, event.id).await;
+        assert!(stored.len() == 1 && stored[0] >= before && stored[0] <= Utc::now());
     }
 }

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use super::connections::Connections;
 use super::stream_cap::{EXACT_TRIM_BELOW, StreamCap};
 use super::{Sink, SinkError};
-use crate::{Activity, EntryCodec, RedisClient, StreamShards, WireBatch};
+use crate::{ARRIVED_MS_FIELD, Activity, EntryCodec, RedisClient, StreamShards, WireBatch};
 
 /// Default for [`RedisStreamSink::response_timeout`].
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -185,11 +185,25 @@ impl RedisStreamSink {
                 let codec = (self.format == StreamFormat::V2Lz4).then_some(EntryCodec::Lz4);
                 let compressed = codec.map(|codec| codec.compress(lines));
                 let events = compressed.as_deref().unwrap_or(lines);
+                let mut arrived_ms = itoa::Buffer::new();
+                let arrived_ms = batch
+                    .arrived_at()
+                    .map(|at| arrived_ms.format(at.timestamp_millis()));
                 let mut cmd = redis::Cmd::with_capacity(
-                    9,
-                    "XADD*neventscodeclz4".len() + key.len() + count.len() + events.len(),
+                    11,
+                    "XADD*neventscodeclz4".len()
+                        + ARRIVED_MS_FIELD.len()
+                        + arrived_ms.map_or(0, str::len)
+                        + key.len()
+                        + count.len()
+                        + events.len(),
                 );
                 cmd.arg("XADD").arg(key).arg("*").arg("n").arg(count);
+                // A replayed spool record's write time: the events' arrival,
+                // not this entry's id (docs/wire-format.md).
+                if let Some(arrived_ms) = arrived_ms {
+                    cmd.arg(ARRIVED_MS_FIELD).arg(arrived_ms);
+                }
                 if let Some(codec) = codec {
                     cmd.arg("codec").arg(codec.name());
                 }

@@ -155,6 +155,49 @@ pub fn entry_time(entry_id: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms.parse::<i64>().ok()?)
 }
 
+/// A version 2 entry's `arrived_ms` that is not a time: the field is
+/// ignored (the events' arrival is the entry id's time) and counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`arrived_ms` {0:?} is not a whole number of milliseconds since 1970")]
+pub struct InvalidArrival(pub String);
+
+/// The arrival of the events of version 2 entry `entry_id` whose
+/// `arrived_ms` field (`activity_tracker::ARRIVED_MS_FIELD`) is
+/// `arrived_ms`: that time when it is earlier than the entry id's (a
+/// replayed spool record's write time), never later (a producer cannot
+/// move its arrival ahead); the entry id's time without the field.
+///
+/// ```
+/// use activity_processor::consumer::decode::{entry_arrival, entry_time};
+///
+/// let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+/// assert_eq!(entry_arrival("1700000005000-0", Some(b"1700000000000")), Ok(at(1_700_000_000_000)));
+/// assert_eq!(entry_arrival("1700000005000-0", Some(b"1800000000000")), Ok(at(1_700_000_005_000)));
+/// assert_eq!(entry_arrival("1700000005000-0", None), Ok(entry_time("1700000005000-0")));
+/// assert!(entry_arrival("1700000005000-0", Some(b"soon")).is_err());
+/// ```
+pub fn entry_arrival(
+    entry_id: &str,
+    arrived_ms: Option<&[u8]>,
+) -> Result<Option<DateTime<Utc>>, InvalidArrival> {
+    let entry = entry_time(entry_id);
+    let Some(field) = arrived_ms else {
+        return Ok(entry);
+    };
+    let invalid = || InvalidArrival(String::from_utf8_lossy(field).into_owned());
+    let text = std::str::from_utf8(field).map_err(|_| invalid())?.trim();
+    // Digits only: no sign, so nothing before 1970.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let arrived = text
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(invalid)?;
+    Ok(Some(entry.map_or(arrived, |entry| entry.min(arrived))))
+}
+
 /// Reads the `data` field of stream entry `entry_id` of `stream_key`.
 ///
 /// `v` missing is read as version 1 and `id` missing gets a UUID v5 of the
@@ -183,10 +226,22 @@ pub fn decode_line(
     index: usize,
     line: &[u8],
 ) -> Result<Decoded, DecodeError> {
+    decode_line_arrived(stream_key, entry_id, index, line, entry_time(entry_id))
+}
+
+/// [`decode_line`] of an entry whose events arrived at `arrived_at`
+/// ([`entry_arrival`]) rather than at its id's time.
+pub fn decode_line_arrived(
+    stream_key: &str,
+    entry_id: &str,
+    index: usize,
+    line: &[u8],
+    arrived_at: Option<DateTime<Utc>>,
+) -> Result<Decoded, DecodeError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::BlankLine);
     }
-    decode(line, None, entry_time(entry_id), || {
+    decode(line, None, arrived_at, || {
         derived_id(stream_key, entry_id, Some(index))
     })
 }

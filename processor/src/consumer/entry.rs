@@ -8,6 +8,11 @@
 //!   ([`PendingEntry`]), however the lines were spread over batches.
 //! - A version 2 entry with a `codec` field has its `events` decompressed
 //!   first (at most `MAX_DECOMPRESSED_BYTES`).
+//! - A version 2 entry's `arrived_ms` (a replayed spool record's write
+//!   time) is its events' arrival, never later than the entry id's time
+//!   ([`entry_arrival`]); one that is not a time is ignored, logged and
+//!   counted (`activity_processor_entry_fields_ignored_total{field}`), and
+//!   the entry read as if it had none.
 //! - A version 2 entry that cannot be read as lines (`n` not matching its
 //!   lines, `events` not UTF-8, both `data` and `events`, no events, an
 //!   unknown codec, `events` that does not decompress) is one item,
@@ -20,11 +25,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use activity_tracker::EntryCodec;
+use activity_tracker::{ARRIVED_MS_FIELD, EntryCodec};
 use bytes::Bytes;
 use redis::Value;
 
-use super::decode::{DecodeError, decode_entry, decode_line};
+use super::decode::{DecodeError, decode_entry, decode_line_arrived, entry_arrival, entry_time};
 use super::{Item, Origin};
 
 /// One stream entry as read: its id and its fields (none when the entry
@@ -112,6 +117,7 @@ pub(crate) fn items(
             decoded,
         }];
     };
+    let arrived_ms = take(ARRIVED_MS_FIELD);
     let n = n.unwrap_or_default();
     let whole = |id: String, reason: DecodeError, events: Bytes, n: Bytes| {
         vec![Item {
@@ -171,6 +177,15 @@ pub(crate) fn items(
         }
         Some(_) => {}
     }
+    let arrived_at = match entry_arrival(&id, arrived_ms.as_deref()) {
+        Ok(at) => at,
+        Err(error) => {
+            metrics::counter!("activity_processor_entry_fields_ignored_total", "field" => ARRIVED_MS_FIELD)
+                .increment(1);
+            tracing::warn!(stream = %stream_key, entry = %id, %error, "entry field ignored");
+            entry_time(&id)
+        }
+    };
     let entry = PendingEntry::new(id, shard, lines.len());
     lines
         .into_iter()
@@ -178,7 +193,7 @@ pub(crate) fn items(
         .map(|(index, (start, end))| {
             let line = events.slice(start..end);
             Item {
-                decoded: decode_line(stream_key, &entry.id, index, &line),
+                decoded: decode_line_arrived(stream_key, &entry.id, index, &line, arrived_at),
                 origin: Origin::Stream {
                     entry: Arc::clone(&entry),
                     line: Some(index),
@@ -364,6 +379,48 @@ mod tests {
             (&events[..], codec.as_deref()),
             (&frame[..], Some(&b"lz4"[..]))
         );
+    }
+
+    #[test]
+    fn arrived_ms_is_the_arrival_never_later_than_the_entry_id() {
+        let arrival = |value: Option<&[u8]>| {
+            let mut fields = vec![("n", &b"2"[..])];
+            let events = format!("{GOOD}\n{GOOD}");
+            fields.push(("events", events.as_bytes()));
+            if let Some(value) = value {
+                fields.push((ARRIVED_MS_FIELD, value));
+            }
+            let mut entry = entry(&fields);
+            entry.id = "1700000005000-3".into();
+            let items = items("s", 0, entry, tokio::time::Instant::now());
+            assert_eq!(items.len(), 2);
+            let at: Vec<_> = items
+                .iter()
+                .map(|item| {
+                    let decoded = item.decoded.as_ref().expect("stored, whatever arrived_ms");
+                    decoded.arrived_at().map(|at| at.timestamp_millis())
+                })
+                .collect();
+            assert_eq!(at[0], at[1]);
+            at[0]
+        };
+        let entry_ms = Some(1_700_000_005_000);
+        assert_eq!(arrival(None), entry_ms);
+        assert_eq!(arrival(Some(b"1700000000123")), Some(1_700_000_000_123));
+        assert_eq!(arrival(Some(b"1700000005001")), entry_ms, "later: the id's");
+        for malformed in [
+            &b""[..],
+            b"soon",
+            b"-5",
+            b"+5",
+            b"1.5",
+            b"1e12",
+            b"99999999999999999999",
+            b"9223372036854775807",
+            b"\xff",
+        ] {
+            assert_eq!(arrival(Some(malformed)), entry_ms, "{malformed:?}");
+        }
     }
 
     #[test]
