@@ -21,7 +21,7 @@ pub(super) enum Connections {
     /// the first write and again after a connection-level failure, so a
     /// failed master's promoted replica is found by a fresh slot map.
     Cluster {
-        client: RedisClient,
+        client: Box<RedisClient>,
         connect_timeout: Duration,
         response_timeout: Duration,
         shared: tokio::sync::Mutex<Option<RedisConnection>>,
@@ -56,7 +56,7 @@ impl Connections {
                 Connections::Node(pool)
             }
             cluster @ RedisClient::Cluster(_) => Connections::Cluster {
-                client: cluster,
+                client: Box::new(cluster),
                 connect_timeout,
                 response_timeout,
                 shared: tokio::sync::Mutex::new(None),
