@@ -21,23 +21,22 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use activity_processor::{Config, Processor};
 use activity_store::PostgresSink;
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, ActivityType};
-use activity_tracking::harness::{PrivatePostgres, PrivateRedis, wait_until};
+use activity_tracking::harness::load::{self, Load, LoadPlan, Outcome, send_load};
+use activity_tracking::harness::{
+    Killable, PrivatePostgres, PrivateRedis, run_processor_from_env, test_child, wait_until,
+};
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
 use http::Method;
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
@@ -182,39 +181,13 @@ fn processor_config(redis_url: &str, database_url: &str, stream_key: &str) -> Co
     config
 }
 
-/// A child process killed with SIGKILL, and reaped, on `kill` or on drop.
-struct Killable(Option<Child>);
-
-impl Killable {
-    /// SIGKILL: whatever the child holds in memory is lost, as in a crash.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            child.kill().expect("SIGKILL the child");
-            child.wait().expect("reap the child");
-        }
-    }
-}
-
-impl Drop for Killable {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A processor in a child process, killed (SIGKILL) on drop.
 struct ChildProcessor;
 
 impl ChildProcessor {
     fn spawn(redis_url: &str, database_url: &str, stream_key: &str, name: &str) -> Killable {
-        let exe = std::env::current_exe().expect("test executable");
-        let child = Command::new(exe)
-            .args([
-                "child_processor",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, "1")
+        let mut command = test_child("child_processor", CHILD_ENV);
+        command
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)
             .env("STREAM_KEY", stream_key)
@@ -224,13 +197,8 @@ impl ChildProcessor {
             .env("FLUSH_INTERVAL_MS", "50")
             .env("ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("LEGACY_LIST_KEY")
-            .env_remove("RETENTION_DAYS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a processor child");
-        Killable(Some(child))
+            .env_remove("RETENTION_DAYS");
+        Killable::spawn(command)
     }
 }
 
@@ -238,37 +206,13 @@ impl ChildProcessor {
 /// [`ChildProcessor`]); returns at once unless started as one.
 #[test]
 fn child_processor() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
+    if std::env::var_os(CHILD_ENV).is_some() {
+        run_processor_from_env();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        // The parent may start us before the database accepts connections
-        // again: retry the start like a supervisor would.
-        loop {
-            match activity_processor::run(Config::from_env(), CancellationToken::new()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    eprintln!("processor child: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    });
 }
 
 // ---------------------------------------------------------------------------
-// Load
-
-/// What the clients saw: every request's marker and how many failed.
-struct Load {
-    markers: Vec<String>,
-    failed: usize,
-}
+// Load and checking (activity_tracking::harness::load)
 
 /// Sends `REQUESTS` requests `GET /cases/<scenario>-<n>` spread evenly over
 /// `LOAD_TIME` from `CLIENTS` clients; `progress` counts answered requests.
@@ -284,95 +228,33 @@ async fn load_range(
     time: Duration,
     progress: Arc<AtomicUsize>,
 ) -> Load {
-    let client: Client<HttpConnector, String> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(CLIENTS)
-        .build_http();
-    let start = tokio::time::Instant::now();
-    let count = range.len();
-    let mut workers = Vec::new();
-    for worker in 0..CLIENTS {
-        let client = client.clone();
-        let progress = progress.clone();
-        let scenario = scenario.to_owned();
-        let first = range.start;
-        workers.push(tokio::spawn(async move {
-            let mut failed = 0;
-            for i in (worker..count).step_by(CLIENTS) {
-                tokio::time::sleep_until(start + time.mul_f64(i as f64 / count as f64)).await;
-                let n = first + i;
-                let uri = format!("http://{addr}/cases/{scenario}-{n}");
-                let request = http::Request::get(uri).body(String::new()).unwrap();
-                let ok = match tokio::time::timeout(Duration::from_secs(5), async {
-                    let response = client.request(request).await?;
-                    let status = response.status();
-                    let _ = response.into_body().collect().await?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(status)
-                })
-                .await
-                {
-                    Ok(Ok(status)) => status.is_success(),
-                    _ => false,
-                };
-                if !ok {
-                    failed += 1;
-                }
-                progress.fetch_add(1, Ordering::Relaxed);
-            }
-            failed
-        }));
-    }
-    let mut failed = 0;
-    for worker in workers {
-        failed += worker.await.unwrap();
-    }
-    Load {
-        markers: range.map(|n| format!("{scenario}-{n}")).collect(),
-        failed,
-    }
+    let plan = LoadPlan {
+        requests: range,
+        time,
+        clients: CLIENTS,
+        ..LoadPlan::default()
+    };
+    let request = |marker: &str| {
+        http::Request::get(format!("/cases/{marker}"))
+            .body(String::new())
+            .unwrap()
+    };
+    send_load(addr, scenario, &plan, request, progress).await
 }
 
 /// Waits until at least `n` requests were answered.
 async fn answered(progress: &AtomicUsize, n: usize) {
-    wait_until(&format!("{n} requests answered"), DRAIN, || async {
-        (progress.load(Ordering::Relaxed) >= n).then_some(())
-    })
-    .await
-    .unwrap();
+    load::answered(progress, n, DRAIN).await
 }
 
-// ---------------------------------------------------------------------------
-// Checking
-
-/// Rows per `resource_id` in the table, or `None` while the database
-/// cannot answer.
-async fn stored(database_url: &str) -> Option<HashMap<String, i64>> {
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(database_url)
-        .await
-        .ok()?;
-    let rows: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT resource_id, count(*) FROM user_activity_logs GROUP BY resource_id")
-            .fetch_all(&mut conn)
-            .await
-            .ok()?;
-    Some(
-        rows.into_iter()
-            .map(|(id, n)| (id.unwrap_or_default(), n))
-            .collect(),
-    )
-}
-
-/// Waits (bounded by `DRAIN`) until every marker is in the table, and
-/// returns the rows per marker then (or as they are at the deadline).
+/// Waits (bounded by `DRAIN`) until every marker is in the table.
 async fn drained(database_url: &str, markers: &[String]) -> HashMap<String, i64> {
-    let done = wait_until("the pipeline to drain", DRAIN, || async {
-        let rows = stored(database_url).await?;
-        markers.iter().all(|m| rows.contains_key(m)).then_some(rows)
-    })
-    .await;
-    match done {
-        Ok(rows) => rows,
-        Err(_) => stored(database_url).await.unwrap_or_default(),
-    }
+    load::drained(database_url, markers, DRAIN).await
+}
+
+/// Rows per marker, or `None` while the database cannot answer.
+async fn stored(database_url: &str) -> Option<HashMap<String, i64>> {
+    load::rows_per_marker(database_url).await
 }
 
 async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
@@ -389,66 +271,6 @@ async fn dead_lettered(redis_url: &str, stream_key: &str) -> u64 {
         .xlen(format!("{stream_key}:dead"))
         .await
         .unwrap()
-}
-
-/// The outcome of a scenario, as printed.
-#[derive(Debug)]
-struct Outcome {
-    sent: usize,
-    stored: usize,
-    duplicates: i64,
-    dead_lettered: u64,
-    failed: usize,
-    /// Markers of requests whose event is not in the table.
-    missing: Vec<String>,
-}
-
-impl Outcome {
-    fn new(load: &Load, rows: &HashMap<String, i64>, dead_lettered: u64) -> Outcome {
-        let mut missing = Vec::new();
-        let mut duplicates = 0;
-        for marker in &load.markers {
-            match rows.get(marker) {
-                Some(n) => duplicates += n - 1,
-                None => missing.push(marker.clone()),
-            }
-        }
-        let sent_set: HashSet<&String> = load.markers.iter().collect();
-        let strays: Vec<&String> = rows.keys().filter(|k| !sent_set.contains(k)).collect();
-        assert!(strays.is_empty(), "rows no request made: {strays:?}");
-        Outcome {
-            sent: load.markers.len(),
-            stored: load.markers.len() - missing.len(),
-            duplicates,
-            dead_lettered,
-            failed: load.failed,
-            missing,
-        }
-    }
-
-    fn line(&self, scenario: &str) -> String {
-        format!(
-            "scenario {scenario}: sent {}, stored {}, duplicates {}, dead-lettered {}, failed requests {}",
-            self.sent, self.stored, self.duplicates, self.dead_lettered, self.failed
-        )
-    }
-
-    fn print(&self, scenario: &str) {
-        println!("{}", self.line(scenario));
-    }
-
-    /// stored = sent, no duplicate, no failed request.
-    fn assert_complete(&self) {
-        assert!(
-            self.missing.is_empty(),
-            "{} events missing, e.g. {:?}",
-            self.missing.len(),
-            &self.missing[..self.missing.len().min(10)]
-        );
-        assert_eq!(self.stored, self.sent);
-        assert_eq!(self.duplicates, 0, "duplicated events");
-        assert_eq!(self.failed, 0, "failed requests");
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -933,20 +755,15 @@ impl ChildApp {
         spool: &FsPath,
         port: u16,
     ) -> Killable {
-        let exe = std::env::current_exe().expect("test executable");
-        let child = Command::new(exe)
-            .args(["child_app", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_APP_ENV, "1")
+        let mut command = test_child("child_app", CHILD_APP_ENV);
+        command
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)
             .env("STREAM_KEY", stream_key)
             .env("SPOOL_PATH", spool)
             .env("APP_LISTEN", format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(&spool.with_extension("log")))
-            .spawn()
-            .expect("start an app child");
+            .stderr(log_file(&spool.with_extension("log")));
+        let child = Killable::spawn(command);
         wait_until("the app child to listen", DRAIN, || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -955,7 +772,7 @@ impl ChildApp {
         })
         .await
         .unwrap();
-        Killable(Some(child))
+        child
     }
 }
 

@@ -585,6 +585,40 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// How far the replicas of the master serving `slot` are behind it, as
+    /// the master reports (`INFO replication`): its replication offset
+    /// minus the lowest of its replicas' acknowledged offsets, in bytes of
+    /// the replication stream. Replicas acknowledge once a second, so this
+    /// is an upper bound on what a crash at this moment would lose.
+    pub async fn replication_gap(&self, slot: u16) -> redis::RedisResult<u64> {
+        let master = self.master_of_slot(slot);
+        let mut conn = connect(master.node.port).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await?;
+        let field = |line: &str, name: &str| -> Option<u64> {
+            line.split([',', ':'])
+                .find_map(|part| part.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        };
+        let offset = info
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("master_repl_offset:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0u64);
+        let acknowledged = info
+            .lines()
+            .filter(|line| line.starts_with("slave") && line.contains("port="))
+            .filter_map(|line| field(line, "offset"))
+            .min()
+            .unwrap_or(offset);
+        Ok(offset.saturating_sub(acknowledged))
+    }
+
     /// SIGKILLs the `index`-th of [`RedisCluster::masters`] (a crash: no
     /// shutdown, no last write to disk) and returns it. Panics if `index`
     /// is out of range or another kill awaits its failover.

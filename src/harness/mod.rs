@@ -1,7 +1,9 @@
 //! Private servers for tests that stop, kill or restart Redis or
 //! PostgreSQL, never touching the shared ones, and a private Redis Cluster
-//! whose masters a test can crash ([`RedisCluster`]); free ports; waiting
-//! with a deadline; a stream read back as the processor reads it.
+//! whose masters a test can crash ([`RedisCluster`]); child processes to
+//! kill as in a crash ([`Killable`]); an HTTP load whose every request is
+//! looked up in the table afterwards ([`load`]); free ports; waiting with
+//! a deadline; a stream read back as the processor reads it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -23,16 +25,20 @@
 //! # }
 //! ```
 
+mod child;
 mod cluster;
+pub mod load;
 mod postgres;
 mod redis;
 mod stream;
 mod wait;
 
+pub use self::child::{Killable, run_processor_from_env, test_child};
 pub use self::cluster::{
     CLUSTER_SLOTS, ClusterNode, ClusterOptions, Failover, Master, RedisCluster, key_slot,
     keys_per_master,
 };
+pub use self::load::{Load, LoadPlan, Outcome, send_load};
 pub use self::postgres::PrivatePostgres;
 pub use self::redis::PrivateRedis;
 pub use self::stream::{stream_activities, stream_events};

@@ -1,0 +1,592 @@
+//! The tracker and the processor on a real Redis Cluster (three masters,
+//! three replicas, AOF on: `activity_tracking::harness::RedisCluster`) with
+//! a sharded stream (`STREAM_SHARDS`): the example app's requests reach
+//! the table once each through every shard; two processors split the
+//! shards and one of them crashing loses nothing; a master crashing
+//! mid-load fails no request and loses at most what it had not
+//! replicated.
+//!
+//! Each scenario prints one line:
+//! `scenario <name>: sent N, stored N, duplicates 0, dead-lettered 0, failed requests 0`
+//! (the master crash adds what it lost, and why).
+//!
+//! Processors that are killed with SIGKILL run as child processes: this
+//! test executable started again on its `child_processor` test.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use activity_processor::{Config, Processor};
+use activity_store::PostgresSink;
+use activity_tracker::{ActivityTracker, StreamShards};
+use activity_tracking::demo_app;
+use activity_tracking::harness::load::{self, Load, LoadPlan, Outcome, send_load};
+use activity_tracking::harness::{
+    Killable, RedisCluster, run_processor_from_env, test_child, wait_until,
+};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use redis::Value;
+use serde_json::Value as Json;
+use sqlx::{AssertSqlSafe, Connection};
+use tokio_util::sync::CancellationToken;
+
+/// Requests per scenario.
+const REQUESTS: usize = 3000;
+/// Longest wait for the pipeline to drain, or a failover to finish.
+const DRAIN: Duration = Duration::from_secs(60);
+/// The admin token of the in-process processors.
+const ADMIN_TOKEN: &str = "cluster-test-admin-token";
+/// The processors' consumer group (the default).
+const GROUP: &str = "activity-processor";
+/// Set in the environment of a child started to run a processor.
+const CHILD_ENV: &str = "ACTIVITY_CLUSTER_CHILD_PROCESSOR";
+
+// ---------------------------------------------------------------------------
+// Servers, app, processor
+
+/// A cluster of three masters with a replica each, started off the runtime.
+async fn cluster() -> RedisCluster {
+    tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap()
+        .expect("a private Redis Cluster (redis-server and redis-cli installed)")
+}
+
+fn stream_key(scenario: &str) -> String {
+    format!("test:cluster:{scenario}:{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A database of its own on the shared PostgreSQL (`DATABASE_URL`'s
+/// server), dropped by [`Database::drop`].
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(scenario: &str) -> Database {
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!(
+            "cluster_{}_{}",
+            scenario.replace('-', "_"),
+            uuid::Uuid::now_v7().simple()
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        Database {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    async fn drop(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// The example app (`activity_tracking::demo_app`, what
+/// `examples/axum_app` serves) with a tracker writing to `shards` shards
+/// of `stream_key` on the cluster at `redis_url`, on a port-0 listener.
+struct App {
+    addr: SocketAddr,
+    tracker: ActivityTracker,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    async fn start(
+        redis_url: &str,
+        stream_key: &str,
+        shards: usize,
+        fallback_database: Option<&str>,
+    ) -> App {
+        let mut builder = demo_app::tracker_builder()
+            .redis_url(redis_url)
+            .stream_key(stream_key)
+            .stream_shards(shards)
+            .retry_backoff(Duration::from_millis(20), Duration::from_millis(500))
+            .fallback_probe_interval(Duration::from_millis(200));
+        if let Some(url) = fallback_database {
+            builder = builder.fallback_sink(PostgresSink::connect_lazy(url).expect("a valid url"));
+        }
+        let tracker = builder.build().await.expect("tracker");
+        let app = demo_app::app(&tracker);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .unwrap();
+            }
+        });
+        App {
+            addr,
+            tracker,
+            shutdown,
+            server,
+        }
+    }
+
+    /// Stops serving and flushes the tracker; returns how many events it
+    /// could not send.
+    async fn stop(self) -> u64 {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.tracker.shutdown().await.unsent
+    }
+}
+
+/// `REQUESTS` case views (`GET /api/v1/cases/<marker>`, recorded with the
+/// marker as `resource_id`) by 50 users, spread over `time`.
+async fn case_views(
+    addr: SocketAddr,
+    scenario: &str,
+    time: Duration,
+    progress: Arc<AtomicUsize>,
+) -> Load {
+    let plan = LoadPlan {
+        requests: 0..REQUESTS,
+        time,
+        ..LoadPlan::default()
+    };
+    let request = |marker: &str| {
+        let n: usize = marker.rsplit('-').next().unwrap().parse().unwrap();
+        http::Request::get(format!("/api/v1/cases/{marker}"))
+            .header("authorization", format!("Bearer user:user-{}", n % 50))
+            .body(String::new())
+            .unwrap()
+    };
+    send_load(addr, scenario, &plan, request, progress).await
+}
+
+fn processor_config(
+    redis_url: &str,
+    database_url: &str,
+    stream_key: &str,
+    shards: usize,
+) -> Config {
+    let mut config = Config::from_env();
+    config.redis_url = redis_url.to_owned();
+    config.database_url = database_url.to_owned();
+    config.stream_key = stream_key.to_owned();
+    config.stream_shards = shards;
+    config.admin_listen = "127.0.0.1:0".into();
+    config.admin_tokens = Some(ADMIN_TOKEN.into());
+    config.batch_size = 500;
+    config.flush_interval_ms = 50;
+    config.claim_idle_ms = 1000;
+    config.consumer_name = Some("in-process".into());
+    config.legacy_list_key = None;
+    config
+}
+
+/// A processor in a child process, killed (SIGKILL) on drop.
+fn spawn_processor(
+    redis_url: &str,
+    database_url: &str,
+    stream_key: &str,
+    shards: usize,
+    name: &str,
+) -> Killable {
+    let mut command = test_child("child_processor", CHILD_ENV);
+    command
+        .env("REDIS_URL", redis_url)
+        .env("DATABASE_URL", database_url)
+        .env("STREAM_KEY", stream_key)
+        .env("STREAM_SHARDS", shards.to_string())
+        .env("CONSUMER_NAME", name)
+        .env("CLAIM_IDLE_MS", "1000")
+        .env("BATCH_SIZE", "500")
+        .env("FLUSH_INTERVAL_MS", "50")
+        .env("ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("REDIS_CLUSTER")
+        .env_remove("LEGACY_LIST_KEY")
+        .env_remove("RETENTION_DAYS");
+    Killable::spawn(command)
+}
+
+/// Not a test of its own: the body of a processor child (see
+/// [`spawn_processor`]); returns at once unless started as one.
+#[test]
+fn child_processor() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        run_processor_from_env();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checking
+
+/// `GET <path>` of the admin API at `addr`, as JSON.
+async fn admin_get(addr: SocketAddr, path: &str) -> Json {
+    let client: Client<_, String> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(String::new())
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .expect("the admin API answers");
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(status.is_success(), "{path}: {status} {body:?}");
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+/// The queue status once every shard is empty, nothing pending and no
+/// dead letter waits (or as it is at the deadline).
+async fn queue_drained(admin: SocketAddr) -> Json {
+    let path = "/api/v1/admin/user-activities/queue-status";
+    let drained = wait_until("every shard drained", DRAIN, || async {
+        let status = admin_get(admin, path).await;
+        let empty = status["queue_entries"] == 0 && status["pending"] == 0;
+        empty.then_some(status)
+    })
+    .await;
+    match drained {
+        Ok(status) => status,
+        Err(_) => admin_get(admin, path).await,
+    }
+}
+
+/// A field of a Redis map reply (`XINFO`), as an integer.
+fn int_field(reply: &HashMap<String, Value>, field: &str) -> i64 {
+    match reply.get(field) {
+        Some(Value::Int(n)) => *n,
+        other => panic!("{field}: {other:?}"),
+    }
+}
+
+/// `XINFO STREAM <key>`'s `entries-added`: every entry ever written to
+/// the shard, deleted ones included.
+async fn entries_added(cluster: &RedisCluster, key: &str) -> i64 {
+    let info: HashMap<String, Value> = cluster
+        .query(key, redis::cmd("XINFO").arg("STREAM").arg(key))
+        .await
+        .expect("XINFO STREAM");
+    int_field(&info, "entries-added")
+}
+
+/// `XINFO CONSUMERS <key> <group>`: each consumer's name and pending count.
+async fn consumers(cluster: &RedisCluster, key: &str) -> HashMap<String, i64> {
+    let reply: Vec<HashMap<String, Value>> = cluster
+        .query(
+            key,
+            redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(GROUP),
+        )
+        .await
+        .unwrap_or_default();
+    reply
+        .iter()
+        .map(|consumer| {
+            let name = match consumer.get("name") {
+                Some(Value::BulkString(name)) => String::from_utf8_lossy(name).into_owned(),
+                other => panic!("name: {other:?}"),
+            };
+            (name, int_field(consumer, "pending"))
+        })
+        .collect()
+}
+
+/// Entries in the shards' dead-letter streams.
+async fn dead_lettered(cluster: &RedisCluster, shards: &StreamShards) -> u64 {
+    let dead: Vec<String> = (0..shards.len()).map(|k| shards.dead_key(k)).collect();
+    cluster.xlen_total(&dead).await.expect("XLEN")
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+/// 1. The example app on 4 shards, one processor: every request's event
+///    stored once, every shard written to (on all three masters), nothing
+///    left pending, and `queue-status` showing each shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_every_event_stored_once_through_every_shard() {
+    let scenario = "four-shards";
+    let cluster = cluster().await;
+    let database = Database::create(scenario).await;
+    let key = stream_key(scenario);
+    let shards = StreamShards::new(&key, 4);
+    let spread = cluster.keys_per_master(shards.keys());
+    assert!(
+        spread.iter().all(|(_, n)| *n > 0),
+        "the 4 shards fall on all 3 masters: {spread:?}"
+    );
+
+    let token = CancellationToken::new();
+    let config = processor_config(&cluster.redis_url(), &database.url, &key, 4);
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    let app = App::start(&cluster.redis_url(), &key, 4, None).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = case_views(app.addr, scenario, Duration::from_secs(3), progress).await;
+    assert_eq!(app.stop().await, 0, "the tracker sent everything");
+
+    let rows = load::drained(&database.url, &load.markers, DRAIN).await;
+    let status = queue_drained(processor.local_addr()).await;
+    let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
+    outcome.print(scenario);
+    outcome.assert_complete();
+    assert_eq!(outcome.dead_lettered, 0);
+
+    // Every shard was written to, and is drained.
+    for shard in shards.keys() {
+        let added = entries_added(&cluster, shard).await;
+        assert!(added > 0, "{shard}: no entry written");
+        println!("shard {shard}: {added} entries");
+    }
+    let listed = status["shards"].as_array().expect("shards listed");
+    assert_eq!(listed.len(), 4, "{status}");
+    for (shown, key) in listed.iter().zip(shards.keys()) {
+        assert_eq!(shown["key"], key.as_str());
+        assert_eq!(shown["pending"], 0, "{shown}");
+        assert_eq!(shown["queue_entries"], 0, "{shown}");
+        assert_eq!(shown["dead_letter_length"], 0, "{shown}");
+    }
+    assert_eq!(status["pending"], 0, "{status}");
+    assert_eq!(status["queue_entries"], 0, "{status}");
+
+    token.cancel();
+    processor.wait().await.unwrap();
+    database.drop().await;
+}
+
+/// 2. Two processors (child processes) share the 3 shards' groups; both
+///    take work; one is killed with SIGKILL mid-load and never comes
+///    back: the survivor claims what it left pending, and stored = sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_split_the_shards_one_killed_nothing_lost() {
+    let scenario = "two-processors";
+    let cluster = cluster().await;
+    let database = Database::create(scenario).await;
+    let key = stream_key(scenario);
+    let shards = StreamShards::new(&key, 3);
+    let url = cluster.redis_url();
+
+    // The first applies the migrations before the app could fall back.
+    let mut doomed = spawn_processor(&url, &database.url, &key, 3, "doomed");
+    let _survivor = spawn_processor(&url, &database.url, &key, 3, "survivor");
+    wait_until("both processors in every shard's group", DRAIN, || async {
+        for shard in shards.keys() {
+            let names = consumers(&cluster, shard).await;
+            if !(names.contains_key("doomed") && names.contains_key("survivor")) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
+
+    let app = App::start(&url, &key, 3, None).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(case_views(
+        app.addr,
+        scenario,
+        Duration::from_secs(4),
+        progress.clone(),
+    ));
+
+    // Both take entries: each is seen holding some unacknowledged.
+    let mut seen_holding = HashSet::new();
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while !(seen_holding.contains("doomed") && seen_holding.contains("survivor")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both processors take work: only {seen_holding:?} seen holding entries"
+        );
+        for shard in shards.keys() {
+            for (name, pending) in consumers(&cluster, shard).await {
+                if pending > 0 {
+                    seen_holding.insert(name);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    load::answered(&progress, REQUESTS / 2, DRAIN).await;
+    doomed.kill();
+
+    let load = load.await.unwrap();
+    assert_eq!(app.stop().await, 0, "the tracker sent everything");
+    let rows = load::drained(&database.url, &load.markers, DRAIN).await;
+    let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
+    outcome.print(scenario);
+    outcome.assert_complete();
+    assert_eq!(outcome.dead_lettered, 0);
+
+    // Nothing is left pending on the dead consumer: the survivor took it.
+    wait_until("nothing pending anywhere", DRAIN, || async {
+        for shard in shards.keys() {
+            if consumers(&cluster, shard).await.values().any(|&p| p > 0) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
+    drop(_survivor);
+    database.drop().await;
+}
+
+/// 3. A master (the one serving shard 0, one of the 3 shards) is killed
+///    with SIGKILL mid-load; its replica is promoted. Every request
+///    succeeds (the tracker falls back to PostgreSQL while the cluster
+///    refuses writes); what is missing is what the dead master had
+///    acknowledged and not yet replicated, at most 1 % of what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_load_fails_no_request() {
+    let scenario = "master-killed";
+    let mut cluster = cluster().await;
+    let database = Database::create(scenario).await;
+    let key = stream_key(scenario);
+    let shards = StreamShards::new(&key, 3);
+    let url = cluster.redis_url();
+
+    let token = CancellationToken::new();
+    let config = processor_config(&url, &database.url, &key, 3);
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    let app = App::start(&url, &key, 3, Some(&database.url)).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(case_views(
+        app.addr,
+        scenario,
+        Duration::from_secs(5),
+        progress.clone(),
+    ));
+
+    load::answered(&progress, REQUESTS / 3, DRAIN).await;
+    let slot = shards.slot(0);
+    let before_kill = entries_added(&cluster, shards.key(0)).await;
+    let unreplicated = cluster.replication_gap(slot).await.ok();
+    let dead = cluster.kill_master_of_slot(slot).expect("SIGKILL a master");
+    let failover = cluster.wait_for_failover(DRAIN).await.expect("failover");
+    assert_eq!(failover.dead, dead);
+
+    let load = load.await.unwrap();
+    let counters = app.tracker.counters();
+    assert_eq!(app.stop().await, 0, "the tracker sent everything");
+    let status = queue_drained(processor.local_addr()).await;
+    assert_eq!(status["pending"], 0, "{status}");
+    let rows = load::rows_per_marker(&database.url).await.unwrap();
+    let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
+    let lost = outcome.missing.len();
+    println!(
+        "{}, lost {lost} ({:.2} % of sent: acknowledged by the dead master, not yet on its replica; \
+         replication gap at the kill {unreplicated:?} bytes), stored straight into PostgreSQL {} \
+         while the cluster refused writes, batch writes retried {}, failover {:?}",
+        outcome.line(scenario),
+        lost as f64 * 100.0 / outcome.sent as f64,
+        counters.stored_direct,
+        counters.retries,
+        failover.took
+    );
+    // The dead master's shard was written to again once its replica took
+    // over (the cluster client waits out the failover, retrying).
+    let after = entries_added(&cluster, shards.key(0)).await;
+    assert!(
+        after > before_kill,
+        "shard 0 written after the failover: {before_kill} entries at the kill, {after} now"
+    );
+    assert_eq!(outcome.failed, 0, "failed requests");
+    assert_eq!(outcome.duplicates, 0, "duplicated events");
+    assert_eq!(outcome.dead_lettered, 0);
+    assert!(
+        lost * 100 <= outcome.sent,
+        "lost {lost} of {}: more than 1 %",
+        outcome.sent
+    );
+
+    token.cancel();
+    processor.wait().await.unwrap();
+    database.drop().await;
+}
+
+/// 4. The whole cluster gone mid-load (every node killed): the tracker
+///    stops waiting on it within its timeouts and stores straight into
+///    PostgreSQL, as with a single Redis down; no request fails and no
+///    event is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
+    let scenario = "cluster-down";
+    let cluster = cluster().await;
+    let database = Database::create(scenario).await;
+    let key = stream_key(scenario);
+    let url = cluster.redis_url();
+
+    let token = CancellationToken::new();
+    let config = processor_config(&url, &database.url, &key, 3);
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    let app = App::start(&url, &key, 3, Some(&database.url)).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(case_views(
+        app.addr,
+        scenario,
+        Duration::from_secs(5),
+        progress.clone(),
+    ));
+
+    load::answered(&progress, REQUESTS / 3, DRAIN).await;
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
+    let killed = std::time::Instant::now();
+    let tracker = app.tracker.clone();
+    wait_until(
+        "the tracker storing straight into PostgreSQL",
+        DRAIN,
+        || async { (tracker.counters().stored_direct > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let fell_back_after = killed.elapsed();
+
+    let load = load.await.unwrap();
+    let rows = load::drained(&database.url, &load.markers, DRAIN).await;
+    let counters = app.tracker.counters();
+    assert_eq!(app.stop().await, 0, "the tracker stored everything");
+    let outcome = Outcome::new(&load, &rows, 0);
+    println!(
+        "{}, stored straight into PostgreSQL {} (the first {fell_back_after:?} after the kill)",
+        outcome.line(scenario),
+        counters.stored_direct
+    );
+    outcome.assert_complete();
+    assert!(counters.stored_direct > 0, "{counters:#?}");
+
+    // Not awaited: with no Redis to acknowledge to, the processor's
+    // shutdown retries its last acknowledgements for a while (they are
+    // stored; unacknowledged, they would be read again and skipped).
+    token.cancel();
+    drop(processor);
+    database.drop().await;
+}
