@@ -4,7 +4,8 @@
 //! the table once each through every shard; two processors split the
 //! shards and one of them crashing loses nothing; a master crashing
 //! mid-load fails no request and loses at most what it had not
-//! replicated.
+//! replicated; the whole cluster gone, the tracker falls back to
+//! PostgreSQL; the ingest API writes to every shard.
 //!
 //! Each scenario prints one line:
 //! `scenario <name>: sent N, stored N, duplicates 0, dead-lettered 0, failed requests 0`
@@ -588,5 +589,66 @@ async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
     // stored; unacknowledged, they would be read again and skipped).
     token.cancel();
     drop(processor);
+    database.drop().await;
+}
+
+/// 5. The ingest API on the cluster with 3 shards: each request's events
+///    are one entry on one shard, the shards taken in turn; every event
+///    is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_writes_to_every_shard_of_the_cluster() {
+    let scenario = "ingest";
+    let cluster = cluster().await;
+    let database = Database::create(scenario).await;
+    let key = stream_key(scenario);
+    let shards = StreamShards::new(&key, 3);
+
+    let token = CancellationToken::new();
+    let mut config = processor_config(&cluster.redis_url(), &database.url, &key, 3);
+    config.ingest_listen = "127.0.0.1:0".into();
+    config.ingest_write_keys = Some("web=cluster-write-key".into());
+    let processor = Processor::start(config, token.clone()).await.unwrap();
+    let ingest = processor.ingest_addr().expect("the ingest listener");
+
+    let client: Client<_, String> = Client::builder(TokioExecutor::new()).build_http();
+    let requests = 6;
+    let mut markers = Vec::new();
+    for request in 0..requests {
+        let batch: Vec<Json> = (0..100)
+            .map(|n| {
+                let marker = format!("{scenario}-{request}-{n}");
+                markers.push(marker.clone());
+                serde_json::json!({
+                    "type": "track",
+                    "event": "case_view",
+                    "userId": format!("user-{}", n % 7),
+                    "messageId": marker,
+                    "properties": {"resource_type": "case", "resource_id": marker},
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"batch": batch, "writeKey": "cluster-write-key"});
+        let post = http::Request::post(format!("http://{ingest}/v1/batch"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .unwrap();
+        let response = client.request(post).await.expect("the ingest answers");
+        let status = response.status();
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{answer:?}");
+    }
+
+    let rows = load::drained(&database.url, &markers, DRAIN).await;
+    let load = Load { markers, failed: 0 };
+    let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
+    outcome.print(scenario);
+    outcome.assert_complete();
+    for shard in shards.keys() {
+        let added = entries_added(&cluster, shard).await;
+        assert_eq!(added, requests / 3, "{shard}: one entry a request, in turn");
+    }
+
+    token.cancel();
+    processor.wait().await.unwrap();
     database.drop().await;
 }
