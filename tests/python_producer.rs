@@ -139,3 +139,31 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
     .await
     .unwrap();
 }
+
+/// The shard keys a producer in another language computes from
+/// docs/wire-format.md ("A sharded stream", the same function in
+/// `tests/python/shard_keys.py`) are the tracker's and the processor's.
+#[test]
+fn shard_keys_computed_in_python_are_the_trackers() {
+    let counts = [1usize, 2, 3, 4, 6, 7, 16, 100, 1024];
+    let output = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/shard_keys.py"
+        ))
+        .arg("user_activities_stream")
+        .args(counts.map(|n| n.to_string()))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let python: std::collections::HashMap<String, Vec<String>> =
+        serde_json::from_slice(&output.stdout).expect("JSON");
+    for count in counts {
+        let shards = activity_tracker::StreamShards::new("user_activities_stream", count);
+        assert_eq!(python[&count.to_string()], shards.keys(), "{count} shards");
+    }
+}
