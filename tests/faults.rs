@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use activity_processor::{Config, Processor};
+use activity_processor::Processor;
 use activity_store::PostgresSink;
 use activity_tracker::{ActivityTracker, ActivityTrackerBuilder, ActivityType};
 use activity_tracking::harness::load::{self, Load, LoadPlan, Outcome, send_load};
 use activity_tracking::harness::{
-    Killable, PrivatePostgres, PrivateRedis, run_processor_from_env, test_child, wait_until,
+    HttpServer, Killable, PrivatePostgres, PrivateRedis, processor_child, processor_config,
+    run_processor_from_env, test_child, wait_until,
 };
 use axum::Router;
 use axum::extract::Path;
@@ -111,8 +112,7 @@ fn routes(tracker: &ActivityTracker) -> Router {
 struct App {
     addr: SocketAddr,
     tracker: ActivityTracker,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl App {
@@ -121,26 +121,10 @@ impl App {
             .build()
             .await
             .expect("tracker");
-        let app = routes(&tracker);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-                .unwrap();
-            }
-        });
+        let server = HttpServer::start(routes(&tracker)).await;
         App {
-            addr,
+            addr: server.addr(),
             tracker,
-            shutdown,
             server,
         }
     }
@@ -148,8 +132,7 @@ impl App {
     /// Stops serving and flushes the tracker; returns how many events it
     /// could not send.
     async fn stop(self) -> u64 {
-        self.shutdown.cancel();
-        let _ = self.server.await;
+        self.server.stop().await;
         self.tracker.shutdown().await.unsent
     }
 }
@@ -167,37 +150,12 @@ async fn start_processor(
     (processor, token)
 }
 
-fn processor_config(redis_url: &str, database_url: &str, stream_key: &str) -> Config {
-    let mut config = Config::from_env();
-    config.redis_url = redis_url.to_owned();
-    config.database_url = database_url.to_owned();
-    config.stream_key = stream_key.to_owned();
-    config.admin_listen = "127.0.0.1:0".into();
-    config.batch_size = 500;
-    config.flush_interval_ms = 50;
-    config.claim_idle_ms = 1000;
-    config.consumer_name = Some("in-process".into());
-    config.legacy_list_key = None;
-    config
-}
-
 /// A processor in a child process, killed (SIGKILL) on drop.
 struct ChildProcessor;
 
 impl ChildProcessor {
     fn spawn(redis_url: &str, database_url: &str, stream_key: &str, name: &str) -> Killable {
-        let mut command = test_child("child_processor", CHILD_ENV);
-        command
-            .env("REDIS_URL", redis_url)
-            .env("DATABASE_URL", database_url)
-            .env("STREAM_KEY", stream_key)
-            .env("CONSUMER_NAME", name)
-            .env("CLAIM_IDLE_MS", "1000")
-            .env("BATCH_SIZE", "500")
-            .env("FLUSH_INTERVAL_MS", "50")
-            .env("ADMIN_LISTEN", "127.0.0.1:0")
-            .env_remove("LEGACY_LIST_KEY")
-            .env_remove("RETENTION_DAYS");
+        let command = processor_child(CHILD_ENV, redis_url, database_url, stream_key, name);
         Killable::spawn(command)
     }
 }

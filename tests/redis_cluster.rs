@@ -26,7 +26,8 @@ use activity_tracker::{ActivityTracker, StreamShards};
 use activity_tracking::demo_app;
 use activity_tracking::harness::load::{self, Load, LoadPlan, Outcome, send_load};
 use activity_tracking::harness::{
-    Killable, RedisCluster, run_processor_from_env, test_child, wait_until,
+    HttpServer, Killable, RedisCluster, processor_child, processor_config, run_processor_from_env,
+    wait_until,
 };
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -34,6 +35,7 @@ use hyper_util::rt::TokioExecutor;
 use redis::Value;
 use serde_json::Value as Json;
 use sqlx::{AssertSqlSafe, Connection};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Requests per scenario.
@@ -109,10 +111,8 @@ impl Database {
 /// `examples/axum_app` serves) with a tracker writing to `shards` shards
 /// of `stream_key` on the cluster at `redis_url`, on a port-0 listener.
 struct App {
-    addr: SocketAddr,
     tracker: ActivityTracker,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl App {
@@ -132,36 +132,75 @@ impl App {
             builder = builder.fallback_sink(PostgresSink::connect_lazy(url).expect("a valid url"));
         }
         let tracker = builder.build().await.expect("tracker");
-        let app = demo_app::app(&tracker);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-                .unwrap();
-            }
-        });
-        App {
-            addr,
-            tracker,
-            shutdown,
-            server,
-        }
+        let server = HttpServer::start(demo_app::app(&tracker)).await;
+        App { tracker, server }
+    }
+
+    /// [`case_views`] to the app, in a task; with how many are answered.
+    fn load(&self, scenario: &str, time: Duration) -> (JoinHandle<Load>, Arc<AtomicUsize>) {
+        let progress = Arc::new(AtomicUsize::new(0));
+        let (addr, scenario) = (self.server.addr(), scenario.to_owned());
+        let counted = progress.clone();
+        let load = async move { case_views(addr, &scenario, time, counted).await };
+        (tokio::spawn(load), progress)
     }
 
     /// Stops serving and flushes the tracker; returns how many events it
     /// could not send.
     async fn stop(self) -> u64 {
-        self.shutdown.cancel();
-        let _ = self.server.await;
+        self.server.stop().await;
         self.tracker.shutdown().await.unsent
+    }
+}
+
+/// A scenario's database, sharded stream and processor (in this
+/// process), on a cluster.
+struct Pipeline {
+    database: Database,
+    shards: StreamShards,
+    processor: Processor,
+    token: CancellationToken,
+}
+
+impl Pipeline {
+    /// The processor first (it applies the migrations the app's fallback
+    /// needs), then the app, falling back to the database when asked.
+    async fn start(
+        cluster: &RedisCluster,
+        scenario: &str,
+        shards: usize,
+        fallback: bool,
+    ) -> (Pipeline, App) {
+        let database = Database::create(scenario).await;
+        let key = stream_key(scenario);
+        let url = cluster.redis_url();
+        let token = CancellationToken::new();
+        let config = cluster_processor_config(&url, &database.url, &key, shards);
+        let processor = Processor::start(config, token.clone()).await.unwrap();
+        let fallback = fallback.then_some(database.url.as_str());
+        let app = App::start(&url, &key, shards, fallback).await;
+        let pipeline = Pipeline {
+            shards: StreamShards::new(&key, shards),
+            database,
+            processor,
+            token,
+        };
+        (pipeline, app)
+    }
+
+    /// The processor's admin API.
+    fn admin(&self) -> SocketAddr {
+        self.processor.local_addr()
+    }
+
+    /// Stops the processor (gracefully, unless `wait` is false: then it is
+    /// only told to) and drops the database.
+    async fn stop(self, wait: bool) {
+        self.token.cancel();
+        if wait {
+            self.processor.wait().await.unwrap();
+        }
+        self.database.drop().await;
     }
 }
 
@@ -188,24 +227,16 @@ async fn case_views(
     send_load(addr, scenario, &plan, request, progress).await
 }
 
-fn processor_config(
+/// [`processor_config`] for `shards` shards, with the admin API's token.
+fn cluster_processor_config(
     redis_url: &str,
     database_url: &str,
     stream_key: &str,
     shards: usize,
 ) -> Config {
-    let mut config = Config::from_env();
-    config.redis_url = redis_url.to_owned();
-    config.database_url = database_url.to_owned();
-    config.stream_key = stream_key.to_owned();
+    let mut config = processor_config(redis_url, database_url, stream_key);
     config.stream_shards = shards;
-    config.admin_listen = "127.0.0.1:0".into();
     config.admin_tokens = Some(ADMIN_TOKEN.into());
-    config.batch_size = 500;
-    config.flush_interval_ms = 50;
-    config.claim_idle_ms = 1000;
-    config.consumer_name = Some("in-process".into());
-    config.legacy_list_key = None;
     config
 }
 
@@ -217,20 +248,10 @@ fn spawn_processor(
     shards: usize,
     name: &str,
 ) -> Killable {
-    let mut command = test_child("child_processor", CHILD_ENV);
+    let mut command = processor_child(CHILD_ENV, redis_url, database_url, stream_key, name);
     command
-        .env("REDIS_URL", redis_url)
-        .env("DATABASE_URL", database_url)
-        .env("STREAM_KEY", stream_key)
         .env("STREAM_SHARDS", shards.to_string())
-        .env("CONSUMER_NAME", name)
-        .env("CLAIM_IDLE_MS", "1000")
-        .env("BATCH_SIZE", "500")
-        .env("FLUSH_INTERVAL_MS", "50")
-        .env("ADMIN_LISTEN", "127.0.0.1:0")
-        .env_remove("REDIS_CLUSTER")
-        .env_remove("LEGACY_LIST_KEY")
-        .env_remove("RETENTION_DAYS");
+        .env_remove("REDIS_CLUSTER");
     Killable::spawn(command)
 }
 
@@ -334,25 +355,19 @@ async fn dead_lettered(cluster: &RedisCluster, shards: &StreamShards) -> u64 {
 async fn four_shards_every_event_stored_once_through_every_shard() {
     let scenario = "four-shards";
     let cluster = cluster().await;
-    let database = Database::create(scenario).await;
-    let key = stream_key(scenario);
-    let shards = StreamShards::new(&key, 4);
+    let (pipeline, app) = Pipeline::start(&cluster, scenario, 4, false).await;
+    let shards = pipeline.shards.clone();
     let spread = cluster.keys_per_master(shards.keys());
     assert!(
         spread.iter().all(|(_, n)| *n > 0),
         "the 4 shards fall on all 3 masters: {spread:?}"
     );
 
-    let token = CancellationToken::new();
-    let config = processor_config(&cluster.redis_url(), &database.url, &key, 4);
-    let processor = Processor::start(config, token.clone()).await.unwrap();
-    let app = App::start(&cluster.redis_url(), &key, 4, None).await;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = case_views(app.addr, scenario, Duration::from_secs(3), progress).await;
+    let (load, _) = app.load(scenario, Duration::from_secs(3));
+    let load = load.await.unwrap();
     assert_eq!(app.stop().await, 0, "the tracker sent everything");
-
-    let rows = load::drained(&database.url, &load.markers, DRAIN).await;
-    let status = queue_drained(processor.local_addr()).await;
+    let rows = load::drained(&pipeline.database.url, &load.markers, DRAIN).await;
+    let status = queue_drained(pipeline.admin()).await;
     let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
     outcome.print(scenario);
     outcome.assert_complete();
@@ -374,10 +389,7 @@ async fn four_shards_every_event_stored_once_through_every_shard() {
     }
     assert_eq!(status["pending"], 0, "{status}");
     assert_eq!(status["queue_entries"], 0, "{status}");
-
-    token.cancel();
-    processor.wait().await.unwrap();
-    database.drop().await;
+    pipeline.stop(true).await;
 }
 
 /// 2. Two processors (child processes) share the 3 shards' groups; both
@@ -408,13 +420,7 @@ async fn two_processors_split_the_shards_one_killed_nothing_lost() {
     .unwrap();
 
     let app = App::start(&url, &key, 3, None).await;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(case_views(
-        app.addr,
-        scenario,
-        Duration::from_secs(4),
-        progress.clone(),
-    ));
+    let (load, progress) = app.load(scenario, Duration::from_secs(4));
 
     // Both take entries: each is seen holding some unacknowledged.
     let mut seen_holding = HashSet::new();
@@ -468,22 +474,9 @@ async fn two_processors_split_the_shards_one_killed_nothing_lost() {
 async fn a_master_killed_mid_load_fails_no_request() {
     let scenario = "master-killed";
     let mut cluster = cluster().await;
-    let database = Database::create(scenario).await;
-    let key = stream_key(scenario);
-    let shards = StreamShards::new(&key, 3);
-    let url = cluster.redis_url();
-
-    let token = CancellationToken::new();
-    let config = processor_config(&url, &database.url, &key, 3);
-    let processor = Processor::start(config, token.clone()).await.unwrap();
-    let app = App::start(&url, &key, 3, Some(&database.url)).await;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(case_views(
-        app.addr,
-        scenario,
-        Duration::from_secs(5),
-        progress.clone(),
-    ));
+    let (pipeline, app) = Pipeline::start(&cluster, scenario, 3, true).await;
+    let shards = pipeline.shards.clone();
+    let (load, progress) = app.load(scenario, Duration::from_secs(5));
 
     load::answered(&progress, REQUESTS / 3, DRAIN).await;
     let slot = shards.slot(0);
@@ -496,9 +489,9 @@ async fn a_master_killed_mid_load_fails_no_request() {
     let load = load.await.unwrap();
     let counters = app.tracker.counters();
     assert_eq!(app.stop().await, 0, "the tracker sent everything");
-    let status = queue_drained(processor.local_addr()).await;
+    let status = queue_drained(pipeline.admin()).await;
     assert_eq!(status["pending"], 0, "{status}");
-    let rows = load::rows_per_marker(&database.url).await.unwrap();
+    let rows = load::rows_per_marker(&pipeline.database.url).await.unwrap();
     let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
     let lost = outcome.missing.len();
     println!(
@@ -526,10 +519,7 @@ async fn a_master_killed_mid_load_fails_no_request() {
         "lost {lost} of {}: more than 1 %",
         outcome.sent
     );
-
-    token.cancel();
-    processor.wait().await.unwrap();
-    database.drop().await;
+    pipeline.stop(true).await;
 }
 
 /// 4. The whole cluster gone mid-load (every node killed): the tracker
@@ -540,27 +530,14 @@ async fn a_master_killed_mid_load_fails_no_request() {
 async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
     let scenario = "cluster-down";
     let cluster = cluster().await;
-    let database = Database::create(scenario).await;
-    let key = stream_key(scenario);
-    let url = cluster.redis_url();
-
-    let token = CancellationToken::new();
-    let config = processor_config(&url, &database.url, &key, 3);
-    let processor = Processor::start(config, token.clone()).await.unwrap();
-    let app = App::start(&url, &key, 3, Some(&database.url)).await;
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(case_views(
-        app.addr,
-        scenario,
-        Duration::from_secs(5),
-        progress.clone(),
-    ));
+    let (pipeline, app) = Pipeline::start(&cluster, scenario, 3, true).await;
+    let (load, progress) = app.load(scenario, Duration::from_secs(5));
 
     load::answered(&progress, REQUESTS / 3, DRAIN).await;
+    let killed = std::time::Instant::now();
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .unwrap();
-    let killed = std::time::Instant::now();
     let tracker = app.tracker.clone();
     wait_until(
         "the tracker storing straight into PostgreSQL",
@@ -572,7 +549,7 @@ async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
     let fell_back_after = killed.elapsed();
 
     let load = load.await.unwrap();
-    let rows = load::drained(&database.url, &load.markers, DRAIN).await;
+    let rows = load::drained(&pipeline.database.url, &load.markers, DRAIN).await;
     let counters = app.tracker.counters();
     assert_eq!(app.stop().await, 0, "the tracker stored everything");
     let outcome = Outcome::new(&load, &rows, 0);
@@ -587,9 +564,7 @@ async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
     // Not awaited: with no Redis to acknowledge to, the processor's
     // shutdown retries its last acknowledgements for a while (they are
     // stored; unacknowledged, they would be read again and skipped).
-    token.cancel();
-    drop(processor);
-    database.drop().await;
+    pipeline.stop(false).await;
 }
 
 /// 5. The ingest API on the cluster with 3 shards: each request's events
@@ -604,7 +579,7 @@ async fn ingest_writes_to_every_shard_of_the_cluster() {
     let shards = StreamShards::new(&key, 3);
 
     let token = CancellationToken::new();
-    let mut config = processor_config(&cluster.redis_url(), &database.url, &key, 3);
+    let mut config = cluster_processor_config(&cluster.redis_url(), &database.url, &key, 3);
     config.ingest_listen = "127.0.0.1:0".into();
     config.ingest_write_keys = Some("web=cluster-write-key".into());
     let processor = Processor::start(config, token.clone()).await.unwrap();

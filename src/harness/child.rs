@@ -24,9 +24,6 @@
 //! ```
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 /// A child process killed with SIGKILL, and reaped, on `kill` or on drop.
 #[derive(Debug)]
@@ -75,28 +72,4 @@ pub fn test_child(test: &str, marker: &str) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
-}
-
-/// The body of a processor child: `activity-processor serve` with the
-/// settings from the environment, until killed. A start that fails (the
-/// database or Redis not accepting connections yet) is retried, as a
-/// supervisor would.
-pub fn run_processor_from_env() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        loop {
-            let config = activity_processor::Config::from_env();
-            match activity_processor::run(config, CancellationToken::new()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    eprintln!("processor child: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    });
 }

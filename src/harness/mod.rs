@@ -27,19 +27,23 @@
 
 mod child;
 mod cluster;
+mod http_server;
 pub mod load;
 mod postgres;
+mod processor;
 mod redis;
 mod stream;
 mod wait;
 
-pub use self::child::{Killable, run_processor_from_env, test_child};
+pub use self::child::{Killable, test_child};
 pub use self::cluster::{
     CLUSTER_SLOTS, ClusterNode, ClusterOptions, Failover, Master, RedisCluster, key_slot,
     keys_per_master,
 };
+pub use self::http_server::HttpServer;
 pub use self::load::{Load, LoadPlan, Outcome, send_load};
 pub use self::postgres::PrivatePostgres;
+pub use self::processor::{processor_child, processor_config, run_processor_from_env};
 pub use self::redis::PrivateRedis;
 pub use self::stream::{stream_activities, stream_events};
 pub use self::wait::{WaitTimeout, wait_until};
