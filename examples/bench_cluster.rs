@@ -687,6 +687,21 @@ fn per_process(processes: &[RedisProcess], us: &[[f64; 2]]) -> String {
     )
 }
 
+/// The stream key of configuration `c` of round `round`. A single shard on
+/// the cluster is the stream key itself, on whichever master its slot
+/// falls: the key is chosen on the first master (`m1`), so that each
+/// process's figures compare across rounds.
+fn stream_key(deployment: &Deployment, run: u32, round: usize, c: usize, shards: usize) -> String {
+    let key = format!("bench:cluster:{run}:r{round}:c{c}");
+    let Some(masters) = deployment.cluster.as_ref().filter(|_| shards == 1) else {
+        return key;
+    };
+    (0..)
+        .map(|j| format!("{key}.{j}"))
+        .find(|k| masters[0].owns(activity_tracking::harness::key_slot(k)))
+        .expect("a third of the slots is found within a few tries")
+}
+
 /// The configurations of a round: the deployment (0 the single node, 1
 /// the cluster) and the shards.
 fn configurations(shard_counts: &[usize]) -> Vec<(usize, usize)> {
@@ -786,7 +801,7 @@ async fn main() -> anyhow::Result<()> {
     let mut results: Vec<Vec<Figures>> = vec![Vec::new(); configs.len()];
     for round in 1..=rounds {
         for (c, &(deployment, shards)) in configs.iter().enumerate() {
-            let key = format!("bench:cluster:{run}:r{round}:c{c}");
+            let key = stream_key(&deployments[deployment], run, round, c, shards);
             let figures = measure(
                 &settings,
                 &mut deployments[deployment],
