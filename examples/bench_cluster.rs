@@ -545,7 +545,7 @@ async fn measure(
             )
             .await?;
     }
-    let name = stream_key.replace([':', '-'], "_");
+    let name = stream_key.replace([':', '-', '.'], "_");
     let database_url = scratch(admin, &settings.database_url, &name).await?;
     let admin_port = free_port()?;
     let redis_before = deployment.cpu();
