@@ -30,11 +30,12 @@
 //!    until every shard has `XLEN` 0 and nothing pending (every event
 //!    committed and acknowledged); then `count(*)` must be `EVENTS`;
 //! 3. around each phase, the CPU time of every `redis-server` process
-//!    over the events, in microseconds per event: the whole process (utime
-//!    + stime of `/proc/<pid>/stat`, every thread, with its waited-for
-//!    children's, so an append-only-file rewrite's fork is counted in its
-//!    node's) and its main thread alone (`/proc/<pid>/task/<pid>/stat`: the
-//!    thread that runs the commands, which bounds what one node takes).
+//!    over the events, in microseconds per event: the whole process (user
+//!    and system time of `/proc/<pid>/stat`, every thread, with its
+//!    waited-for children's, so an append-only-file rewrite's fork is
+//!    counted in its node's) and its main thread alone
+//!    (`/proc/<pid>/task/<pid>/stat`: the thread that runs the commands,
+//!    which bounds what one node takes).
 //!    The busiest main thread's figure says at what rate, all events
 //!    counted, the busiest node's core would be full.
 //!
@@ -281,12 +282,12 @@ impl Deployment {
         &mut self,
         port: u16,
     ) -> anyhow::Result<&mut redis::aio::MultiplexedConnection> {
-        if !self.conns.contains_key(&port) {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = self.conns.entry(port) {
             let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
             let mut conn = client.get_multiplexed_async_connection().await?;
             // Counting the events walks the whole stream in a script.
             conn.set_response_timeout(Duration::from_secs(60));
-            self.conns.insert(port, conn);
+            vacant.insert(conn);
         }
         Ok(self.conns.get_mut(&port).expect("inserted"))
     }
