@@ -447,6 +447,18 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.port).collect()
     }
 
+    /// The process id of the node on `port` while it runs (`None` once
+    /// killed, or for a port that is not one of the nodes'): for reading
+    /// a node's CPU time from `/proc/<pid>/stat`, as `bench/redis_cluster.sh`
+    /// does for every node.
+    pub fn pid(&self, port: u16) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+    }
+
     /// `redis://127.0.0.1:<p1>,redis://127.0.0.1:<p2>,...`: every node,
     /// the form `REDIS_URL` takes for a cluster.
     pub fn redis_url(&self) -> String {
