@@ -19,7 +19,8 @@
 //! stays on its slot and moves with it: the slots of the shards are in
 //! [`StreamShards::slot`] (and `CLUSTER KEYSLOT`) for choosing what to
 //! move. The tags depend on `N`: changing `STREAM_SHARDS` changes the
-//! keys, so the old keys must be drained first (docs/operations.md).
+//! keys, so the old keys must be drained first (docs/scaling.md, "Changing
+//! `STREAM_SHARDS`").
 
 /// The slots of a Redis Cluster.
 pub const CLUSTER_SLOTS: u16 = 16384;
