@@ -5,7 +5,8 @@
 //! shards and one of them crashing loses nothing; a master crashing
 //! mid-load fails no request and loses at most what it had not
 //! replicated; the whole cluster gone, the tracker falls back to
-//! PostgreSQL; the ingest API writes to every shard.
+//! PostgreSQL; the ingest API writes to every shard; a shard's slot moved
+//! to another master mid-load (a resharding) loses nothing.
 //!
 //! Each scenario prints one line:
 //! `scenario <name>: sent N, stored N, duplicates 0, dead-lettered 0, failed requests 0`
@@ -640,4 +641,57 @@ async fn ingest_writes_to_every_shard_of_the_cluster() {
     token.cancel();
     processor.wait().await.unwrap();
     database.drop().await;
+}
+
+/// 6. The slot of a shard moved to another master mid-load, as a
+///    resharding does (its keys migrated while clients use them): the
+///    clients follow `ASK` and `MOVED` without an error, no request fails,
+///    every event is stored once, and the shard is read from its new
+///    master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_moved_to_another_master_mid_load_loses_nothing() {
+    let scenario = "resharded";
+    let (mut cluster, _turn) = cluster().await;
+    let (pipeline, app) = Pipeline::start(&cluster, scenario, 3, false).await;
+    let shards = pipeline.shards.clone();
+    let (load, progress) = app.load(scenario, Duration::from_secs(5));
+
+    load::answered(&progress, REQUESTS / 3, DRAIN).await;
+    let slot = shards.slot(0);
+    let from = cluster.master_of_slot(slot).node.clone();
+    let to = cluster
+        .masters()
+        .iter()
+        .position(|m| m.node != from)
+        .expect("another master");
+    let moved_keys = cluster.move_slot(slot, to).await.expect("the slot moves");
+    let now_on = cluster.master_of_slot(slot).node.clone();
+    assert_ne!(now_on, from);
+    let before_end = entries_added(&cluster, shards.key(0)).await;
+
+    let load = load.await.unwrap();
+    let counters = app.tracker.counters();
+    assert_eq!(app.stop().await, 0, "the tracker sent everything");
+    let rows = load::drained(&pipeline.database.url, &load.markers, DRAIN).await;
+    let status = queue_drained(pipeline.admin()).await;
+    let outcome = Outcome::new(&load, &rows, dead_lettered(&cluster, &shards).await);
+    println!(
+        "{}, slot {slot} of {} moved from {from} to {now_on} with {moved_keys} keys, \
+         batch writes failed {}",
+        outcome.line(scenario),
+        shards.key(0),
+        counters.send_errors
+    );
+    outcome.assert_complete();
+    assert_eq!(outcome.dead_lettered, 0);
+    assert_eq!(
+        counters.send_errors, 0,
+        "the move is invisible to the tracker"
+    );
+    assert_eq!(status["pending"], 0, "{status}");
+    assert!(
+        entries_added(&cluster, shards.key(0)).await > before_end,
+        "the shard written to on its new master"
+    );
+    pipeline.stop(true).await;
 }

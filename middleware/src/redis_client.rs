@@ -138,6 +138,13 @@ fn cluster_nodes(url: &str) -> Vec<String> {
 /// (the socket is gone, a reply timed out, the cluster's slot map is
 /// stale or a node is down): the connection should be dropped and a new
 /// one opened, which for a cluster reads the slot map afresh.
+///
+/// A slot map gone stale also shows inside the errors of a transaction
+/// or a pipeline: the cluster client follows `MOVED` for a single
+/// command, but a `MULTI`/`EXEC` sent to a slot's old owner comes back
+/// as `EXECABORT` holding a `MOVED` per command, and is neither
+/// redirected nor does it refresh the map. Retried on the same
+/// connection it would fail the same way for ever.
 pub fn is_connection_failure(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
@@ -145,6 +152,18 @@ pub fn is_connection_failure(error: &redis::RedisError) -> bool {
         || error.is_timeout()
         || error.is_unrecoverable_error()
         || error.is_cluster_error()
+        || holds_cluster_error(error)
+}
+
+/// Whether a pipeline's or a transaction's errors include a redirection
+/// or a cluster state error.
+fn holds_cluster_error(error: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, Moved, TryAgain};
+    error.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, e)| matches!(e.kind(), Some(Moved | Ask | TryAgain | ClusterDown)))
+    })
 }
 
 /// A connection to a node or to a cluster; both multiplex commands, so a

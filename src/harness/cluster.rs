@@ -668,6 +668,100 @@ impl RedisCluster {
         self.kill_master(index)
     }
 
+    /// Moves `slot` and its keys to the master `to` (an index into
+    /// [`RedisCluster::masters`]) as `redis-cli --cluster reshard` does,
+    /// while clients go on using it: the slot marked importing on the
+    /// target and migrating on its owner (from then on the owner answers
+    /// `ASK` for keys it no longer holds), the keys moved with `MIGRATE`
+    /// in steps of 10, then the slot given to the target on every master.
+    /// Returns once every live node sees the new slot map, with how many
+    /// keys were moved.
+    pub async fn move_slot(&mut self, slot: u16, to: usize) -> io::Result<usize> {
+        let from = self.master_of_slot(slot).node.clone();
+        let target = self.masters[to].node.clone();
+        assert_ne!(from, target, "slot {slot} is on {target} already");
+        let redis_error = |e: redis::RedisError| io::Error::other(e.to_string());
+        let mut source = connect(from.port).await.map_err(redis_error)?;
+        let mut destination = connect(target.port).await.map_err(redis_error)?;
+        let setslot = |state: &str, id: &str| {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
+            cmd
+        };
+        let () = setslot("IMPORTING", &from.id)
+            .query_async(&mut destination)
+            .await
+            .map_err(redis_error)?;
+        let () = setslot("MIGRATING", &target.id)
+            .query_async(&mut source)
+            .await
+            .map_err(redis_error)?;
+        let mut moved = 0;
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(10)
+                .query_async(&mut source)
+                .await
+                .map_err(redis_error)?;
+            if keys.is_empty() {
+                break;
+            }
+            let () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target.port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query_async(&mut source)
+                .await
+                .map_err(redis_error)?;
+            moved += keys.len();
+        }
+        // The target first, then its old owner, then the others (Redis's
+        // own order: the owner stops redirecting once it has given it up).
+        let mut ports = vec![target.port, from.port];
+        ports.extend(
+            self.masters
+                .iter()
+                .map(|m| m.node.port)
+                .filter(|p| *p != target.port && *p != from.port),
+        );
+        for port in ports {
+            let mut conn = connect(port).await.map_err(redis_error)?;
+            let () = setslot("NODE", &target.id)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ports: Vec<u16> = self.live_ports().collect();
+            let mut views = Vec::with_capacity(ports.len());
+            for port in ports {
+                views.push((port, view_async(port).await));
+            }
+            let why = match self.assess(&views, None) {
+                Ok(masters) if masters.iter().any(|m| m.node == target && m.owns(slot)) => {
+                    self.masters = masters;
+                    return Ok(moved);
+                }
+                Ok(_) => format!("not every node sees slot {slot} on {target} yet"),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("slot {slot} moved to {target}, but within 30 s: {why}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until a replica of the killed master serves its slots: every
     /// live node reports `cluster_state:ok` and the same slot map, which
     /// no longer names the dead node, and every replica left is linked.
