@@ -81,6 +81,13 @@ impl Privacy {
         }
     }
 
+    /// Whether `user_id` was erased and is still held (its hold, of
+    /// `ERASURE_HOLD_DAYS`, not over): the user endpoints answer 404 for
+    /// such a user. Needs `PSEUDONYM_KEY`, without which nobody is held.
+    pub fn is_erased(&self, user_id: &str) -> bool {
+        self.policy.is_held(&self.list, user_id)
+    }
+
     /// Logs at start-up what erasures will not do.
     pub fn warn_if_unkeyed(&self) {
         if self.policy.key.is_none() {

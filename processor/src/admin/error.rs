@@ -45,6 +45,17 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 404 for a user erased and still held on the erasure list: the
+    /// user is gone, not a user without activities (who gets 200 and
+    /// zero counts).
+    pub fn erased_user() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "user_erased",
+            "this user was erased: their activities are deleted or pseudonymized",
+        )
+    }
+
     /// 400 naming the parameter.
     pub fn bad_parameter(parameter: &str, message: impl Into<String>) -> Self {
         let message = message.into();

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::auth::Caller;
 use super::handlers::{Params, params};
+use super::privacy::refuse_erased;
 use super::{AdminState, ApiError, ErrorBody};
 use activity_store::privacy::{ExportCursor, ExportRow};
 
@@ -101,6 +102,7 @@ fn csv_record<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = Option<&'a str
         (status = 400, description = "Unknown format", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not of the privacy role", body = ErrorBody),
+        (status = 404, description = "The user was erased (and is held on the erasure list, `ERASURE_HOLD_DAYS`; needs `PSEUDONYM_KEY`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -112,6 +114,7 @@ pub(super) async fn export_user(
 ) -> Result<Response, ApiError> {
     let p = params(p)?;
     let format = Format::parse(p.get("format"))?;
+    refuse_erased(&state, &user_id)?;
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(PAGES_AHEAD);
     let pool = state.pool.clone();
     let user = user_id.clone();

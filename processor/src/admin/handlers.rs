@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::auth::Caller;
-use super::privacy::audit_read;
+use super::privacy::{audit_read, refuse_erased};
 use super::{AdminState, ApiDoc, ApiError, ErrorBody};
 use crate::queue_length::{QueueLength, queue_length};
 use activity_store::queries::{
@@ -330,6 +330,7 @@ pub(super) async fn statistics(
         (status = 400, description = "A parameter is out of bounds", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "The user was erased (and is held on the erasure list, `ERASURE_HOLD_DAYS`; needs `PSEUDONYM_KEY`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -341,6 +342,7 @@ pub(super) async fn user(
 ) -> ApiResult<UserActivityStats> {
     let p = params(p)?;
     audit_read(&state, &caller, &user_id, "user").await;
+    refuse_erased(&state, &user_id)?;
     let days = number(&p, "days", 30)?;
     let page = RecentPage {
         limit: Some(number(&p, "limit", queries::DEFAULT_RECENT_LIMIT)?),
@@ -366,6 +368,7 @@ pub(super) async fn user(
         (status = 400, description = "A parameter is out of bounds", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "The user was erased (and is held on the erasure list, `ERASURE_HOLD_DAYS`; needs `PSEUDONYM_KEY`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -377,6 +380,7 @@ pub(super) async fn user_path(
 ) -> ApiResult<UserPath> {
     let p = params(p)?;
     audit_read(&state, &caller, &user_id, "path").await;
+    refuse_erased(&state, &user_id)?;
     let days = number(&p, "days", 1)?;
     let limit = number(&p, "limit", 200)?;
     Ok(Json(

@@ -70,6 +70,16 @@ pub(super) async fn erase_user(
     Ok(Json(receipt))
 }
 
+/// 404 for a user erased and still held (see
+/// [`crate::privacy::Privacy::is_erased`]): after `DELETE user/{id}`, the
+/// user's endpoints no longer answer as for a user who is there.
+pub(super) fn refuse_erased(state: &AdminState, user_id: &str) -> Result<(), ApiError> {
+    match state.privacy.is_erased(user_id) {
+        true => Err(ApiError::erased_user()),
+        false => Ok(()),
+    }
+}
+
 /// Records an `admin_read` activity (who, which user, which endpoint) when
 /// `AUDIT_ADMIN_READS` is on.
 pub(super) async fn audit_read(state: &AdminState, caller: &Caller, user_id: &str, endpoint: &str) {

@@ -104,7 +104,8 @@ fn without_time(mut row: Value) -> Value {
 async fn role_matrix(pool: PgPool) {
     let app = app_with(pool, privacy(true));
     let erase = format!("{PREFIX}/user/{USER}?mode=delete");
-    let export = format!("{PREFIX}/user/{USER}/export");
+    // Another user's: the erased one's answers 404 (below).
+    let export = format!("{PREFIX}/user/user-1/export");
     let statistics = format!("{PREFIX}/statistics");
     let privacy_jwt = format!(
         "Bearer {}",
@@ -162,6 +163,73 @@ async fn role_matrix(pool: PgPool) {
             assert_error(&body, "forbidden");
         }
     }
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn an_erased_users_endpoints_answer_404_while_others_answer(pool: PgPool) {
+    populate(&pool).await;
+    let app = app_with(pool.clone(), privacy(true));
+    let endpoints = |user: &str| {
+        [
+            (format!("{PREFIX}/user/{user}"), ADMIN),
+            (format!("{PREFIX}/user/{user}/path"), ADMIN),
+            (format!("{PREFIX}/user/{user}/profile"), ADMIN),
+            (format!("{PREFIX}/user/{user}/export"), PRIVACY),
+        ]
+    };
+    for (uri, auth) in endpoints(USER) {
+        let (status, _, _) = send(&app, Method::GET, &uri, Some(auth)).await;
+        assert_eq!(status, StatusCode::OK, "{uri} before the erasure");
+    }
+    let erase = format!("{PREFIX}/user/{USER}?mode=pseudonymize");
+    let (status, _, _) = send(&app, Method::DELETE, &erase, Some(PRIVACY)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    for (uri, auth) in endpoints(USER) {
+        let (status, _, body) = send(&app, Method::GET, &uri, Some(auth)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri} after the erasure");
+        assert_error(&serde_json::from_slice(&body).unwrap(), "user_erased");
+    }
+    // `user-2` and a NUL is stored as another user (`user-2` and U+FFFD),
+    // not the one erased.
+    let (status, _, _) = send(
+        &app,
+        Method::GET,
+        &format!("{PREFIX}/user/user-2%00"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "another user: user-2 and U+FFFD");
+    for (uri, auth) in endpoints("user-1") {
+        let (status, _, _) = send(&app, Method::GET, &uri, Some(auth)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: another user");
+    }
+    // Erasing again (renewing the hold) still works.
+    let (status, _, _) = send(&app, Method::DELETE, &erase, Some(PRIVACY)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "activity_store::MIGRATOR")]
+async fn without_a_key_an_erased_user_reads_as_one_without_activities(pool: PgPool) {
+    populate(&pool).await;
+    let app = app_with(pool.clone(), privacy(false));
+    let erase = format!("{PREFIX}/user/{USER}?mode=delete");
+    let (status, _, _) = send(&app, Method::DELETE, &erase, Some(PRIVACY)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(
+        &app,
+        Method::GET,
+        &format!("{PREFIX}/user/{USER}"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "nobody is held without PSEUDONYM_KEY"
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["total_activities"], 0);
 }
 
 #[sqlx::test(migrator = "activity_store::MIGRATOR")]

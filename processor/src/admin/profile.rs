@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, State};
 
 use super::auth::Caller;
 use super::handlers::{Params, number, params};
-use super::privacy::audit_read;
+use super::privacy::{audit_read, refuse_erased};
 use super::{AdminState, ApiError, ErrorBody};
 use activity_store::queries::profile::{
     DEFAULT_PROFILE_DAYS, ProfileOptions, UserProfile, build_user_profile_with, parse_time_zone,
@@ -30,6 +30,7 @@ use activity_store::queries::profile::{
         (status = 400, description = "A parameter is out of bounds or `tz` is not a time zone", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "The user was erased (and is held on the erasure list, `ERASURE_HOLD_DAYS`; needs `PSEUDONYM_KEY`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -41,6 +42,7 @@ pub(super) async fn user_profile(
 ) -> Result<Json<UserProfile>, ApiError> {
     let p = params(p)?;
     audit_read(&state, &caller, &user_id, "profile").await;
+    refuse_erased(&state, &user_id)?;
     let mut options = ProfileOptions {
         days: number(&p, "days", DEFAULT_PROFILE_DAYS)?,
         ..ProfileOptions::default()

@@ -147,6 +147,19 @@ impl ErasurePolicy {
     pub fn keeps_detail(&self, key: &str) -> bool {
         self.keep_detail_keys.iter().any(|k| k == key)
     }
+
+    /// Whether `user_id` (as a caller names it: normalized as stored
+    /// first) is held on `list`: erased, and its hold not over. Always
+    /// false without a key, which holds nobody.
+    pub fn is_held(&self, list: &ErasureList, user_id: &str) -> bool {
+        match &self.key {
+            Some(key) if !list.is_empty() => {
+                let stored = crate::normalize::stored_user_id(user_id);
+                list.mode_of(&key.hash(&stored)).is_some()
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
