@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use super::scan::{Json, JsonStr, Scanner, plain_integer};
+use super::scan::{Json, JsonStr, JsonValue, Scanner, plain_integer};
 
 /// One member of an object to write.
 #[derive(Debug, Clone)]
@@ -23,27 +23,27 @@ pub(crate) struct Member<'a> {
 /// A member's value.
 #[derive(Debug, Clone)]
 pub(crate) enum MemberValue<'a> {
-    /// A JSON value's text (valid JSON), written as `serde_json` writes
-    /// the value it reads from it.
-    Json(&'a str),
+    /// A JSON value, written as `serde_json` writes the value it reads
+    /// from its text.
+    Json(JsonValue<'a>),
     /// Text, written as a JSON string.
     Text(Cow<'a, str>),
 }
 
-/// Appends the members of the object `json` (valid JSON, at most
-/// [`super::scan::MAX_DEPTH`] deep) to `members`, in their order.
-pub(crate) fn members<'a>(json: &'a str, members: &mut Vec<Member<'a>>) -> Option<()> {
-    let mut scanner = Scanner::new(json);
+/// Reads the object at the scanner's position (valid JSON or not: `None`
+/// when not), appending its members to `members` in their order.
+pub(crate) fn read_members<'a>(
+    scanner: &mut Scanner<'a>,
+    members: &mut Vec<Member<'a>>,
+) -> Option<()> {
     scanner.object(|key, scanner| {
-        let start = scanner.position();
-        scanner.skip_value()?;
+        let value = scanner.json_value()?;
         members.push(Member {
             key: key.decode()?,
-            value: MemberValue::Json(scanner.since(start)),
+            value: MemberValue::Json(value),
         });
         Some(())
-    })?;
-    scanner.end()
+    })
 }
 
 /// Writes `members` as one object, as a `serde_json::Map` into which they
@@ -62,9 +62,9 @@ pub(crate) fn write_object(members: &mut [Member<'_>], out: &mut Vec<u8>) -> Opt
         {
             // Given way to a later one, yet read by `serde_json` all the
             // same: a value it refuses is refused here too.
-            if let MemberValue::Json(json) = member.value {
+            if let MemberValue::Json(value) = member.value {
                 let end = out.len();
-                write_value(json, out)?;
+                write_value(value, out)?;
                 out.truncate(end);
             }
             continue;
@@ -75,7 +75,7 @@ pub(crate) fn write_object(members: &mut [Member<'_>], out: &mut Vec<u8>) -> Opt
         write_text(&member.key, out);
         out.push(b':');
         match &member.value {
-            MemberValue::Json(json) => write_value(json, out)?,
+            MemberValue::Json(value) => write_value(*value, out)?,
             MemberValue::Text(text) => write_text(text, out),
         }
     }
@@ -83,14 +83,10 @@ pub(crate) fn write_object(members: &mut [Member<'_>], out: &mut Vec<u8>) -> Opt
     Some(())
 }
 
-/// Writes the JSON value `json` (valid JSON, at most
-/// [`super::scan::MAX_DEPTH`] deep) as `serde_json` writes the
-/// `serde_json::Value` it reads from it.
-pub(crate) fn write_value(json: &str, out: &mut Vec<u8>) -> Option<()> {
-    let mut scanner = Scanner::new(json);
-    let value = scanner.value()?;
-    scanner.end()?;
-    match value {
+/// Writes `value` (at most [`super::scan::MAX_DEPTH`] deep) as
+/// `serde_json` writes the `serde_json::Value` it reads from its text.
+pub(crate) fn write_value(value: JsonValue<'_>, out: &mut Vec<u8>) -> Option<()> {
+    match value.json {
         Json::Null => out.extend_from_slice(b"null"),
         Json::Bool(true) => out.extend_from_slice(b"true"),
         Json::Bool(false) => out.extend_from_slice(b"false"),
@@ -99,20 +95,17 @@ pub(crate) fn write_value(json: &str, out: &mut Vec<u8>) -> Option<()> {
         Json::Array => {
             out.push(b'[');
             let mut first = true;
-            let mut scanner = Scanner::new(json);
-            scanner.array(|scanner| {
+            Scanner::new(value.text).array(|scanner| {
                 if !std::mem::take(&mut first) {
                     out.push(b',');
                 }
-                let start = scanner.position();
-                scanner.skip_value()?;
-                write_value(scanner.since(start), out)
+                write_value(scanner.json_value()?, out)
             })?;
             out.push(b']');
         }
-        Json::Object(_) => {
+        Json::Object => {
             let mut nested = Vec::new();
-            members(json, &mut nested)?;
+            read_members(&mut Scanner::new(value.text), &mut nested)?;
             write_object(&mut nested, out)?;
         }
     }
@@ -165,6 +158,10 @@ mod tests {
 
     use super::*;
 
+    fn value(json: &str) -> JsonValue<'_> {
+        Scanner::new(json).json_value().unwrap()
+    }
+
     /// What the `serde_json` way writes for `json`.
     fn serde_written(json: &str) -> Option<String> {
         let value: Value = serde_json::from_str(json).ok()?;
@@ -203,7 +200,7 @@ mod tests {
             r#"{"": 0, " ": 1, "é": 2, "e": 3, "Z": 4}"#,
         ] {
             let mut ours = Vec::new();
-            write_value(json, &mut ours).unwrap();
+            write_value(value(json), &mut ours).unwrap();
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 serde_written(json).unwrap(),
@@ -222,7 +219,10 @@ mod tests {
             r#"{"\udc00": 1}"#,
         ] {
             assert!(serde_written(json).is_none(), "{json}");
-            assert!(write_value(json, &mut Vec::new()).is_none(), "{json}");
+            assert!(
+                write_value(value(json), &mut Vec::new()).is_none(),
+                "{json}"
+            );
         }
     }
 
@@ -230,7 +230,7 @@ mod tests {
     fn members_written_are_the_map_they_make() {
         let json = r#"{"z": 1, "a": "x", "z": [2], "m": {"k": 1, "k": 2}}"#;
         let mut list = Vec::new();
-        members(json, &mut list).unwrap();
+        read_members(&mut Scanner::new(json), &mut list).unwrap();
         list.push(Member {
             key: "a".into(),
             value: MemberValue::Text("inserted \"last\"".into()),

@@ -18,7 +18,7 @@ use chrono::SubsecRound;
 use super::details::{self, Member, MemberValue};
 use super::limits::MAX_EVENT_BYTES;
 use super::mapping::{self, Kind, RequestFacts};
-use super::scan::{self, Json, Scanner, plain_integer};
+use super::scan::{Json, JsonValue, Scanner, plain_integer};
 
 #[cfg(test)]
 mod tests;
@@ -34,27 +34,28 @@ pub(crate) enum Direct {
 
 /// Buffers reused from one event of a request to the next.
 #[derive(Debug, Default)]
-pub(crate) struct Scratch<'a> {
-    members: Vec<Member<'a>>,
+pub(crate) struct Scratch {
     details: Vec<u8>,
     /// Where values read and not written are checked.
     unused: Vec<u8>,
 }
 
-/// Maps the message whose JSON is `raw` as [`mapping::map`] does, appending
-/// its line to `batch` when it is stored; `None` (nothing appended) when
+/// Maps the message whose JSON is `raw`, read already (`message`, `None`
+/// when it could not be), as [`mapping::map`] does, appending its line to
+/// `batch` when it is stored; `None` (nothing appended) when
 /// `mapping::map` must decide.
 pub(crate) fn map<'a>(
     raw: &'a str,
+    message: Option<Message<'a>>,
     kind: Option<Kind>,
     facts: &RequestFacts<'a>,
     batch: &mut WireBatch,
-    scratch: &mut Scratch<'a>,
+    scratch: &mut Scratch,
 ) -> Option<Direct> {
     if raw.len() > MAX_EVENT_BYTES {
         return None;
     }
-    let message = Message::read(raw)?;
+    let mut message = message?;
     let kind = match kind {
         Some(kind) => kind,
         None => Kind::from_name(message.kind.as_deref()?)?,
@@ -68,21 +69,20 @@ pub(crate) fn map<'a>(
     // What `serde_json` reads as a `Value` and the line does not hold must
     // still be a value it reads.
     let unused = &mut scratch.unused;
-    for json in [message.name, message.category] {
-        if let Some(json) = json.filter(|_| !page_like) {
+    for value in [message.name, message.category] {
+        if let Some(value) = value.filter(|_| !page_like) {
             unused.clear();
-            details::write_value(json, unused)?;
+            details::write_value(value, unused)?;
         }
     }
     if let Some(ip) = message.ip {
         unused.clear();
         details::write_value(ip, unused)?;
     }
+    let mut members = message.properties.take().unwrap_or_default();
     if matches!(kind, Kind::Identify | Kind::Group | Kind::Alias) {
-        if let Some(properties) = message.properties {
-            unused.clear();
-            details::write_value(properties, unused)?;
-        }
+        unused.clear();
+        details::write_object(&mut members, unused)?;
         return Some(Direct::NotStored(kind));
     }
     let action = match kind {
@@ -99,17 +99,11 @@ pub(crate) fn map<'a>(
     let created_at = mapping::created_at(message.timestamp.as_deref(), facts.received_at)
         .ok()?
         .trunc_subsecs(6);
-
-    let members = &mut scratch.members;
-    members.clear();
-    if let Some(properties) = message.properties {
-        details::members(properties, members)?;
-    }
     let session_id = match non_empty(message.session_id) {
         Some(session) => Some(session),
-        None => match last(members, "session_id") {
+        None => match last(&members, "session_id") {
             None => None,
-            Some(json) => match scan::read(json)? {
+            Some(value) => match value.json {
                 Json::Null => None,
                 Json::String(text) => Some(text.decode()?).filter(|text| !text.is_empty()),
                 Json::Number(number) if plain_integer(number) => Some(Cow::Borrowed(number)),
@@ -118,14 +112,14 @@ pub(crate) fn map<'a>(
             },
         },
     };
-    let resource_type = lift(members, "resource_type")?;
-    let resource_id = lift(members, "resource_id")?;
+    let resource_type = lift(&mut members, "resource_type", unused)?;
+    let resource_id = lift(&mut members, "resource_id", unused)?;
     if page_like {
-        for (key, json) in [("name", message.name), ("category", message.category)] {
-            if let Some(json) = json {
+        for (key, value) in [("name", message.name), ("category", message.category)] {
+            if let Some(value) = value {
                 members.push(Member {
                     key: Cow::Borrowed(key),
-                    value: MemberValue::Json(json),
+                    value: MemberValue::Json(value),
                 });
             }
         }
@@ -157,12 +151,12 @@ pub(crate) fn map<'a>(
     }
     let details = &mut scratch.details;
     details.clear();
-    details::write_object(members, details)?;
+    details::write_object(&mut members, details)?;
     if details.len() > limits::DETAILS_MAX_BYTES {
         return None;
     }
-    let context_ip = match message.ip.map(scan::read) {
-        Some(Some(Json::String(ip))) => Some(ip.decode()?),
+    let context_ip = match message.ip.map(|ip| ip.json) {
+        Some(Json::String(ip)) => Some(ip.decode()?),
         _ => None,
     };
     let ip_address = match context_ip {
@@ -193,131 +187,134 @@ pub(crate) fn map<'a>(
 /// The fields of a message the mapping reads, as `mapping`'s `Message`
 /// and `Context` read them.
 #[derive(Debug, Default)]
-struct Message<'a> {
+pub(crate) struct Message<'a> {
     kind: Option<Cow<'a, str>>,
     event: Option<Cow<'a, str>>,
     user_id: Option<Cow<'a, str>>,
     anonymous_id: Option<Cow<'a, str>>,
     message_id: Option<Cow<'a, str>>,
     timestamp: Option<Cow<'a, str>>,
-    /// The object's text.
-    properties: Option<&'a str>,
-    /// The texts of values other than `null`.
-    name: Option<&'a str>,
-    category: Option<&'a str>,
+    /// The members of `properties`, in their order.
+    properties: Option<Vec<Member<'a>>>,
+    /// Values other than `null`.
+    name: Option<JsonValue<'a>>,
+    category: Option<JsonValue<'a>>,
     user_agent: Option<Cow<'a, str>>,
     session_id: Option<Cow<'a, str>>,
-    ip: Option<&'a str>,
+    ip: Option<JsonValue<'a>>,
+}
+
+/// The fields read, one bit each, so that one met twice (which
+/// `serde_json` refuses) is found.
+#[derive(Debug, Default)]
+struct Seen(u16);
+
+impl Seen {
+    fn first(&mut self, field: u16) -> Option<()> {
+        if self.0 & field != 0 {
+            return None;
+        }
+        self.0 |= field;
+        Some(())
+    }
 }
 
 impl<'a> Message<'a> {
-    /// The fields, or `None` where `serde_json` would refuse the message
-    /// (a field of the wrong type, a field twice) or might read it
-    /// otherwise (a key with escapes).
-    fn read(raw: &'a str) -> Option<Self> {
-        let mut message = Message::default();
-        let mut seen = Seen::default();
+    /// Reads the message that is the whole of `raw` (white space around
+    /// it allowed).
+    pub(crate) fn read(raw: &'a str) -> Option<Self> {
         let mut scanner = Scanner::new(raw);
         scanner.ws();
-        scanner.object(|key, scanner| {
-            let key = key.plain()?;
-            let field = match key {
-                "type" => &mut message.kind,
-                "event" => &mut message.event,
-                "timestamp" => &mut message.timestamp,
-                "userId" | "anonymousId" | "messageId" => {
-                    seen.first(key)?;
-                    let id = id_text(scanner.value()?)?;
-                    match key {
-                        "userId" => message.user_id = id,
-                        "anonymousId" => message.anonymous_id = id,
-                        _ => message.message_id = id,
-                    }
-                    return Some(());
-                }
-                "properties" => {
-                    seen.first(key)?;
-                    message.properties = match scanner.value()? {
-                        Json::Null => None,
-                        Json::Object(json) => Some(json),
-                        _ => return None,
-                    };
-                    return Some(());
-                }
-                "context" => {
-                    seen.first(key)?;
-                    match scanner.value()? {
-                        Json::Null => {}
-                        Json::Object(json) => message.read_context(json)?,
-                        _ => return None,
-                    }
-                    return Some(());
-                }
-                "name" | "category" => {
-                    seen.first(key)?;
-                    let json = any_value(scanner)?;
-                    if key == "name" {
-                        message.name = json;
-                    } else {
-                        message.category = json;
-                    }
-                    return Some(());
-                }
-                _ => return scanner.skip_value(),
-            };
-            seen.first(key)?;
-            *field = text(scanner.value()?)?;
-            Some(())
-        })?;
+        let message = Message::read_at(&mut scanner)?;
         scanner.end()?;
         Some(message)
     }
 
-    fn read_context(&mut self, json: &'a str) -> Option<()> {
+    /// Reads the message at the scanner's position, or `None` where
+    /// `serde_json` would refuse it (a field of the wrong type, a field
+    /// twice) or might read it otherwise (a key with escapes).
+    pub(crate) fn read_at(scanner: &mut Scanner<'a>) -> Option<Self> {
+        let mut message = Message::default();
         let mut seen = Seen::default();
-        let mut scanner = Scanner::new(json);
         scanner.object(|key, scanner| {
-            let key = key.plain()?;
-            match key {
-                "userAgent" => self.user_agent = text(scanner.value()?)?,
-                "sessionId" => self.session_id = id_text(scanner.value()?)?,
-                "ip" => self.ip = any_value(scanner)?,
-                _ => return scanner.skip_value(),
+            match key.plain()? {
+                "type" => {
+                    seen.first(1)?;
+                    message.kind = text(scanner.value()?)?;
+                }
+                "event" => {
+                    seen.first(1 << 1)?;
+                    message.event = text(scanner.value()?)?;
+                }
+                "timestamp" => {
+                    seen.first(1 << 2)?;
+                    message.timestamp = text(scanner.value()?)?;
+                }
+                "userId" => {
+                    seen.first(1 << 3)?;
+                    message.user_id = id_text(scanner.value()?)?;
+                }
+                "anonymousId" => {
+                    seen.first(1 << 4)?;
+                    message.anonymous_id = id_text(scanner.value()?)?;
+                }
+                "messageId" => {
+                    seen.first(1 << 5)?;
+                    message.message_id = id_text(scanner.value()?)?;
+                }
+                "properties" => {
+                    seen.first(1 << 6)?;
+                    if scanner.peek()? == b'{' {
+                        let mut members = Vec::with_capacity(8);
+                        details::read_members(scanner, &mut members)?;
+                        message.properties = Some(members);
+                    } else {
+                        scanner.value().filter(|json| matches!(json, Json::Null))?;
+                    }
+                }
+                "context" => {
+                    seen.first(1 << 7)?;
+                    if scanner.peek()? == b'{' {
+                        message.read_context(scanner)?;
+                    } else {
+                        scanner.value().filter(|json| matches!(json, Json::Null))?;
+                    }
+                }
+                "name" => {
+                    seen.first(1 << 8)?;
+                    message.name = non_null(scanner.json_value()?);
+                }
+                "category" => {
+                    seen.first(1 << 9)?;
+                    message.category = non_null(scanner.json_value()?);
+                }
+                _ => scanner.skip_value()?,
             }
-            seen.first(key)
+            Some(())
         })?;
-        scanner.end()
+        Some(message)
     }
-}
 
-/// The fields of an object met so far, so that one met twice (which
-/// `serde_json` refuses) is found.
-#[derive(Debug, Default)]
-struct Seen(Vec<&'static str>);
-
-impl Seen {
-    fn first(&mut self, key: &str) -> Option<()> {
-        const FIELDS: [&str; 13] = [
-            "type",
-            "event",
-            "timestamp",
-            "userId",
-            "anonymousId",
-            "messageId",
-            "properties",
-            "context",
-            "name",
-            "category",
-            "userAgent",
-            "sessionId",
-            "ip",
-        ];
-        let field = FIELDS.iter().find(|field| **field == key)?;
-        if self.0.contains(field) {
-            return None;
-        }
-        self.0.push(field);
-        Some(())
+    fn read_context(&mut self, scanner: &mut Scanner<'a>) -> Option<()> {
+        let mut seen = Seen::default();
+        scanner.object(|key, scanner| {
+            match key.plain()? {
+                "userAgent" => {
+                    seen.first(1)?;
+                    self.user_agent = text(scanner.value()?)?;
+                }
+                "sessionId" => {
+                    seen.first(1 << 1)?;
+                    self.session_id = id_text(scanner.value()?)?;
+                }
+                "ip" => {
+                    seen.first(1 << 2)?;
+                    self.ip = non_null(scanner.json_value()?);
+                }
+                _ => scanner.skip_value()?,
+            }
+            Some(())
+        })
     }
 }
 
@@ -339,13 +336,9 @@ fn id_text(value: Json<'_>) -> Option<Option<Cow<'_, str>>> {
     }
 }
 
-/// An optional value of any type: the text of one other than `null`.
-fn any_value<'a>(scanner: &mut Scanner<'a>) -> Option<Option<&'a str>> {
-    let start = scanner.position();
-    match scanner.value()? {
-        Json::Null => Some(None),
-        _ => Some(Some(scanner.since(start))),
-    }
+/// An optional value of any type, `null` counting as absent.
+fn non_null(value: JsonValue<'_>) -> Option<JsonValue<'_>> {
+    (!matches!(value.json, Json::Null)).then_some(value)
 }
 
 /// An id's text, an empty one counting as absent.
@@ -354,30 +347,34 @@ fn non_empty(text: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 }
 
 /// The value of `key` in `members`: the last of that key's, as in a map.
-fn last<'a>(members: &[Member<'a>], key: &str) -> Option<&'a str> {
+fn last<'a>(members: &[Member<'a>], key: &str) -> Option<JsonValue<'a>> {
     match members.iter().rev().find(|member| member.key == key)?.value {
-        MemberValue::Json(json) => Some(json),
+        MemberValue::Json(value) => Some(value),
         MemberValue::Text(_) => None,
     }
 }
 
 /// Takes `key` out of the members into its column when its value is a
-/// string (`mapping`'s `lift`); `None` when the string cannot be read.
-fn lift<'a>(members: &mut Vec<Member<'a>>, key: &str) -> Option<Option<Cow<'a, str>>> {
-    let Some(json) = last(members, key) else {
+/// string (`mapping`'s `lift`); `None` when a value of that key is one
+/// `serde_json` refuses.
+fn lift<'a>(
+    members: &mut Vec<Member<'a>>,
+    key: &str,
+    unused: &mut Vec<u8>,
+) -> Option<Option<Cow<'a, str>>> {
+    let Some(value) = last(members, key) else {
         return Some(None);
     };
-    let Json::String(text) = scan::read(json)? else {
+    let Json::String(text) = value.json else {
         return Some(None);
     };
     let text = text.decode()?;
     // The members of that key given way to the last were read by
     // `serde_json` all the same.
-    let mut unused = Vec::new();
     for member in members.iter().filter(|member| member.key == key) {
-        if let MemberValue::Json(json) = member.value {
+        if let MemberValue::Json(value) = member.value {
             unused.clear();
-            details::write_value(json, &mut unused)?;
+            details::write_value(value, unused)?;
         }
     }
     members.retain(|member| member.key != key);

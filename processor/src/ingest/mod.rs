@@ -59,7 +59,7 @@ pub use self::limits::{BodyError, MAX_EVENT_BYTES, MAX_REQUEST_BYTES};
 pub use self::mapping::{MAX_FUTURE, MESSAGE_ID_NAMESPACE, message_uuid};
 pub use self::writer::WriteError;
 
-use self::direct::{Direct, Scratch};
+use self::direct::{Direct, Message, Scratch};
 use self::error::{IngestError, RejectedEvent};
 use self::limits::Encoding;
 use self::mapping::{Kind, Mapped, RequestFacts};
@@ -226,8 +226,10 @@ async fn handle(
             e => IngestError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
         })?;
     let text = std::str::from_utf8(&bytes).map_err(|_| not_json("the body is not UTF-8 text"))?;
-    let (messages, body_key): (Vec<&str>, Option<String>) = match kind {
-        None => match scan::batch(text) {
+    // Each message with its fields read, when they could be: by the
+    // scanner in its pass over a batch, else one by one.
+    let (messages, body_key): (Vec<(&str, Option<Message<'_>>)>, Option<String>) = match kind {
+        None => match scan::batch(text, Message::read_at) {
             Some(scanned) => (scanned.events, scanned.write_key.map(str::to_owned)),
             None => {
                 let body: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
@@ -235,16 +237,18 @@ async fn handle(
                         "the body is not a batch ({{\"batch\": [...]}}): {e}"
                     ))
                 })?;
-                (
-                    body.batch.iter().map(|raw| raw.get()).collect(),
-                    body.write_key,
-                )
+                let messages = body
+                    .batch
+                    .iter()
+                    .map(|raw| (raw.get(), Message::read(raw.get())))
+                    .collect();
+                (messages, body.write_key)
             }
         },
         Some(_) => {
             let body: SingleBody = serde_json::from_str(text)
                 .map_err(|e| not_json(format!("the body is not a JSON object: {e}")))?;
-            (vec![text], body.write_key)
+            (vec![(text, Message::read(text))], body.write_key)
         }
     };
     let source = match header_source {
@@ -294,8 +298,9 @@ async fn handle(
     let mut not_stored = Vec::new();
     let mut rejected = Vec::new();
     let mut scratch = Scratch::default();
-    for (index, raw) in messages.iter().enumerate() {
-        match direct::map(raw, kind, &facts, &mut batch, &mut scratch) {
+    let count = messages.len();
+    for (index, (raw, message)) in messages.into_iter().enumerate() {
+        match direct::map(raw, message, kind, &facts, &mut batch, &mut scratch) {
             Some(Direct::Stored) => continue,
             Some(Direct::NotStored(kind)) => {
                 not_stored.push(kind);
@@ -321,10 +326,7 @@ async fn handle(
         return Err(IngestError::new(
             StatusCode::BAD_REQUEST,
             "no_valid_events",
-            format!(
-                "none of the {} events can be stored; see `rejected`",
-                messages.len()
-            ),
+            format!("none of the {count} events can be stored; see `rejected`"),
         )
         .with_rejected(rejected));
     }

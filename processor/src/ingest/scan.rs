@@ -20,10 +20,11 @@ pub(crate) const MAX_DEPTH: usize = 100;
 
 /// What a `/v1/batch` body holds, as the scanner found it.
 #[derive(Debug)]
-pub(crate) struct Batch<'a> {
+pub(crate) struct Batch<'a, T> {
     /// Each item of `batch`: its JSON text, without the white space
-    /// around it (what `serde_json`'s `RawValue` holds).
-    pub(crate) events: Vec<&'a str>,
+    /// around it (what `serde_json`'s `RawValue` holds), and what the
+    /// item's reader made of it.
+    pub(crate) events: Vec<(&'a str, Option<T>)>,
     /// `writeKey`, when the body has one (and it is not `null`).
     pub(crate) write_key: Option<&'a str>,
 }
@@ -32,7 +33,14 @@ pub(crate) struct Batch<'a> {
 /// one `writeKey` (a string or `null`), any other member skipped. `None`
 /// when the body is anything else, or not plainly so (see the module's
 /// text): then `serde_json` reads it.
-pub(crate) fn batch(body: &str) -> Option<Batch<'_>> {
+///
+/// Each item is given to `read_item` with the scanner at it, in the same
+/// pass: what it reads, it reads past; when it answers `None`, the item is
+/// read again from its start, only to check it is valid JSON.
+pub(crate) fn batch<'a, T>(
+    body: &'a str,
+    mut read_item: impl FnMut(&mut Scanner<'a>) -> Option<T>,
+) -> Option<Batch<'a, T>> {
     let mut scanner = Scanner::new(body);
     let mut events = None;
     let mut write_key = None;
@@ -46,9 +54,13 @@ pub(crate) fn batch(body: &str) -> Option<Batch<'_>> {
                 }
                 let mut items = Vec::with_capacity(128);
                 scanner.array(|scanner| {
-                    let start = scanner.pos;
-                    scanner.skip_value()?;
-                    items.push(&scanner.text[start..scanner.pos]);
+                    let (start, depth) = (scanner.pos, scanner.depth);
+                    let item = read_item(scanner);
+                    if item.is_none() {
+                        (scanner.pos, scanner.depth) = (start, depth);
+                        scanner.skip_value()?;
+                    }
+                    items.push((&scanner.text[start..scanner.pos], item));
                     Some(())
                 })?;
                 events = Some(items);
@@ -162,17 +174,15 @@ pub(crate) enum Json<'a> {
     Number(&'a str),
     String(JsonStr<'a>),
     Array,
-    /// The object's text, braces included.
-    Object(&'a str),
+    Object,
 }
 
-/// The one value `json` holds (a value's text, as [`Scanner::since`]
-/// gives it).
-pub(crate) fn read(json: &str) -> Option<Json<'_>> {
-    let mut scanner = Scanner::new(json);
-    let value = scanner.value()?;
-    scanner.end()?;
-    Some(value)
+/// A value read, with its text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonValue<'a> {
+    /// The value's text (valid JSON, no white space around it).
+    pub(crate) text: &'a str,
+    pub(crate) json: Json<'a>,
 }
 
 /// Whether `number` (valid JSON) is an integer `serde_json` reads as a
@@ -208,17 +218,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Where the scanner is, in bytes from the text's start.
-    pub(crate) fn position(&self) -> usize {
-        self.pos
-    }
-
-    /// The text from `start` to the position.
-    pub(crate) fn since(&self, start: usize) -> &'a str {
-        &self.text[start..self.pos]
-    }
-
-    fn peek(&self) -> Option<u8> {
+    /// The byte at the position.
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
@@ -324,12 +325,11 @@ impl<'a> Scanner<'a> {
 
     /// Reads the value at the position.
     pub(crate) fn value(&mut self) -> Option<Json<'a>> {
-        let start = self.pos;
         Some(match self.peek()? {
             b'"' => Json::String(self.string()?),
             b'{' => {
                 self.object(|_, scanner| scanner.skip_value())?;
-                Json::Object(&self.text[start..self.pos])
+                Json::Object
             }
             b'[' => {
                 self.array(Self::skip_value)?;
@@ -348,6 +348,16 @@ impl<'a> Scanner<'a> {
                 Json::Bool(false)
             }
             _ => Json::Number(self.number()?),
+        })
+    }
+
+    /// Reads the value at the position, with its text.
+    pub(crate) fn json_value(&mut self) -> Option<JsonValue<'a>> {
+        let start = self.pos;
+        let json = self.value()?;
+        Some(JsonValue {
+            text: &self.text[start..self.pos],
+            json,
         })
     }
 
@@ -462,17 +472,30 @@ fn word_has_special(word: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// An item reader reading nothing.
+    fn skip(_: &mut Scanner<'_>) -> Option<()> {
+        None
+    }
+
     #[test]
     fn a_batch_is_split_into_its_events() {
         let body = r#" {"sentAt": {"x": [1, "]"]}, "batch" : [ {"a":1} , [2,3],"s\"",-0.5e+3 ,null],
                      "writeKey":"k"} "#;
-        let batch = batch(body).unwrap();
+        // Numbers read by the item reader, the rest read again.
+        let batch = batch(body, |scanner| match scanner.value()? {
+            Json::Number(number) => Some(number),
+            _ => None,
+        })
+        .unwrap();
+        let events: Vec<_> = batch.events.iter().map(|(raw, _)| *raw).collect();
         assert_eq!(
-            batch.events,
+            events,
             [r#"{"a":1}"#, "[2,3]", r#""s\"""#, "-0.5e+3", "null"]
         );
+        assert_eq!(batch.events[3].1, Some("-0.5e+3"));
+        assert_eq!(batch.events[1].1, None);
         assert_eq!(batch.write_key, Some("k"));
-        assert!(self::batch(r#"{"batch":[],"writeKey":null}"#).is_some());
+        assert!(self::batch(r#"{"batch":[],"writeKey":null}"#, skip).is_some());
     }
 
     #[test]
@@ -497,14 +520,16 @@ mod tests {
             r#"[[1],"k"]"#,
             "",
         ] {
-            assert!(batch(body).is_none(), "{body}");
+            assert!(batch(body, skip).is_none(), "{body}");
         }
         let deep = format!(
             r#"{{"batch":[{}{}]}}"#,
             "[".repeat(MAX_DEPTH),
             "]".repeat(MAX_DEPTH)
         );
-        assert!(batch(&deep).is_none());
+        assert!(batch(&deep, skip).is_none());
+        // An item its reader refuses, invalid further on.
+        assert!(batch(r#"{"batch":[[1,}]}"#, |_| None::<()>).is_none());
     }
 
     #[test]

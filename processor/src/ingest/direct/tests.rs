@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::*;
 use crate::ingest::mapping::Mapped;
+use crate::ingest::scan;
 
 fn facts(trusted: bool) -> RequestFacts<'static> {
     RequestFacts {
@@ -55,7 +56,14 @@ fn reference(raw: &str, kind: Option<Kind>, facts: &RequestFacts<'_>) -> Option<
 fn direct(raw: &str, kind: Option<Kind>, facts: &RequestFacts<'_>) -> Option<Outcome> {
     let mut batch = WireBatch::new();
     let mut scratch = Scratch::default();
-    let answer = map(raw, kind, facts, &mut batch, &mut scratch);
+    let answer = map(
+        raw,
+        Message::read(raw),
+        kind,
+        facts,
+        &mut batch,
+        &mut scratch,
+    );
     match answer {
         Some(Direct::Stored) => {
             assert_eq!(batch.len(), 1);
@@ -500,18 +508,27 @@ struct BatchBody<'a> {
 }
 
 fn check_body(body: &str) -> bool {
-    let Some(ours) = scan::batch(body) else {
+    let Some(ours) = scan::batch(body, Message::read_at) else {
         return false;
     };
     let theirs: BatchBody<'_> = serde_json::from_str(body)
         .unwrap_or_else(|e| panic!("the scanner read a body serde_json refuses ({e}): {body}"));
+    let our_events: Vec<&str> = ours.events.iter().map(|(raw, _)| *raw).collect();
     let their_events: Vec<&str> = theirs.batch.iter().map(|raw| raw.get()).collect();
-    assert_eq!(ours.events, their_events, "{body}");
+    assert_eq!(our_events, their_events, "{body}");
     assert_eq!(
         ours.write_key.map(str::to_owned),
         theirs.write_key,
         "{body}"
     );
+    // A message read in the scanner's pass is the one read alone.
+    for (raw, message) in &ours.events {
+        assert_eq!(
+            format!("{message:?}"),
+            format!("{:?}", Message::read(raw)),
+            "{raw}"
+        );
+    }
     true
 }
 
