@@ -398,12 +398,15 @@ impl<'a> Scanner<'a> {
     }
 
     /// Moves past the bytes of a string that are neither `"`, `\` nor a
-    /// control character: eight at a time, then one at a time.
+    /// control character: eight at a time (the first such byte of a word
+    /// found from its mask), then one at a time near the text's end.
     fn skip_plain_string_bytes(&mut self) {
         while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
             let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            if word_has_special(word) {
-                break;
+            let special = special_bytes(word);
+            if special != 0 {
+                self.pos += (special.trailing_zeros() / 8) as usize;
+                return;
             }
             self.pos += 8;
         }
@@ -459,13 +462,15 @@ const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 /// `0x80` in every byte of a word.
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
-/// Whether a byte of `word` is `"`, `\` or a control character.
-fn word_has_special(word: u64) -> bool {
+/// The high bit of each byte of `word` (read little-endian) that is `"`,
+/// `\` or a control character: exact up to the first such byte (a borrow
+/// can mark bytes after it, never before), which is all that is used.
+fn special_bytes(word: u64) -> u64 {
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
     let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
     let quote = has_zero(word ^ (ONES * u64::from(b'"')));
     let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
-    (below_space | quote | backslash) != 0
+    below_space | quote | backslash
 }
 
 #[cfg(test)]
@@ -530,6 +535,31 @@ mod tests {
         assert!(batch(&deep, skip).is_none());
         // An item its reader refuses, invalid further on.
         assert!(batch(r#"{"batch":[[1,}]}"#, |_| None::<()>).is_none());
+    }
+
+    #[test]
+    fn the_first_special_byte_of_a_word_is_found() {
+        for special in [b'"', b'\\', 0, 0x1f, b'\n'] {
+            for at in 0..8 {
+                for filler in [b'a', b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
+                    let mut word = [filler; 8];
+                    word[at] = special;
+                    // And more after it, which must not move the first.
+                    if at < 7 {
+                        word[7] = b'"';
+                    }
+                    let mask = special_bytes(u64::from_le_bytes(word));
+                    assert_eq!(mask.trailing_zeros() / 8, at as u32, "{word:?}");
+                }
+            }
+        }
+        assert_eq!(special_bytes(u64::from_le_bytes(*b"abcdefgh")), 0);
+        assert_eq!(
+            special_bytes(u64::from_le_bytes([
+                0x20, 0x7f, 0x80, 0xc3, 0xa9, 0xff, 0x21, 0x5d
+            ])),
+            0
+        );
     }
 
     #[test]
