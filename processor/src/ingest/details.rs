@@ -17,7 +17,20 @@ use super::scan::{Json, JsonStr, JsonValue, Scanner, plain_integer};
 pub(crate) struct Member<'a> {
     /// The key, decoded.
     pub(crate) key: Cow<'a, str>,
+    /// Whether the key holds nothing to escape (then it is copied as it is).
+    pub(crate) plain_key: bool,
     pub(crate) value: MemberValue<'a>,
+}
+
+impl<'a> Member<'a> {
+    /// A member whose key is one of the mapping's own (nothing to escape).
+    pub(crate) fn named(key: &'static str, value: MemberValue<'a>) -> Self {
+        Member {
+            key: Cow::Borrowed(key),
+            plain_key: true,
+            value,
+        }
+    }
 }
 
 /// A member's value.
@@ -40,6 +53,7 @@ pub(crate) fn read_members<'a>(
         let value = scanner.json_value()?;
         members.push(Member {
             key: key.decode()?,
+            plain_key: key.plain().is_some(),
             value: MemberValue::Json(value),
         });
         Some(())
@@ -72,7 +86,11 @@ pub(crate) fn write_object(members: &mut [Member<'_>], out: &mut Vec<u8>) -> Opt
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
-        write_text(&member.key, out);
+        if member.plain_key {
+            write_plain(&member.key, out);
+        } else {
+            write_text(&member.key, out);
+        }
         out.push(b':');
         match &member.value {
             MemberValue::Json(value) => write_value(*value, out)?,
@@ -231,10 +249,10 @@ mod tests {
         let json = r#"{"z": 1, "a": "x", "z": [2], "m": {"k": 1, "k": 2}}"#;
         let mut list = Vec::new();
         read_members(&mut Scanner::new(json), &mut list).unwrap();
-        list.push(Member {
-            key: "a".into(),
-            value: MemberValue::Text("inserted \"last\"".into()),
-        });
+        list.push(Member::named(
+            "a",
+            MemberValue::Text("inserted \"last\"".into()),
+        ));
         let mut ours = Vec::new();
         write_object(&mut list, &mut ours).unwrap();
         let mut map: Map<String, Value> = serde_json::from_str(json).unwrap();

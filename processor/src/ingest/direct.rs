@@ -117,23 +117,20 @@ pub(crate) fn map<'a>(
     if page_like {
         for (key, value) in [("name", message.name), ("category", message.category)] {
             if let Some(value) = value {
-                members.push(Member {
-                    key: Cow::Borrowed(key),
-                    value: MemberValue::Json(value),
-                });
+                members.push(Member::named(key, MemberValue::Json(value)));
             }
         }
     }
     if let Some(anonymous_id) = &anonymous_id {
-        members.push(Member {
-            key: Cow::Borrowed("anonymous_id"),
-            value: MemberValue::Text(anonymous_id.clone()),
-        });
+        members.push(Member::named(
+            "anonymous_id",
+            MemberValue::Text(anonymous_id.clone()),
+        ));
     }
-    members.push(Member {
-        key: Cow::Borrowed("source"),
-        value: MemberValue::Text(Cow::Borrowed(facts.source)),
-    });
+    members.push(Member::named(
+        "source",
+        MemberValue::Text(Cow::Borrowed(facts.source)),
+    ));
     for (text, max) in [
         (&user_id, limits::USER_ID_MAX_CHARS),
         (&resource_type, limits::RESOURCE_TYPE_MAX_CHARS),
@@ -369,6 +366,13 @@ fn lift<'a>(
         return Some(None);
     };
     let text = text.decode()?;
+    let mut with_key = members.iter().filter(|member| member.key == key);
+    if with_key.nth(1).is_none() {
+        // The one member of that key (most messages).
+        let index = members.iter().position(|member| member.key == key)?;
+        members.remove(index);
+        return Some(Some(text));
+    }
     // The members of that key given way to the last were read by
     // `serde_json` all the same.
     for member in members.iter().filter(|member| member.key == key) {

@@ -199,7 +199,8 @@ pub(crate) fn plain_integer(number: &str) -> bool {
         && !(digits == "0" && number.len() == 2)
 }
 
-/// The reading position in a JSON text.
+/// The reading position in a JSON text. (Its small steps are inlined
+/// where they are used: a call each was a large part of the scan.)
 #[derive(Debug)]
 pub(crate) struct Scanner<'a> {
     text: &'a str,
@@ -219,11 +220,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// The byte at the position.
+    #[inline(always)]
     pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
     /// Skips white space (the four bytes JSON allows).
+    #[inline(always)]
     pub(crate) fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
@@ -236,6 +239,7 @@ impl<'a> Scanner<'a> {
         (self.pos == self.bytes.len()).then_some(())
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Option<()> {
         if self.peek()? == byte {
             self.pos += 1;
@@ -367,6 +371,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads a string (at its `"`): valid escapes, no control character.
+    #[inline(always)]
     fn string(&mut self) -> Option<JsonStr<'a>> {
         self.eat(b'"')?;
         let start = self.pos;
@@ -400,6 +405,7 @@ impl<'a> Scanner<'a> {
     /// Moves past the bytes of a string that are neither `"`, `\` nor a
     /// control character: eight at a time (the first such byte of a word
     /// found from its mask), then one at a time near the text's end.
+    #[inline(always)]
     fn skip_plain_string_bytes(&mut self) {
         while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
             let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
