@@ -1,7 +1,8 @@
 //! One Segment message straight into its wire line: the mapping of
 //! [`super::mapping`] for the messages SDKs send, read with the scanner
 //! (`scan`) and written with `details` made from the message's text
-//! (`details`), with no `Activity`, no map and few owned strings.
+//! (`details`), with no `Activity`, no map and few owned strings (and
+//! its `timestamp` read by `timestamp` when in the usual shape).
 //!
 //! It gives what [`super::mapping::map`] gives, or `None`: for any message
 //! it cannot read exactly as `serde_json` does, and for every message that
@@ -17,8 +18,9 @@ use chrono::SubsecRound;
 
 use super::details::{self, Member, MemberValue};
 use super::limits::MAX_EVENT_BYTES;
-use super::mapping::{self, Kind, RequestFacts};
+use super::mapping::{self, Kind, MAX_FUTURE, RequestFacts};
 use super::scan::{Json, JsonValue, Scanner, plain_integer};
+use super::timestamp;
 
 #[cfg(test)]
 mod tests;
@@ -96,9 +98,12 @@ pub(crate) fn map<'a>(
         Kind::Page => "page_view",
         _ => "screen_view",
     };
-    let created_at = mapping::created_at(message.timestamp.as_deref(), facts.received_at)
-        .ok()?
-        .trunc_subsecs(6);
+    let created_at = match message.timestamp.as_deref().map(timestamp::parse) {
+        Some(Some(at)) if at > facts.received_at + MAX_FUTURE => return None,
+        Some(Some(at)) => at,
+        _ => mapping::created_at(message.timestamp.as_deref(), facts.received_at).ok()?,
+    }
+    .trunc_subsecs(6);
     let session_id = match non_empty(message.session_id) {
         Some(session) => Some(session),
         None => match last(&members, "session_id") {
@@ -316,6 +321,7 @@ impl<'a> Message<'a> {
 }
 
 /// An optional string field: `null` or a string.
+#[inline]
 fn text(value: Json<'_>) -> Option<Option<Cow<'_, str>>> {
     match value {
         Json::Null => Some(None),
@@ -326,6 +332,7 @@ fn text(value: Json<'_>) -> Option<Option<Cow<'_, str>>> {
 
 /// An id (`mapping`'s `IdText`): `null`, a string, or an integer's text
 /// (a float is left to `mapping`, which writes it as `serde_json` does).
+#[inline]
 fn id_text(value: Json<'_>) -> Option<Option<Cow<'_, str>>> {
     match value {
         Json::Number(number) if plain_integer(number) => Some(Some(Cow::Borrowed(number))),

@@ -37,6 +37,7 @@ mod limits;
 mod mapping;
 mod rate_limit;
 mod scan;
+mod timestamp;
 mod writer;
 
 use std::net::SocketAddr;

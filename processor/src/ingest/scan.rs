@@ -102,10 +102,17 @@ impl<'a> JsonStr<'a> {
 
     /// The decoded text; `None` for a lone surrogate escape (`\ud800`),
     /// which `serde_json` refuses in a string.
+    #[inline]
     pub(crate) fn decode(&self) -> Option<Cow<'a, str>> {
         if !self.escaped {
             return Some(Cow::Borrowed(self.raw));
         }
+        self.unescape().map(Cow::Owned)
+    }
+
+    /// The decoded text of a string with escapes.
+    #[cold]
+    fn unescape(&self) -> Option<String> {
         let bytes = self.raw.as_bytes();
         let mut out = String::with_capacity(bytes.len());
         let mut start = 0;
@@ -153,7 +160,7 @@ impl<'a> JsonStr<'a> {
             start = i;
         }
         out.push_str(&self.raw[start..]);
-        Some(Cow::Owned(out))
+        Some(out)
     }
 }
 
