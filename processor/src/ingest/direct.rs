@@ -366,18 +366,28 @@ fn lift<'a>(
     key: &str,
     unused: &mut Vec<u8>,
 ) -> Option<Option<Cow<'a, str>>> {
-    let Some(value) = last(members, key) else {
+    // The last member of that key (its value, as in a map), and how many.
+    let mut last = None;
+    let mut count = 0;
+    for (index, member) in members.iter().enumerate() {
+        if member.key == key {
+            last = Some(index);
+            count += 1;
+        }
+    }
+    let Some(last) = last else {
         return Some(None);
     };
-    let Json::String(text) = value.json else {
+    let MemberValue::Json(JsonValue {
+        json: Json::String(text),
+        ..
+    }) = members[last].value
+    else {
         return Some(None);
     };
     let text = text.decode()?;
-    let mut with_key = members.iter().filter(|member| member.key == key);
-    if with_key.nth(1).is_none() {
-        // The one member of that key (most messages).
-        let index = members.iter().position(|member| member.key == key)?;
-        members.remove(index);
+    if count == 1 {
+        members.remove(last);
         return Some(Some(text));
     }
     // The members of that key given way to the last were read by

@@ -12,29 +12,37 @@ use chrono::{DateTime, Utc};
 /// digits, then `Z` or `±HH:MM`; `None` otherwise.
 pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20 {
+    let (date_time, rest) = bytes.split_first_chunk::<19>()?;
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        m0,
+        m1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        i0,
+        i1,
+        b':',
+        s0,
+        s1,
+    ] = *date_time
+    else {
         return None;
-    }
-    let digits = |at: usize, count: usize| -> Option<u32> {
-        let mut value = 0;
-        for &byte in bytes.get(at..at + count)? {
-            if !byte.is_ascii_digit() {
-                return None;
-            }
-            value = value * 10 + u32::from(byte - b'0');
-        }
-        Some(value)
     };
-    let at = |index: usize, byte: u8| bytes.get(index) == Some(&byte);
-    if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
-        return None;
-    }
-    let year = digits(0, 4)?;
-    let month = digits(5, 2)?;
-    let day = digits(8, 2)?;
-    let hour = digits(11, 2)?;
-    let minute = digits(14, 2)?;
-    let second = digits(17, 2)?;
+    let year = number(&[y0, y1, y2, y3])?;
+    let month = number(&[m0, m1])?;
+    let day = number(&[d0, d1])?;
+    let hour = number(&[h0, h1])?;
+    let minute = number(&[i0, i1])?;
+    let second = number(&[s0, s1])?;
     if !(1..=12).contains(&month)
         || day == 0
         || day > days_in_month(year, month)
@@ -44,37 +52,42 @@ pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
     {
         return None;
     }
-    let mut rest = 19;
-    let mut nanos = 0;
-    if at(rest, b'.') {
-        let start = rest + 1;
-        let mut end = start;
-        while bytes.get(end).is_some_and(u8::is_ascii_digit) {
-            end += 1;
+    let (nanos, offset) = match rest.split_first() {
+        Some((b'.', after)) => {
+            let count = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            if !(1..=9).contains(&count) {
+                return None;
+            }
+            let (fraction, offset) = after.split_at(count);
+            (number(fraction)? * 10u32.pow((9 - count) as u32), offset)
         }
-        let count = end - start;
-        if !(1..=9).contains(&count) {
-            return None;
-        }
-        nanos = digits(start, count)? * 10u32.pow((9 - count) as u32);
-        rest = end;
-    }
-    let offset_seconds = match bytes.get(rest..)? {
-        b"Z" => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let hours = digits(rest + 1, 2)?;
-            let minutes = digits(rest + 4, 2)?;
+        _ => (0, rest),
+    };
+    let offset_seconds = match *offset {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h0, h1, b':', m0, m1] => {
+            let hours = number(&[h0, h1])?;
+            let minutes = number(&[m0, m1])?;
             if hours > 23 || minutes > 59 {
                 return None;
             }
             let seconds = i64::from(hours * 3600 + minutes * 60);
-            if *sign == b'-' { -seconds } else { seconds }
+            if sign == b'-' { -seconds } else { seconds }
         }
         _ => return None,
     };
     let days = days_from_civil(i64::from(year), month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     DateTime::from_timestamp(seconds, nanos)
+}
+
+/// ASCII digits as a number (at most nine of them).
+fn number(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0, |value, &digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| value * 10 + u32::from(digit - b'0'))
+    })
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
