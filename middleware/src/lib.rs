@@ -86,7 +86,7 @@ pub use sink::{Sink, SinkError, SinkFuture};
 pub use stream_shards::{
     CLUSTER_SLOTS, MAX_STREAM_SHARDS, StreamShards, dead_letter_key, key_slot,
 };
-pub use wire_batch::{ARRIVED_MS_FIELD, WireBatch};
+pub use wire_batch::{ARRIVED_MS_FIELD, WireBatch, WireLine};
 
 #[cfg(feature = "tracker")]
 mod capture;

@@ -3,8 +3,12 @@
 //! batches, sends, retries and spools, so that an event is serialized once
 //! and never held as an [`Activity`] on the way to Redis.
 
-use chrono::{DateTime, Utc};
+use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::activity::wire::{self, WireDetails, WireFields, WireText, WireTime};
 use crate::{Activity, WireError};
 
 /// The optional field of a version 2 stream entry holding its events'
@@ -13,6 +17,39 @@ use crate::{Activity, WireError};
 /// writes for a batch replayed from its spool, and the processor reads as
 /// the events' arrival (never later than the entry id's time).
 pub const ARRIVED_MS_FIELD: &str = "arrived_ms";
+
+/// One event's wire fields, borrowed, with `details` as JSON text made
+/// already: for a producer that has an event's parts as text (the
+/// processor's ingest, which reads them out of a request) and would
+/// otherwise build an [`Activity`] and a `details` map only to write them.
+///
+/// [`WireBatch::push_line`] writes the same line [`WireBatch::push`]
+/// writes for the [`Activity`] with these fields, when `details` is the
+/// text `serde_json` writes for that activity's map. The caller brings the
+/// fields within the wire format's limits (`docs/wire-format.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct WireLine<'a> {
+    /// The event's id.
+    pub id: Uuid,
+    /// `user_id`.
+    pub user_id: Option<&'a str>,
+    /// `action`.
+    pub action: &'a str,
+    /// `resource_type`.
+    pub resource_type: Option<&'a str>,
+    /// `resource_id`.
+    pub resource_id: Option<&'a str>,
+    /// `details`: one JSON object, written as it is.
+    pub details_json: Option<&'a [u8]>,
+    /// `ip_address`.
+    pub ip_address: Option<IpAddr>,
+    /// `user_agent`.
+    pub user_agent: Option<&'a str>,
+    /// `session_id`.
+    pub session_id: Option<&'a str>,
+    /// `created_at` (written to the microsecond).
+    pub created_at: DateTime<Utc>,
+}
 
 /// Events as JSON lines, one wire-format object per line, joined by `\n`
 /// (no trailing newline), with their count.
@@ -101,6 +138,52 @@ impl WireBatch {
     /// Appends `activity`'s wire JSON as a line.
     pub fn push(&mut self, activity: &Activity) {
         self.push_with(|out| activity.write_wire_json(out));
+    }
+
+    /// Appends the wire JSON of `line` as a line.
+    ///
+    /// ```
+    /// use activity_tracker::{Activity, ActivityType, WireBatch, WireLine};
+    ///
+    /// let activity = Activity::new(ActivityType::Login)
+    ///     .user_id("u1")
+    ///     .detail("via", "sso");
+    /// let mut batch = WireBatch::new();
+    /// batch.push_line(&WireLine {
+    ///     id: activity.id,
+    ///     user_id: Some("u1"),
+    ///     action: "login",
+    ///     resource_type: None,
+    ///     resource_id: None,
+    ///     details_json: Some(br#"{"via":"sso"}"#),
+    ///     ip_address: None,
+    ///     user_agent: None,
+    ///     session_id: None,
+    ///     created_at: activity.created_at,
+    /// });
+    /// assert_eq!(batch.as_bytes(), activity.to_wire_json().as_bytes());
+    /// ```
+    pub fn push_line(&mut self, line: &WireLine<'_>) {
+        self.push_with(|out| {
+            wire::write_fields(
+                out,
+                &WireFields {
+                    id: line.id,
+                    user_id: line.user_id,
+                    action: WireText::Plain(line.action),
+                    resource_type: line.resource_type,
+                    resource_id: line.resource_id,
+                    details: match line.details_json {
+                        Some(json) => WireDetails::Json(json),
+                        None => WireDetails::Null,
+                    },
+                    ip_address: line.ip_address,
+                    user_agent: line.user_agent,
+                    session_id: line.session_id,
+                    created_at: WireTime::At(&line.created_at),
+                },
+            );
+        });
     }
 
     /// Appends one line written by `write`, which must append exactly one

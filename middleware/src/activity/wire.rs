@@ -85,6 +85,9 @@ pub(crate) enum WireDetails<'a> {
     Null,
     /// A map as it is.
     Map(&'a Map<String, Value>),
+    /// One JSON object made already (by a caller that has its text, not
+    /// a map), written as it is.
+    Json(&'a [u8]),
     /// The layer's own facts over a handler's details (whose keys named
     /// like the layer's give way to them), written in the key order a
     /// `serde_json::Map` would have: the same object the map the layer
@@ -149,6 +152,10 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
         WireDetails::Map(details) => {
             out.extend_from_slice(b",\"details\":");
             write_map(out, details);
+        }
+        WireDetails::Json(details) => {
+            out.extend_from_slice(b",\"details\":");
+            out.extend_from_slice(details);
         }
         #[cfg(feature = "tracker")]
         WireDetails::Request {

@@ -332,7 +332,10 @@ pub(crate) fn map(
             .or(facts.peer_ip),
         _ => facts.peer_ip,
     };
-    let id = id(IdText::into_text(message.message_id), facts.source);
+    let id = id(
+        IdText::into_text(message.message_id).as_deref(),
+        facts.source,
+    );
     let mut activity = Activity::at(action, created_at);
     activity.id = id;
     activity.user_id = user_id;
@@ -348,10 +351,10 @@ pub(crate) fn map(
 /// `messageId` → `id`: itself when a UUID, else the UUID v5 of
 /// `<source>:<messageId>` in [`MESSAGE_ID_NAMESPACE`]; without one, a
 /// fresh UUID v7 (a retry of such an event cannot be recognized).
-fn id(message_id: Option<String>, source: &str) -> Uuid {
+pub(super) fn id(message_id: Option<&str>, source: &str) -> Uuid {
     match message_id {
         None => Uuid::now_v7(),
-        Some(text) => Uuid::try_parse(&text).unwrap_or_else(|_| message_uuid(source, &text)),
+        Some(text) => Uuid::try_parse(text).unwrap_or_else(|_| message_uuid(source, text)),
     }
 }
 
@@ -366,7 +369,7 @@ pub fn message_uuid(source: &str, message_id: &str) -> Uuid {
 /// `timestamp` as sent (to the microsecond), or the receive time without
 /// one; more than [`MAX_FUTURE`] ahead is refused, not clamped (a clamp
 /// would differ on each retry, and so would the stored key).
-fn created_at(
+pub(super) fn created_at(
     timestamp: Option<&str>,
     received_at: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, Rejection> {
