@@ -11,7 +11,6 @@
 //! two to the same lines, for generated and hostile messages.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use activity_tracker::{WireBatch, WireLine, limits};
 use chrono::SubsecRound;
@@ -161,15 +160,7 @@ pub(crate) fn map<'a>(
         Some(Json::String(ip)) => Some(ip.decode()?),
         _ => None,
     };
-    let ip_address = match context_ip {
-        Some(ip) if facts.trusts_context_ip => ip
-            .trim()
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| ip.to_canonical())
-            .or(facts.peer_ip),
-        _ => facts.peer_ip,
-    };
+    let ip_address = mapping::client_ip(context_ip.as_deref(), facts);
     let message_id = non_empty(message.message_id);
     batch.push_line(&WireLine {
         id: mapping::id(message_id.as_deref(), facts.source),

@@ -323,15 +323,11 @@ pub(crate) fn map(
             ));
         }
     }
-    let ip_address = match context_ip {
-        Some(Value::String(ip)) if facts.trusts_context_ip => ip
-            .trim()
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| ip.to_canonical())
-            .or(facts.peer_ip),
-        _ => facts.peer_ip,
+    let context_ip = match &context_ip {
+        Some(Value::String(ip)) => Some(ip.as_str()),
+        _ => None,
     };
+    let ip_address = client_ip(context_ip, facts);
     let id = id(
         IdText::into_text(message.message_id).as_deref(),
         facts.source,
@@ -397,6 +393,20 @@ pub(super) fn created_at(
 }
 
 /// Takes `key` out of `details` into its column when it is a string.
+/// The client's address: `context.ip` when the source is trusted to name
+/// it and it parses, else the peer's (through the trusted proxies).
+pub(super) fn client_ip(context_ip: Option<&str>, facts: &RequestFacts<'_>) -> Option<IpAddr> {
+    match context_ip {
+        Some(ip) if facts.trusts_context_ip => ip
+            .trim()
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical())
+            .or(facts.peer_ip),
+        _ => facts.peer_ip,
+    }
+}
+
 fn lift(details: &mut Map<String, Value>, key: &str) -> Option<String> {
     if !details.get(key).is_some_and(Value::is_string) {
         return None;
