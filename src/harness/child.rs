@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 
 /// A child process killed with SIGKILL, and reaped, on `kill` or on drop.
 #[derive(Debug)]
-pub struct Killable(pub Option<Child>);
+pub struct Killable(Option<Child>);
 
 impl Killable {
     /// SIGKILL: whatever the child holds in memory is lost, as in a crash.
