@@ -8,10 +8,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::*;
+use crate::ingest::BatchBody;
 use crate::ingest::mapping::Mapped;
 use crate::ingest::scan;
 
@@ -498,14 +497,6 @@ fn a_deep_value_is_left_to_mapping() {
 }
 
 // Whole bodies: the scanner's split against serde_json's.
-
-#[derive(Deserialize)]
-struct BatchBody<'a> {
-    #[serde(borrow)]
-    batch: Vec<&'a RawValue>,
-    #[serde(rename = "writeKey", default)]
-    write_key: Option<String>,
-}
 
 fn check_body(body: &str) -> bool {
     let Some(ours) = scan::batch(body, Message::read_at) else {
