@@ -392,7 +392,6 @@ pub(super) fn created_at(
     Ok(at.trunc_subsecs(6))
 }
 
-/// Takes `key` out of `details` into its column when it is a string.
 /// The client's address: `context.ip` when the source is trusted to name
 /// it and it parses, else the peer's (through the trusted proxies).
 pub(super) fn client_ip(context_ip: Option<&str>, facts: &RequestFacts<'_>) -> Option<IpAddr> {
@@ -407,6 +406,7 @@ pub(super) fn client_ip(context_ip: Option<&str>, facts: &RequestFacts<'_>) -> O
     }
 }
 
+/// Takes `key` out of `details` into its column when it is a string.
 fn lift(details: &mut Map<String, Value>, key: &str) -> Option<String> {
     if !details.get(key).is_some_and(Value::is_string) {
         return None;
