@@ -6,7 +6,8 @@
 //! mid-load fails no request and loses at most what it had not
 //! replicated; the whole cluster gone, the tracker falls back to
 //! PostgreSQL; the ingest API writes to every shard; a shard's slot moved
-//! to another master mid-load (a resharding) loses nothing.
+//! to another master mid-load (a resharding) loses nothing; one node of a
+//! cluster named as a single Redis is a clear error.
 //!
 //! Each scenario prints one line:
 //! `scenario <name>: sent N, stored N, duplicates 0, dead-lettered 0, failed requests 0`
@@ -694,4 +695,30 @@ async fn a_shard_moved_to_another_master_mid_load_loses_nothing() {
         "the shard written to on its new master"
     );
     pipeline.stop(true).await;
+}
+
+/// 7. `REDIS_URL` naming one node of the cluster as if it were a single
+///    Redis: the processor refuses to start and says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_of_a_cluster_named_as_a_single_redis_is_a_clear_error() {
+    let (cluster, _turn) = cluster().await;
+    let database = Database::create("one-node").await;
+    let key = stream_key("one-node");
+    let elsewhere = cluster
+        .masters()
+        .iter()
+        .find(|m| !m.owns(activity_tracking::harness::key_slot(&key)))
+        .expect("a master without the key's slot")
+        .node
+        .url();
+    let config = cluster_processor_config(&elsewhere, &database.url, &key, 1);
+    let error = match Processor::start(config, CancellationToken::new()).await {
+        Ok(_) => panic!("a processor started on one node of a cluster"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("is one node of a Redis Cluster") && error.contains("REDIS_CLUSTER=true"),
+        "{error}"
+    );
+    database.drop().await;
 }

@@ -83,8 +83,9 @@ pub enum RunError {
     /// Migrations or partitions failed.
     #[error("{}", db_message::describe_schema(.0))]
     Schema(#[from] SchemaError),
-    /// Redis cannot be reached at start.
-    #[error("{source}; is Redis running at REDIS_URL ({url})?")]
+    /// Redis cannot be reached at start (or is a cluster reached as one
+    /// node).
+    #[error("{source}; {}", redis_hint(source, url))]
     Redis {
         /// `REDIS_URL`, without its password.
         url: String,
@@ -323,6 +324,19 @@ impl Processor {
             std::panic::resume_unwind(e.into_panic());
         }
         Ok(())
+    }
+}
+
+/// What to check when Redis failed at start: a `MOVED` or `ASK` reply
+/// means `REDIS_URL` names one node of a Redis Cluster as if it were a
+/// single Redis; anything else, whether Redis runs there.
+fn redis_hint(error: &ConsumerError, url: &str) -> String {
+    let ConsumerError::Group { source, .. } = error;
+    match source.redirect_node() {
+        Some(_) => format!(
+            "REDIS_URL ({url}) is one node of a Redis Cluster: list its nodes separated by commas (redis://a:7000,redis://b:7001) or set REDIS_CLUSTER=true"
+        ),
+        None => format!("is Redis running at REDIS_URL ({url})?"),
     }
 }
 
