@@ -28,15 +28,14 @@ use activity_tracker::{ActivityTracker, StreamShards};
 use activity_tracking::demo_app;
 use activity_tracking::harness::load::{self, Load, LoadPlan, Outcome, send_load};
 use activity_tracking::harness::{
-    ClusterOptions, HttpServer, Killable, RedisCluster, processor_child, processor_config,
-    run_processor_from_env, wait_until,
+    ClusterOptions, HttpServer, Killable, RedisCluster, ScratchDatabase, get_json, processor_child,
+    processor_config, run_processor_from_env, wait_until,
 };
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use redis::Value;
 use serde_json::Value as Json;
-use sqlx::{AssertSqlSafe, Connection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,49 +76,6 @@ async fn cluster() -> (RedisCluster, tokio::sync::MutexGuard<'static, ()>) {
 
 fn stream_key(scenario: &str) -> String {
     format!("test:cluster:{scenario}:{}", uuid::Uuid::now_v7().simple())
-}
-
-/// A database of its own on the shared PostgreSQL (`DATABASE_URL`'s
-/// server), dropped by [`Database::drop`].
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(scenario: &str) -> Database {
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "cluster_{}_{}",
-            scenario.replace('-', "_"),
-            uuid::Uuid::now_v7().simple()
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
-        Database {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    async fn drop(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
 }
 
 /// The example app (`activity_tracking::demo_app`, what
@@ -171,7 +127,7 @@ impl App {
 /// A scenario's database, sharded stream and processor (in this
 /// process), on a cluster.
 struct Pipeline {
-    database: Database,
+    database: ScratchDatabase,
     shards: StreamShards,
     processor: Processor,
     token: CancellationToken,
@@ -186,7 +142,7 @@ impl Pipeline {
         shards: usize,
         fallback: bool,
     ) -> (Pipeline, App) {
-        let database = Database::create(scenario).await;
+        let database = ScratchDatabase::create(&format!("cluster_{scenario}")).await;
         let key = stream_key(scenario);
         let url = cluster.redis_url();
         let token = CancellationToken::new();
@@ -284,19 +240,7 @@ fn child_processor() {
 
 /// `GET <path>` of the admin API at `addr`, as JSON.
 async fn admin_get(addr: SocketAddr, path: &str) -> Json {
-    let client: Client<_, String> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::get(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .body(String::new())
-        .unwrap();
-    let response = client
-        .request(request)
-        .await
-        .expect("the admin API answers");
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(status.is_success(), "{path}: {status} {body:?}");
-    serde_json::from_slice(&body).expect("JSON")
+    get_json(addr, path, ADMIN_TOKEN).await
 }
 
 /// The queue status once every shard is empty, nothing pending and no
@@ -414,7 +358,7 @@ async fn four_shards_every_event_stored_once_through_every_shard() {
 async fn two_processors_split_the_shards_one_killed_nothing_lost() {
     let scenario = "two-processors";
     let (cluster, _turn) = cluster().await;
-    let database = Database::create(scenario).await;
+    let database = ScratchDatabase::create(&format!("cluster_{scenario}")).await;
     let key = stream_key(scenario);
     let shards = StreamShards::new(&key, 3);
     let url = cluster.redis_url();
@@ -590,7 +534,7 @@ async fn the_whole_cluster_down_the_tracker_falls_back_to_postgres() {
 async fn ingest_writes_to_every_shard_of_the_cluster() {
     let scenario = "ingest";
     let (cluster, _turn) = cluster().await;
-    let database = Database::create(scenario).await;
+    let database = ScratchDatabase::create(&format!("cluster_{scenario}")).await;
     let key = stream_key(scenario);
     let shards = StreamShards::new(&key, 3);
 
@@ -702,7 +646,7 @@ async fn a_shard_moved_to_another_master_mid_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_of_a_cluster_named_as_a_single_redis_is_a_clear_error() {
     let (cluster, _turn) = cluster().await;
-    let database = Database::create("one-node").await;
+    let database = ScratchDatabase::create("cluster_one_node").await;
     let key = stream_key("one-node");
     let elsewhere = cluster
         .masters()

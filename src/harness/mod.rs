@@ -27,11 +27,12 @@
 
 mod child;
 mod cluster;
-mod http_server;
+mod http;
 pub mod load;
 mod postgres;
 mod processor;
 mod redis;
+mod scratch_database;
 mod stream;
 mod wait;
 
@@ -40,11 +41,12 @@ pub use self::cluster::{
     CLUSTER_SLOTS, ClusterNode, ClusterOptions, Failover, Master, RedisCluster, key_slot,
     keys_per_master,
 };
-pub use self::http_server::HttpServer;
+pub use self::http::{HttpServer, get_json};
 pub use self::load::{Load, LoadPlan, Outcome, send_load};
 pub use self::postgres::PrivatePostgres;
 pub use self::processor::{processor_child, processor_config, run_processor_from_env};
 pub use self::redis::PrivateRedis;
+pub use self::scratch_database::ScratchDatabase;
 pub use self::stream::{stream_activities, stream_events};
 pub use self::wait::{WaitTimeout, wait_until};
 
