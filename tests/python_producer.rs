@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use activity_processor::{Config, Processor};
-use activity_tracking::harness::wait_until;
+use activity_tracking::harness::{ScratchDatabase, wait_until};
 use redis::AsyncCommands;
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,18 +21,8 @@ fn env(name: &str, default: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_written_by_redis_py_are_stored_line_by_line() {
     let redis_url = env("REDIS_URL", "redis://127.0.0.1:6379");
-    let admin_url = env(
-        "DATABASE_URL",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    );
-    let database = format!("python_producer_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let database_url = format!("{base}/{database}");
+    let database = ScratchDatabase::create("python_producer").await;
+    let database_url = database.url.clone();
 
     let mut config = Config::from_env();
     config.redis_url = redis_url.clone();
@@ -132,12 +122,7 @@ async fn entries_written_by_redis_py_are_stored_line_by_line() {
     processor.wait().await.unwrap();
     let _: () = redis.del(&[&config.stream_key, &dead_key]).await.unwrap();
     drop(db);
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    database.drop().await;
 }
 
 /// The shard keys a producer in another language computes from

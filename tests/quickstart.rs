@@ -7,48 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use activity_tracking::harness::ScratchDatabase;
 use activity_tracking::quickstart::{self, Options, QuickstartError};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
-
-/// A database of its own on the shared server, dropped at the end.
-struct TempDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    async fn create() -> anyhow::Result<Self> {
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("quickstart_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await?;
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
-        let url = format!("{base}/{name}");
-        Ok(TempDatabase {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn drop_it(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
-    }
-}
 
 /// Deletes a test's stream and its dead-letter stream from the shared
 /// Redis when dropped, whether the test passed or not.
@@ -198,7 +160,7 @@ async fn assert_figures_match_rows(
 
 #[tokio::test]
 async fn quickstart_once_figures_match_the_table() -> anyhow::Result<()> {
-    let db = TempDatabase::create().await?;
+    let db = ScratchDatabase::create("quickstart").await;
     let options = options(&db.url, &redis_url());
     let _cleanup = StreamCleanup {
         redis_url: options.redis_url.clone(),
@@ -232,7 +194,8 @@ async fn quickstart_once_figures_match_the_table() -> anyhow::Result<()> {
         "{printed}"
     );
     pool.close().await;
-    db.drop_it().await
+    db.drop().await;
+    Ok(())
 }
 
 /// The figures of a run into a fresh database are that run's alone, the
@@ -345,7 +308,7 @@ async fn quickstart_starts_private_servers_when_none_is_running() -> anyhow::Res
 
 #[tokio::test]
 async fn quickstart_with_redis_down_stores_through_the_database_fallback() -> anyhow::Result<()> {
-    let db = TempDatabase::create().await?;
+    let db = ScratchDatabase::create("quickstart").await;
     let closed = activity_tracking::harness::free_port()?;
     // No Redis, no stream: nothing to clean up.
     let mut out = Vec::new();
@@ -368,7 +331,8 @@ async fn quickstart_with_redis_down_stores_through_the_database_fallback() -> an
     let pool = PgPool::connect(&db.url).await?;
     assert_figures_match_rows(&pool, &summary).await?;
     pool.close().await;
-    db.drop_it().await
+    db.drop().await;
+    Ok(())
 }
 
 #[tokio::test]

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use activity_processor::ingest::message_uuid;
 use activity_processor::{Config, Processor};
-use activity_tracking::harness::wait_until;
+use activity_tracking::harness::{ScratchDatabase, wait_until};
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -56,26 +56,15 @@ fn sender(python: &str, host: &str, key: &str, prefix: &str, gzip: bool) -> std:
 
 /// A database of its own, and a processor configuration on it.
 struct Setup {
-    admin: PgConnection,
-    database: String,
+    database: ScratchDatabase,
     database_url: String,
     config: Config,
 }
 
 impl Setup {
     async fn new(name: &str) -> Setup {
-        let admin_url = env(
-            "DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/postgres",
-        );
-        let database = format!("segment_{name}_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let database_url = format!("{base}/{database}");
+        let database = ScratchDatabase::create(&format!("segment_{name}")).await;
+        let database_url = database.url.clone();
         let mut config = Config::from_env();
         config.redis_url = env("REDIS_URL", "redis://127.0.0.1:6379");
         config.database_url = database_url.clone();
@@ -88,7 +77,6 @@ impl Setup {
         config.legacy_list_key = None;
         config.alert_rules = Some("none".into());
         Setup {
-            admin,
             database,
             database_url,
             config,
@@ -115,7 +103,7 @@ impl Setup {
         .unwrap();
     }
 
-    async fn drop(mut self) {
+    async fn drop(self) {
         let mut redis = redis::Client::open(self.config.redis_url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -125,13 +113,7 @@ impl Setup {
             .del(&[&self.config.stream_key, &self.config.dead_letter_key()])
             .await
             .unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.database
-        )))
-        .execute(&mut self.admin)
-        .await
-        .unwrap();
+        self.database.drop().await;
     }
 }
 
