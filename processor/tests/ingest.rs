@@ -735,3 +735,115 @@ async fn serve_roles_run_only_the_parts_named(pool: PgPool) {
         .to_string();
     assert!(error.contains("INGEST_LISTEN"), "{error}");
 }
+
+async fn get(addr: SocketAddr, path: &str) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    Answer {
+        status: head[9..12].parse().unwrap(),
+        headers: Vec::new(),
+        body: body.to_owned(),
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_openapi_document_describes_every_path_and_limit(pool: PgPool) {
+    let mut config = config(&pool);
+    config.serve_roles = "ingest".into();
+    let (processor, token) = start(&config).await;
+    let addr = processor.ingest_addr().unwrap();
+
+    // Served without credentials, as the admin API's is.
+    let answer = get(addr, "/v1/openapi.json").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let document = answer.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in [
+        "/v1/batch",
+        "/v1/track",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/identify",
+        "/v1/group",
+        "/v1/alias",
+    ] {
+        let operation = &document["paths"][path]["post"];
+        assert!(operation["requestBody"].is_object(), "{path}");
+        for status in ["200", "400", "401", "413", "429", "503"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{path} {status}"
+            );
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    let track_event = &schemas["Track"]["allOf"][1]["properties"]["event"];
+    assert_eq!(track_event["maxLength"], 100);
+    assert_eq!(track_event["minLength"], 1);
+    let stored = &schemas["Stored"]["allOf"][1]["properties"];
+    assert_eq!(stored["userId"]["maxLength"], 255);
+    assert_eq!(
+        stored["properties"]["properties"]["resource_type"]["maxLength"],
+        50
+    );
+    assert_eq!(
+        stored["context"]["properties"]["userAgent"]["maxLength"],
+        500
+    );
+    assert_eq!(stored["timestamp"]["format"], "date-time");
+    // A batch is valid when it holds at least one valid message.
+    let batch = &schemas["Batch"]["properties"]["batch"];
+    assert_eq!(batch["minItems"], 1);
+    assert_eq!(batch["contains"]["$ref"], "#/components/schemas/BatchItem");
+    stop(processor, token, &config).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn messages_contexts_and_bodies_are_objects_not_arrays(pool: PgPool) {
+    let mut config = config(&pool);
+    config.serve_roles = "ingest".into();
+    let (processor, token) = start(&config).await;
+    let addr = processor.ingest_addr().unwrap();
+
+    // serde reads a struct from an array too, its fields in order: this
+    // one would have been a page view by `userId` 0.
+    let answer = post_json(
+        addr,
+        "/v1/page",
+        &json!({"userId": 0, "context": [null, null]}),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json()["rejected"][0]["reason"], "invalid_message");
+    let answer = post_json(addr, "/v1/track", &json!([null, "signup", "user-1"])).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json()["error"], "invalid_json");
+    let answer = post_json(
+        addr,
+        "/v1/batch",
+        &json!([[{"type": "track", "event": "signup", "userId": "user-1"}]]),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json()["error"], "invalid_json");
+    let answer = post_json(
+        addr,
+        "/v1/batch",
+        &json!({"batch": [["track", "signup", "user-1"], track("user-1", "signup", "m-1")]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert_eq!(body["rejected"][0]["reason"], "invalid_message");
+    let mut conn = redis(&config).await;
+    let len: u64 = conn.xlen(&config.stream_key).await.unwrap();
+    assert_eq!(len, 1, "only the object message was written");
+    stop(processor, token, &config).await;
+}

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use activity_tracker::{Activity, ActivityType, limits};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -116,7 +117,7 @@ struct Message<'a> {
     #[serde(default)]
     properties: Option<Map<String, Value>>,
     #[serde(borrow, default)]
-    context: Option<Context<'a>>,
+    context: Option<ObjectOnly<Context<'a>>>,
     #[serde(default)]
     name: Option<Value>,
     #[serde(default)]
@@ -132,6 +133,31 @@ struct Context<'a> {
     /// Any JSON: garbage here is ignored (the peer is used), not an error.
     #[serde(default)]
     ip: Option<Value>,
+}
+
+/// A struct read from a JSON object only. `serde` reads a struct from an
+/// array too, its fields in order (`[null, null, "user-1"]` would be a
+/// message with a `userId`), which no Segment client sends and the API's
+/// document refuses: a message, its `context` and a request body are
+/// objects.
+pub(crate) struct ObjectOnly<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
 }
 
 /// An id as Segment messages carry them: a string or a number, as text.
@@ -193,7 +219,7 @@ pub(crate) fn map(
             ),
         ));
     }
-    let message: Message<'_> = serde_json::from_str(raw).map_err(|e| {
+    let ObjectOnly(message): ObjectOnly<Message<'_>> = serde_json::from_str(raw).map_err(|e| {
         reject(
             "invalid_message",
             format!("the event is not a message object: {e}"),
@@ -241,7 +267,7 @@ pub(crate) fn map(
     let created_at = created_at(message.timestamp.as_deref(), facts.received_at)?;
     let mut details = message.properties.unwrap_or_default();
     let (user_agent, context_session, context_ip) = match message.context {
-        Some(context) => (
+        Some(ObjectOnly(context)) => (
             context.user_agent.map(Cow::into_owned),
             IdText::into_text(context.session_id),
             context.ip,

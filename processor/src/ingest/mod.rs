@@ -35,6 +35,7 @@ mod direct;
 mod error;
 mod limits;
 mod mapping;
+mod openapi;
 mod rate_limit;
 mod scan;
 mod timestamp;
@@ -58,12 +59,13 @@ use serde_json::value::RawValue;
 pub use self::auth::{DEFAULT_SOURCE, WriteKeys, WriteKeysError};
 pub use self::limits::{BodyError, MAX_EVENT_BYTES, MAX_REQUEST_BYTES};
 pub use self::mapping::{MAX_FUTURE, MESSAGE_ID_NAMESPACE, message_uuid};
+pub use self::openapi::{OPENAPI_PATH, document as openapi_document};
 pub use self::writer::WriteError;
 
 use self::direct::{Direct, Message, Scratch};
 use self::error::{IngestError, RejectedEvent};
 use self::limits::Encoding;
-use self::mapping::{Kind, Mapped, RequestFacts};
+use self::mapping::{Kind, Mapped, ObjectOnly, RequestFacts};
 use self::rate_limit::RateLimit;
 use self::writer::StreamWriter;
 use crate::config::{Config, ConfigError};
@@ -127,10 +129,12 @@ impl IngestState {
     }
 }
 
-/// The ingest routes (every path with and without a trailing slash, and
-/// `/healthz`).
+/// The ingest routes (every path with and without a trailing slash,
+/// `/healthz` and the OpenAPI document).
 pub fn router(state: IngestState) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz));
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route(OPENAPI_PATH, get(openapi_json));
     for (path, kind) in PATHS {
         let handler =
             post(move |state: State<IngestState>, request: Request| ingest(state, kind, request));
@@ -143,6 +147,10 @@ pub fn router(state: IngestState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 /// The answer to a request with at least one valid event.
@@ -233,11 +241,12 @@ async fn handle(
         None => match scan::batch(text, Message::read_at) {
             Some(scanned) => (scanned.events, scanned.write_key.map(str::to_owned)),
             None => {
-                let body: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
-                    not_json(format!(
-                        "the body is not a batch ({{\"batch\": [...]}}): {e}"
-                    ))
-                })?;
+                let ObjectOnly(body): ObjectOnly<BatchBody<'_>> = serde_json::from_str(text)
+                    .map_err(|e| {
+                        not_json(format!(
+                            "the body is not a batch ({{\"batch\": [...]}}): {e}"
+                        ))
+                    })?;
                 let messages = body
                     .batch
                     .iter()
@@ -247,7 +256,7 @@ async fn handle(
             }
         },
         Some(_) => {
-            let body: SingleBody = serde_json::from_str(text)
+            let ObjectOnly(body): ObjectOnly<SingleBody> = serde_json::from_str(text)
                 .map_err(|e| not_json(format!("the body is not a JSON object: {e}")))?;
             (vec![(text, Message::read(text))], body.write_key)
         }
