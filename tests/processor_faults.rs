@@ -168,3 +168,77 @@ async fn redis_killed_and_restarted_loses_nothing() {
     token.cancel();
     processor.wait().await.unwrap();
 }
+
+/// Stopping the processor while Redis is gone and stored batches wait to
+/// be acknowledged: the shutdown grace (10 s) is spent once for all of
+/// them, not once per batch and step, and what was stored but not
+/// acknowledged is redelivered to the next processor and stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_redis_gone_spends_the_grace_once() {
+    const GRACE: Duration = Duration::from_secs(10);
+    let mut redis = tokio::task::spawn_blocking(PrivateRedis::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let config = config(redis.url(), postgres.url());
+    let token = CancellationToken::new();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
+    push(&redis.url(), &config.stream_key, 100).await;
+    wait_rows(&postgres.url(), 100).await;
+
+    // Batches read and held by the writers while the database is down...
+    tokio::task::block_in_place(|| postgres.stop()).unwrap();
+    push(&redis.url(), &config.stream_key, 1_000).await;
+    wait_until("writes failing and being retried", WAIT, || async {
+        processor.stats().snapshot().db_retrying.then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...then stored once it is back, with nowhere to acknowledge them.
+    tokio::task::block_in_place(|| redis.kill()).unwrap();
+    tokio::task::block_in_place(|| postgres.start_again()).unwrap();
+    // Stored: the count has grown and stays put.
+    wait_until("the held batches stored", WAIT, || {
+        let url = postgres.url();
+        async move {
+            let now = rows(&url).await?;
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            (now > 100 && rows(&url).await? == now).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    let stopping = std::time::Instant::now();
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(60), processor.wait())
+        .await
+        .expect("the processor stops")
+        .unwrap();
+    let took = stopping.elapsed();
+    println!("stopped in {took:?} with Redis gone");
+    assert!(
+        took < GRACE + Duration::from_secs(4),
+        "stopping took {took:?}; the grace is {GRACE:?} in all"
+    );
+
+    // Redis back: the unacknowledged entries go to the next processor, and
+    // the rows stored already are not stored again.
+    tokio::task::block_in_place(|| redis.start_again()).unwrap();
+    let token = CancellationToken::new();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
+    wait_rows(&postgres.url(), 1_100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rows(&postgres.url()).await, Some(1_100), "no duplicates");
+    token.cancel();
+    processor.wait().await.unwrap();
+}

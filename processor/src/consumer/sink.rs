@@ -2,7 +2,7 @@
 //! entry), writes idempotently, dead-letters what can never be stored, and
 //! only then acknowledges. Never acknowledges before the commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use activity_store::normalize::StorageRules;
@@ -42,12 +42,14 @@ pub(crate) async fn run(
     let (batches, batch_rx) = mpsc::channel::<Vec<Item>>(1);
     let batch_rx = Arc::new(tokio::sync::Mutex::new(batch_rx));
     let writers = TaskTracker::new();
+    let give_up_at = Arc::new(OnceLock::new());
     for _ in 0..settings.writers.max(1) {
         let mut sink = Sink {
             link: Link::new(redis.clone(), None),
             pool: pool.clone(),
             stats: stats.clone(),
             token: token.clone(),
+            give_up_at: give_up_at.clone(),
             settings: settings.clone(),
         };
         let batch_rx = batch_rx.clone();
@@ -156,26 +158,34 @@ struct Sink {
     link: Link,
     stats: Arc<ProcessorStats>,
     token: CancellationToken,
+    /// When every writer stops retrying, set by the first failing step
+    /// after cancellation: the grace is spent once for all the batches
+    /// held, not once per batch and step. Shared by the writers.
+    give_up_at: Arc<OnceLock<Instant>>,
 }
 
-/// After cancellation, how long a failing step keeps retrying.
+/// The delays between attempts of a failing step.
 #[derive(Debug)]
 struct Retry {
     backoff: Backoff,
-    give_up_at: Option<Instant>,
 }
 
 impl Retry {
     fn new() -> Self {
         Retry {
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-            give_up_at: None,
         }
     }
 
     /// Waits before the next attempt; `false` when shutting down and the
-    /// grace period is over.
-    async fn wait(&mut self, token: &CancellationToken, grace: Duration) -> bool {
+    /// grace period (`grace` from the first step that failed after
+    /// cancellation, `give_up_at`) is over.
+    async fn wait(
+        &mut self,
+        token: &CancellationToken,
+        grace: Duration,
+        give_up_at: &OnceLock<Instant>,
+    ) -> bool {
         let delay = self.backoff.next_delay();
         if !token.is_cancelled() {
             tokio::select! {
@@ -183,9 +193,7 @@ impl Retry {
                 _ = tokio::time::sleep(delay) => return true,
             }
         }
-        let give_up_at = *self
-            .give_up_at
-            .get_or_insert_with(|| Instant::now() + grace);
+        let give_up_at = *give_up_at.get_or_init(|| Instant::now() + grace);
         let now = Instant::now();
         if now >= give_up_at {
             return false;
@@ -267,7 +275,10 @@ impl Sink {
                         // the events would lose them; keep retrying.
                         tracing::error!(error = %e, events = activities.len(), "writing a batch failed and cannot succeed until the database is fixed; retrying, nothing acknowledged");
                     }
-                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                    if !retry
+                        .wait(&self.token, self.settings.shutdown_grace, &self.give_up_at)
+                        .await
+                    {
                         tracing::error!(
                             events = activities.len(),
                             "shutting down with the database failing; the batch stays pending and is claimed later"
@@ -344,7 +355,10 @@ impl Sink {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "writing dead letters failed; retrying");
-                        if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                        if !retry
+                            .wait(&self.token, self.settings.shutdown_grace, &self.give_up_at)
+                            .await
+                        {
                             return false;
                         }
                     }
@@ -410,7 +424,10 @@ impl Sink {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "acknowledging a stored batch failed; retrying");
-                    if !retry.wait(&self.token, self.settings.shutdown_grace).await {
+                    if !retry
+                        .wait(&self.token, self.settings.shutdown_grace, &self.give_up_at)
+                        .await
+                    {
                         return;
                     }
                 }
