@@ -73,7 +73,7 @@ start_app() {
 }
 
 # run_open MODE KEY RATE: starts the app, loads it open loop at RATE
-# requests/s for DURATION seconds, stops it; prints "P99_US SERVED".
+# requests/s for DURATION seconds, stops it; prints "P99_US SERVED COUNTERS".
 run_open() {
     local mode=$1 key=$2 rate=$3 out="$WORK/open.out" addr
     start_app "$mode" "$key" "$out"
@@ -85,7 +85,7 @@ run_open() {
     local p99 served
     p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' "$WORK/open.load")
     served=$(sed -n 's/^served=\([0-9]*\).*/\1/p' "$out")
-    echo "$p99 $served"
+    echo "$p99 $served $(sed -n 's/^served=[0-9]* //p' "$out")"
 }
 WORK=$(mktemp -d)
 APP_PID=
@@ -198,7 +198,7 @@ for round in $(seq "$ROUNDS"); do
     open_rate=$(awk -v r="$bare_rps" 'BEGIN { printf "%d", r / 2 }')
     read -r open_bare_p99 _ < <(run_open bare "bench_layer_open_bare_$$_$round" "$open_rate")
     open_key="bench_layer_open_$$_$round"
-    read -r open_layer_p99 open_served < <(run_open layer "$open_key" "$open_rate")
+    read -r open_layer_p99 open_served open_counters < <(run_open layer "$open_key" "$open_rate")
     open_events=$(stream_events "$open_key")
     redis-cli -u "$REDIS_URL" DEL "$open_key" >/dev/null
     if [[ "$open_events" != "$open_served" ]]; then check="MISMATCH (open loop)"; failed=1; fi
@@ -207,8 +207,8 @@ for round in $(seq "$ROUNDS"); do
         "$round" "$bare_rps" "$bare_p99" "$bare_cpu" "$layer_rps" "$layer_p99" "$layer_cpu" \
         "$(awk -v a="$layer_rps" -v b="$bare_rps" 'BEGIN { print a / b }')" \
         "$entries" "$served" "$check" "$counters"
-    printf '         open loop at %d req/s: p99 bare %dus, layer %dus | ratio %.3f | stream %s events for %s requests\n' \
-        "$open_rate" "$open_bare_p99" "$open_layer_p99" "${open_ratios[-1]}" "$open_events" "$open_served"
+    printf '         open loop at %d req/s: p99 bare %dus, layer %dus | ratio %.3f | stream %s events for %s requests [%s]\n' \
+        "$open_rate" "$open_bare_p99" "$open_layer_p99" "${open_ratios[-1]}" "$open_events" "$open_served" "$open_counters"
     printf '         capture only (no Redis write): %.0f req/s p99 %.0fus cpu %.1fus/req | ratio %.3f\n' \
         "$capture_rps" "$capture_p99" "$capture_cpu" \
         "$(awk -v a="$capture_rps" -v b="$bare_rps" 'BEGIN { print a / b }')"

@@ -8,19 +8,21 @@
 //!   what matters is the number of requests, not their pace.
 //! - `rate ADDR PATH RATE SECONDS CONNECTIONS`: open loop. Request `k` of
 //!   the run is due at `k / RATE` seconds after the start, whether or not
-//!   earlier ones were answered; connection `c` sends requests `c`,
-//!   `c + CONNECTIONS`, ... Each latency is measured from when the request
-//!   was due, not from when it was sent, so a server that falls behind is
-//!   charged for the wait (no coordinated omission). Prints
+//!   earlier ones were answered; whichever of the `CONNECTIONS` is free
+//!   sends it. Each latency is measured from when the request was due,
+//!   not from when it was sent, so a server that falls behind is charged
+//!   for the wait (no coordinated omission). Prints
 //!   `requests=N seconds=S p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=..`.
 //!
 //! ```text
 //! cargo run --release -p activity-tracker --example bench_load -- rate 127.0.0.1:3000 /hello 20000 10 32
 //! ```
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -76,7 +78,14 @@ fn count(addr: &str, path: &str, requests: &str, connections: &str) -> Result<()
     Ok(())
 }
 
-/// Open loop at `rate` requests per second for `seconds`.
+/// Open loop at `rate` requests per second for `seconds`: this thread
+/// releases each request when it is due into a queue, and a pool of
+/// `connections` threads, one keep-alive connection each, takes them in
+/// turn. The pool only bounds how many requests can be in flight at once;
+/// a request waiting in the queue for a free connection is charged for
+/// the wait. (One connection per thread with requests assigned in turn
+/// made a slow request hold back every later one on its connection, which
+/// turned the latency of a near-busy connection into queueing on it.)
 fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) -> Result<(), Error> {
     let rate: f64 = number(rate, "RATE")?;
     let seconds: f64 = number(seconds, "SECONDS")?;
@@ -86,34 +95,37 @@ fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) ->
     }
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let queue = Arc::new(DueQueue::default());
     // Every connection is opened before the clock starts.
     let mut conns = Vec::new();
     for _ in 0..connections {
         conns.push(Connection::open(addr, path)?);
     }
-    let start = Instant::now() + Duration::from_millis(50);
     let threads: Vec<_> = conns
         .into_iter()
-        .enumerate()
-        .map(|(c, mut conn)| {
+        .map(|mut conn| {
+            let queue = queue.clone();
             std::thread::spawn(move || -> Result<Vec<u32>, Error> {
                 let mut latencies = Vec::new();
-                let mut k = c as u64;
-                while k < total {
-                    let due = start + interval.mul_f64(k as f64);
-                    let now = Instant::now();
-                    if due > now {
-                        std::thread::sleep(due - now);
-                    }
+                while let Some(due) = queue.take() {
                     conn.get()?;
                     let micros = due.elapsed().as_micros();
                     latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                    k += connections;
                 }
                 Ok(latencies)
             })
         })
         .collect();
+    let start = Instant::now() + Duration::from_millis(50);
+    for k in 0..total {
+        let due = start + interval.mul_f64(k as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        queue.push(due);
+    }
+    queue.close();
     let mut latencies = Vec::with_capacity(total as usize);
     for thread in threads {
         latencies.extend(
@@ -138,6 +150,48 @@ fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) ->
         latencies.last().copied().unwrap_or(0)
     );
     Ok(())
+}
+
+/// The requests released and not yet taken, by when each was due.
+#[derive(Default)]
+struct DueQueue {
+    /// The due times, oldest first, and whether the run is over.
+    state: Mutex<(VecDeque<Instant>, bool)>,
+    /// Signalled at each push and at the close.
+    ready: Condvar,
+}
+
+impl DueQueue {
+    fn push(&self, due: Instant) {
+        self.lock().0.push_back(due);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.ready.notify_all();
+    }
+
+    /// The oldest request, waiting for one; `None` once closed and empty.
+    fn take(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        loop {
+            if let Some(due) = state.0.pop_front() {
+                return Some(due);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Instant>, bool)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One keep-alive connection sending the same `GET`.
