@@ -1,9 +1,10 @@
 //! The load generator of `bench/layer_overhead.sh` and
-//! `bench/layer_instructions.sh`: plain HTTP/1.1 keep-alive `GET`s over
-//! blocking sockets, one thread per connection, in one of two modes.
+//! `bench/layer_instructions.sh`: plain HTTP/1.1 keep-alive `GET`s, in
+//! one of two modes.
 //!
 //! - `count ADDR PATH REQUESTS CONNECTIONS`: sends exactly `REQUESTS`
-//!   requests as fast as the server answers (closed loop) and prints
+//!   requests as fast as the server answers (closed loop, blocking
+//!   sockets, one thread per connection) and prints
 //!   `requests=N seconds=S`. For counting instructions per request, where
 //!   what matters is the number of requests, not their pace.
 //! - `rate ADDR PATH RATE SECONDS CONNECTIONS`: open loop. Request `k` of
@@ -18,11 +19,9 @@
 //! cargo run --release -p activity-tracker --example bench_load -- rate 127.0.0.1:3000 /hello 20000 10 32
 //! ```
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -78,14 +77,17 @@ fn count(addr: &str, path: &str, requests: &str, connections: &str) -> Result<()
     Ok(())
 }
 
-/// Open loop at `rate` requests per second for `seconds`: this thread
-/// releases each request when it is due into a queue, and a pool of
-/// `connections` threads, one keep-alive connection each, takes them in
-/// turn. The pool only bounds how many requests can be in flight at once;
-/// a request waiting in the queue for a free connection is charged for
-/// the wait. (One connection per thread with requests assigned in turn
-/// made a slow request hold back every later one on its connection, which
-/// turned the latency of a near-busy connection into queueing on it.)
+/// Open loop at `rate` requests per second for `seconds`.
+///
+/// A timer thread wakes when the next request is due (`thread::sleep` is
+/// precise to some 60 µs, tokio's timer only to a millisecond) and hands
+/// every request then due, as its due time, to one thread running all
+/// the connections on a tokio runtime of its own: whichever connection is
+/// free takes the next. So the load costs one wake-up per batch of due
+/// requests and per batch of answers, not a thread switch per request,
+/// which on two shared cores would be what the latencies measure; and a
+/// slow answer holds back only the requests that find every connection
+/// busy (each then charged for its wait).
 fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) -> Result<(), Error> {
     let rate: f64 = number(rate, "RATE")?;
     let seconds: f64 = number(seconds, "SECONDS")?;
@@ -95,45 +97,77 @@ fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) ->
     }
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let queue = Arc::new(DueQueue::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
     // Every connection is opened before the clock starts.
-    let mut conns = Vec::new();
-    for _ in 0..connections {
-        conns.push(Connection::open(addr, path)?);
-    }
-    let threads: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            let queue = queue.clone();
-            std::thread::spawn(move || -> Result<Vec<u32>, Error> {
-                let mut latencies = Vec::new();
-                while let Some(due) = queue.take() {
-                    conn.get()?;
-                    let micros = due.elapsed().as_micros();
-                    latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
-    let start = Instant::now() + Duration::from_millis(50);
-    for k in 0..total {
-        let due = start + interval.mul_f64(k as f64);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+    let conns = runtime.block_on(async {
+        let mut conns = Vec::new();
+        for _ in 0..connections {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            stream.set_nodelay(true)?;
+            conns.push(stream);
         }
-        queue.push(due);
-    }
-    queue.close();
-    let mut latencies = Vec::with_capacity(total as usize);
-    for thread in threads {
-        latencies.extend(
-            thread
-                .join()
-                .map_err(|_| "a connection thread panicked")??,
-        );
-    }
+        Ok::<_, Error>(conns)
+    })?;
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let start = Instant::now() + Duration::from_millis(50);
+    let timer = std::thread::spawn(move || {
+        let mut k = 0;
+        while k < total {
+            let due = start + interval.mul_f64(k as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let now = Instant::now();
+            // Everything due by now goes at once.
+            while k < total {
+                let due = start + interval.mul_f64(k as f64);
+                if due > now || due_tx.send(due).is_err() {
+                    break;
+                }
+                k += 1;
+            }
+        }
+    });
+    let due_rx = std::sync::Arc::new(tokio::sync::Mutex::new(due_rx));
+    let results = runtime.block_on(async {
+        let tasks = tokio::task::LocalSet::new();
+        let handles: Vec<_> = conns
+            .into_iter()
+            .map(|stream| {
+                let due_rx = due_rx.clone();
+                let request = request.clone();
+                tasks.spawn_local(async move {
+                    let mut conn = AsyncConnection::new(stream);
+                    let mut latencies = Vec::new();
+                    loop {
+                        let next = due_rx.lock().await.recv().await;
+                        let Some(due) = next else { break };
+                        conn.get(&request).await?;
+                        let micros = due.elapsed().as_micros();
+                        latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    }
+                    Ok::<_, Error>(latencies)
+                })
+            })
+            .collect();
+        tasks
+            .run_until(async {
+                let mut all = Vec::with_capacity(total as usize);
+                for handle in handles {
+                    all.extend(handle.await.map_err(|_| "a connection task panicked")??);
+                }
+                Ok::<_, Error>(all)
+            })
+            .await
+    });
+    timer.join().map_err(|_| "the timer thread panicked")?;
+    let mut latencies = results?;
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let at = |q: f64| {
@@ -152,46 +186,56 @@ fn rate(addr: &str, path: &str, rate: &str, seconds: &str, connections: &str) ->
     Ok(())
 }
 
-/// The requests released and not yet taken, by when each was due.
-#[derive(Default)]
-struct DueQueue {
-    /// The due times, oldest first, and whether the run is over.
-    state: Mutex<(VecDeque<Instant>, bool)>,
-    /// Signalled at each push and at the close.
-    ready: Condvar,
+/// One keep-alive connection of the open loop, on the runtime.
+struct AsyncConnection {
+    stream: tokio::net::TcpStream,
+    /// What was read and not yet consumed.
+    buffer: Vec<u8>,
 }
 
-impl DueQueue {
-    fn push(&self, due: Instant) {
-        self.lock().0.push_back(due);
-        self.ready.notify_one();
-    }
-
-    fn close(&self) {
-        self.lock().1 = true;
-        self.ready.notify_all();
-    }
-
-    /// The oldest request, waiting for one; `None` once closed and empty.
-    fn take(&self) -> Option<Instant> {
-        let mut state = self.lock();
-        loop {
-            if let Some(due) = state.0.pop_front() {
-                return Some(due);
-            }
-            if state.1 {
-                return None;
-            }
-            state = self
-                .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+impl AsyncConnection {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        AsyncConnection {
+            stream,
+            buffer: Vec::with_capacity(4096),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Instant>, bool)> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Sends the request and reads the whole response; a status other
+    /// than 2xx is an error.
+    async fn get(&mut self, request: &[u8]) -> Result<(), Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        loop {
+            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buffer[..end])?;
+                if !head.starts_with("HTTP/1.1 2") {
+                    let status = head.lines().next().unwrap_or_default();
+                    return Err(format!("unexpected response: {status}").into());
+                }
+                let length = head
+                    .lines()
+                    .filter_map(|line| line.split_once(':'))
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .map_or(Ok(0), |(_, value)| value.trim().parse::<usize>())?;
+                let whole = end + 4 + length;
+                if self.buffer.len() >= whole {
+                    self.buffer.drain(..whole);
+                    return Ok(());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk).await?;
+            if read == 0 {
+                return Err("the server closed the connection".into());
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One keep-alive connection sending the same `GET`.
