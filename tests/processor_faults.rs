@@ -67,6 +67,26 @@ async fn wait_rows(database_url: &str, n: i64) {
     .unwrap();
 }
 
+async fn private_servers() -> (PrivateRedis, PrivatePostgres) {
+    let redis = tokio::task::spawn_blocking(PrivateRedis::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .unwrap()
+        .unwrap();
+    (redis, postgres)
+}
+
+async fn start(config: &Config) -> (Processor, CancellationToken) {
+    let token = CancellationToken::new();
+    let processor = Processor::start(config.clone(), token.clone())
+        .await
+        .unwrap();
+    (processor, token)
+}
+
 async fn ready_status(addr: SocketAddr) -> u16 {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -138,19 +158,9 @@ async fn database_stopped_and_restarted_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_loses_nothing() {
-    let mut redis = tokio::task::spawn_blocking(PrivateRedis::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut redis, postgres) = private_servers().await;
     let config = config(redis.url(), postgres.url());
-    let token = CancellationToken::new();
-    let processor = Processor::start(config.clone(), token.clone())
-        .await
-        .unwrap();
+    let (processor, token) = start(&config).await;
 
     push(&redis.url(), &config.stream_key, 150).await;
     wait_rows(&postgres.url(), 150).await;
@@ -176,19 +186,9 @@ async fn redis_killed_and_restarted_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_redis_gone_spends_the_grace_once() {
     const GRACE: Duration = Duration::from_secs(10);
-    let mut redis = tokio::task::spawn_blocking(PrivateRedis::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut redis, mut postgres) = private_servers().await;
     let config = config(redis.url(), postgres.url());
-    let token = CancellationToken::new();
-    let processor = Processor::start(config.clone(), token.clone())
-        .await
-        .unwrap();
+    let (processor, token) = start(&config).await;
     push(&redis.url(), &config.stream_key, 100).await;
     wait_rows(&postgres.url(), 100).await;
 
@@ -232,10 +232,7 @@ async fn shutdown_with_redis_gone_spends_the_grace_once() {
     // Redis back: the unacknowledged entries go to the next processor, and
     // the rows stored already are not stored again.
     tokio::task::block_in_place(|| redis.start_again()).unwrap();
-    let token = CancellationToken::new();
-    let processor = Processor::start(config.clone(), token.clone())
-        .await
-        .unwrap();
+    let (processor, token) = start(&config).await;
     wait_rows(&postgres.url(), 1_100).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rows(&postgres.url()).await, Some(1_100), "no duplicates");
