@@ -8,7 +8,7 @@
 //! use axum::{Router, http::Method, routing::post};
 //!
 //! let tracker = ActivityTracker::builder()
-//!     .redis_url(std::env::var("REDIS_URL")?) // bb8-redis pool inside
+//!     .redis_url(std::env::var("REDIS_URL")?) // a few connections inside
 //!     .route(Method::POST, "/api/v1/auth/login", ActivityType::Login)
 //!     .route(Method::POST, "/api/v1/cases", ActivityType::CaseCreate)
 //!     .route(Method::GET, "/api/v1/cases/{id}", ActivityType::CaseView)

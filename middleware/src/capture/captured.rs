@@ -5,7 +5,7 @@
 //! the config ([`ClientResolver`]).
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, StatusCode, Uri};
@@ -32,6 +32,55 @@ pub(crate) struct ClientResolver {
     pub(super) session_cookie: Option<Arc<str>>,
     /// The client address cut to its network before it is kept, if set.
     pub(super) ip_truncation: Option<IpTruncation>,
+    /// Boxes of captured requests already written, shared by the config
+    /// (which fills them again) and the dispatcher (which hands them back).
+    pub(super) spare: Arc<SpareBoxes>,
+}
+
+impl ClientResolver {
+    /// Hands `written` back to the request half for reuse, emptied here
+    /// (what they held is dropped on this thread, as it was before).
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
+    pub(crate) fn give_back(&self, written: &mut Vec<Box<CapturedRequest>>) {
+        for captured in written.iter_mut() {
+            captured.empty();
+        }
+        self.spare.give_back(written);
+    }
+}
+
+/// Most boxes kept in [`SpareBoxes`]: a few batches' worth.
+const SPARE_BOXES: usize = 4096;
+
+/// Boxes of captured requests, written and emptied, for the request half
+/// to fill instead of allocating. A box made on a worker thread and freed
+/// on the dispatcher's takes the allocator's slow path for frees from
+/// another thread, and the worker's next allocation misses its cache: a
+/// recycled box costs a lock and a pop instead (docs/benchmarks.md).
+#[derive(Debug, Default)]
+pub(crate) struct SpareBoxes {
+    /// Locked by a request to take one box, by the dispatcher once per
+    /// round of events to put back those it wrote.
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
+    boxes: Mutex<Vec<Box<CapturedRequest>>>,
+}
+
+impl SpareBoxes {
+    /// A spare box, if any.
+    pub(super) fn take(&self) -> Option<Box<CapturedRequest>> {
+        self.boxes.lock().ok()?.pop()
+    }
+
+    /// Keeps `written` (emptied) for reuse, up to [`SPARE_BOXES`]; leaves
+    /// `written` empty.
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
+    fn give_back(&self, written: &mut Vec<Box<CapturedRequest>>) {
+        if let Ok(mut boxes) = self.boxes.lock() {
+            let room = SPARE_BOXES.saturating_sub(boxes.len());
+            boxes.extend(written.drain(..).take(room));
+        }
+        written.clear();
+    }
 }
 
 /// Cheap facts gathered on the request path, written as an event's wire
@@ -65,6 +114,19 @@ pub(crate) struct CapturedRequest {
 }
 
 impl CapturedRequest {
+    /// Drops what the facts hold of the request (header values, the URI,
+    /// the user, the enrichment), keeping the box for another request.
+    fn empty(&mut self) {
+        self.uri = None;
+        self.forwarded = None;
+        self.user_agent = None;
+        self.session_cookie = HeaderValues::None;
+        self.session_header = None;
+        self.request_id = None;
+        self.user = None;
+        self.enrichment = None;
+    }
+
     /// When the request started, in whole microseconds since the Unix
     /// epoch (rounded down, before it too): its `created_at`.
     pub(crate) fn created_at_micros(&self) -> i64 {

@@ -67,22 +67,30 @@ impl CaptureConfig {
             .session_header
             .as_ref()
             .and_then(|name| headers.get(name).cloned());
+        let facts = CapturedRequest {
+            route: route.clone(),
+            uri: route.resource.is_some().then(|| request.uri().clone()),
+            started_at,
+            latency: Duration::ZERO,
+            status: StatusCode::OK,
+            peer,
+            forwarded,
+            user_agent: headers.get(USER_AGENT).cloned(),
+            session_cookie,
+            session_header,
+            request_id: headers.get(REQUEST_ID).cloned(),
+            user: extensions.get::<ActivityUser>().cloned(),
+            enrichment: None,
+        };
+        let captured = match self.client.spare.take() {
+            Some(mut spare) => {
+                *spare = facts;
+                spare
+            }
+            None => Box::new(facts),
+        };
         Some(Pending {
-            captured: Box::new(CapturedRequest {
-                route: route.clone(),
-                uri: route.resource.is_some().then(|| request.uri().clone()),
-                started_at,
-                latency: Duration::ZERO,
-                status: StatusCode::OK,
-                peer,
-                forwarded,
-                user_agent: headers.get(USER_AGENT).cloned(),
-                session_cookie,
-                session_header,
-                request_id: headers.get(REQUEST_ID).cloned(),
-                user: extensions.get::<ActivityUser>().cloned(),
-                enrichment: None,
-            }),
+            captured,
             start,
             record_errors: self.record_errors,
         })
@@ -93,7 +101,8 @@ impl CaptureConfig {
 #[derive(Debug)]
 pub(crate) struct Pending {
     /// Boxed from the start: the request's future holds a pointer, not the
-    /// facts, and the box is what goes on the channel.
+    /// facts, and the box is what goes on the channel (a spare one when the
+    /// dispatcher has handed some back).
     captured: Box<CapturedRequest>,
     /// For the latency (monotonic, unlike `captured.started_at`).
     start: Instant,

@@ -1,20 +1,32 @@
-//! The Redis connections the stream sink writes through: a `bb8-redis`
-//! pool for a single node, the cluster client's own connection for a
-//! Redis Cluster. The sink sees one [`RedisConnection`] either way.
+//! The Redis connections the stream sink writes through: for a single
+//! node, a few blocking connections written on tokio's blocking threads;
+//! for a Redis Cluster, the cluster client's own connection. A single
+//! node is sent each batch's commands as one buffer the sink packed
+//! itself, so an event's line is copied once on its way to the socket
+//! (the `redis` crate's async path copies it into a `Cmd`, into the packed
+//! pipeline and into the connection's write buffer: three copies).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use bb8_redis::RedisConnectionManager;
 
 use super::SinkError;
 use crate::{RedisClient, RedisConnection, is_connection_failure};
 
 /// Where the sink's connections come from.
 pub(super) enum Connections {
-    /// Multiplexed connections, checked with `PING` when taken out so a
-    /// connection broken by a Redis restart is replaced; as many as
-    /// writes under way.
-    Node(bb8::Pool<RedisConnectionManager>),
+    /// Blocking connections to one node, as many as writes under way
+    /// (`pool_size`), each checked with `PING` when taken out so a
+    /// connection broken by a Redis restart is replaced.
+    Node {
+        /// The client and the idle connections, shared with the blocking
+        /// threads that write.
+        node: Arc<Node>,
+        /// One permit a write under way: at most `pool_size` connections.
+        permits: Arc<tokio::sync::Semaphore>,
+        /// How long a write waits for a permit and then for a new
+        /// connection.
+        connect_timeout: Duration,
+    },
     /// One cluster connection shared by every write: it already holds a
     /// multiplexed connection to each master, routes each command to its
     /// key's master, follows `MOVED`/`ASK` and reconnects nodes. Opened on
@@ -28,10 +40,21 @@ pub(super) enum Connections {
     },
 }
 
+/// A single node's client and its idle connections.
+pub(super) struct Node {
+    /// Opens connections (lazily: nothing is contacted until a write).
+    client: redis::Client,
+    /// Connections between writes; locked only to push or pop one.
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Connections::Node(pool) => f.debug_tuple("Node").field(&pool.state()).finish(),
+            Connections::Node { permits, .. } => f
+                .debug_struct("Node")
+                .field("free_permits", &permits.available_permits())
+                .finish(),
             Connections::Cluster { .. } => f.write_str("Cluster"),
         }
     }
@@ -47,14 +70,14 @@ impl Connections {
         response_timeout: Duration,
     ) -> Result<Self, redis::RedisError> {
         Ok(match client {
-            RedisClient::Node(node) => {
-                let manager = RedisConnectionManager::new(node.get_connection_info().clone())?;
-                let pool = bb8::Pool::builder()
-                    .max_size(pool_size.max(1))
-                    .connection_timeout(connect_timeout)
-                    .build_unchecked(manager);
-                Connections::Node(pool)
-            }
+            RedisClient::Node(client) => Connections::Node {
+                node: Arc::new(Node {
+                    client,
+                    idle: Mutex::new(Vec::new()),
+                }),
+                permits: Arc::new(tokio::sync::Semaphore::new(pool_size.max(1) as usize)),
+                connect_timeout,
+            },
             cluster @ RedisClient::Cluster(_) => Connections::Cluster {
                 client: Box::new(cluster),
                 connect_timeout,
@@ -75,38 +98,70 @@ impl Connections {
         }
     }
 
-    /// A connection for one write, its replies waited for at most
-    /// `response_timeout`.
-    pub(super) async fn get(&self, response_timeout: Duration) -> Result<Writer<'_>, SinkError> {
-        match self {
-            Connections::Node(pool) => {
-                let mut conn = pool.get().await.map_err(|e| match e {
-                    bb8::RunError::User(e) => SinkError::unavailable(e),
-                    bb8::RunError::TimedOut => SinkError::PoolTimedOut,
-                })?;
-                conn.set_response_timeout(response_timeout);
-                Ok(Writer::Pooled(conn))
-            }
-            Connections::Cluster {
-                client,
-                connect_timeout,
-                response_timeout: cluster_timeout,
-                shared,
-            } => {
-                let mut shared = shared.lock().await;
-                if shared.is_none() {
-                    let conn = tokio::time::timeout(
-                        *connect_timeout,
-                        client.connect(*connect_timeout, Some(*cluster_timeout)),
-                    )
-                    .await
-                    .map_err(|_| SinkError::PoolTimedOut)?
-                    .map_err(SinkError::unavailable)?;
-                    *shared = Some(conn);
-                }
-                Ok(Writer::Shared(shared.clone().expect("set just above")))
-            }
+    /// Whether writes go to a single node (as packed commands, through
+    /// [`Connections::send_packed`]) rather than to a cluster (as a
+    /// pipeline, through [`Connections::cluster`]).
+    pub(super) fn is_node(&self) -> bool {
+        matches!(self, Connections::Node { .. })
+    }
+
+    /// Sends `packed` (commands in RESP, made by the caller) to the single
+    /// node on a blocking thread and reads `replies` replies, each waited
+    /// for at most `response_timeout`; any error reply fails the write. A
+    /// connection that failed is dropped, not put back.
+    pub(super) async fn send_packed(
+        &self,
+        packed: Vec<u8>,
+        replies: usize,
+        response_timeout: Duration,
+    ) -> Result<(), SinkError> {
+        let Connections::Node {
+            node,
+            permits,
+            connect_timeout,
+        } = self
+        else {
+            unreachable!("send_packed is only called for a single node (is_node)")
+        };
+        let permit = tokio::time::timeout(*connect_timeout, permits.clone().acquire_owned())
+            .await
+            .map_err(|_| SinkError::PoolTimedOut)?
+            .expect("never closed: the semaphore lives as long as the sink");
+        let node = node.clone();
+        let connect_timeout = *connect_timeout;
+        tokio::task::spawn_blocking(move || {
+            let result = node.send(&packed, replies, connect_timeout, response_timeout);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| SinkError::unavailable(std::io::Error::other(e)))?
+        .map_err(SinkError::unavailable)
+    }
+
+    /// The cluster connection for one write.
+    pub(super) async fn cluster(&self) -> Result<RedisConnection, SinkError> {
+        let Connections::Cluster {
+            client,
+            connect_timeout,
+            response_timeout,
+            shared,
+        } = self
+        else {
+            unreachable!("cluster is only called for a cluster (!is_node)")
+        };
+        let mut shared = shared.lock().await;
+        if shared.is_none() {
+            let conn = tokio::time::timeout(
+                *connect_timeout,
+                client.connect(*connect_timeout, Some(*response_timeout)),
+            )
+            .await
+            .map_err(|_| SinkError::PoolTimedOut)?
+            .map_err(SinkError::unavailable)?;
+            *shared = Some(conn);
         }
+        Ok(shared.clone().expect("set just above"))
     }
 
     /// Forgets the cluster connection after `error` if it says the
@@ -122,19 +177,51 @@ impl Connections {
     }
 }
 
-/// The connection one write goes through.
-pub(super) enum Writer<'a> {
-    Pooled(bb8::PooledConnection<'a, RedisConnectionManager>),
-    Shared(RedisConnection),
-}
-
-impl Writer<'_> {
-    /// Sends `pipe` and takes its replies as `()` (a server error still
-    /// fails).
-    pub(super) async fn send(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
-        match self {
-            Writer::Pooled(conn) => pipe.query_async::<()>(&mut **conn).await,
-            Writer::Shared(conn) => pipe.query_async::<()>(conn).await,
+impl Node {
+    /// Takes an idle connection that answers `PING`, or opens one.
+    fn checkout(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<redis::Connection> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .expect("never poisoned: no panics held")
+                .pop();
+            let Some(mut conn) = idle else { break };
+            if conn.set_read_timeout(Some(response_timeout)).is_ok()
+                && conn.set_write_timeout(Some(response_timeout)).is_ok()
+                && redis::cmd("PING").query::<()>(&mut conn).is_ok()
+            {
+                return Ok(conn);
+            }
         }
+        let conn = self.client.get_connection_with_timeout(connect_timeout)?;
+        conn.set_read_timeout(Some(response_timeout))?;
+        conn.set_write_timeout(Some(response_timeout))?;
+        Ok(conn)
+    }
+
+    /// One write: `packed` sent, `replies` replies read and checked.
+    fn send(
+        &self,
+        packed: &[u8],
+        replies: usize,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<()> {
+        use redis::ConnectionLike;
+        let mut conn = self.checkout(connect_timeout, response_timeout)?;
+        let values = conn.req_packed_commands(packed, 0, replies)?;
+        for value in values {
+            value.extract_error()?;
+        }
+        self.idle
+            .lock()
+            .expect("never poisoned: no panics held")
+            .push(conn);
+        Ok(())
     }
 }

@@ -70,7 +70,7 @@ use self::fallback::{Chain, FallbackConfig, Route};
 use self::ids::IdGenerator;
 use self::queue::Queue;
 use self::writes::Writes;
-use crate::capture::ClientResolver;
+use crate::capture::{CapturedRequest, ClientResolver};
 use crate::counters::{Counters, DropWarnings};
 use crate::envelope::Envelope;
 use crate::{Backoff, BatchLimits, WireBatch};
@@ -170,6 +170,10 @@ pub(crate) struct Dispatcher {
     ids: IdGenerator,
     /// Reused by `recv_many`.
     scratch: Vec<Envelope>,
+    /// The boxes of the captured requests just written, to be handed back
+    /// for reuse (`ClientResolver::give_back`); empty between rounds.
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
+    written: Vec<Box<CapturedRequest>>,
     /// `max_batch` and the linger, with the clock started when the first
     /// event of a partial batch arrived in an empty buffer (stopped: the
     /// buffer is empty, or its events should go at once, as after a failed
@@ -223,6 +227,7 @@ impl Dispatcher {
             client,
             counters,
             scratch: Vec::with_capacity(config.max_batch),
+            written: Vec::with_capacity(config.max_batch),
             queue: Queue::new(config.max_batch),
             ids: IdGenerator::new(),
             batch: BatchLimits::new(config.max_batch, config.linger),
@@ -531,8 +536,12 @@ impl Dispatcher {
                     let client = &self.client;
                     self.queue
                         .push_with(|out| captured.write_wire_json(id, created_at, client, out));
+                    self.written.push(captured);
                 }
             }
+        }
+        if !self.written.is_empty() {
+            self.client.give_back(&mut self.written);
         }
         self.trim();
     }

@@ -56,8 +56,10 @@ pub enum StreamFormat {
 /// the v7 ids order the rows). A batch's `XADD` and `XTRIM` name one key,
 /// so on a cluster the pipeline goes to one master.
 ///
-/// A single Redis is written through a `bb8-redis` pool, a Redis Cluster
-/// through the cluster client (module `connections`). Both connect
+/// A single Redis is written through a few blocking connections, each
+/// batch's commands packed into one buffer by the sink (the line copied
+/// once), a Redis Cluster through the cluster client (module
+/// `connections`). Both connect
 /// lazily, so a sink can be made while Redis is down; sends then fail
 /// (after `connect_timeout`) until Redis is back, and the dispatcher
 /// retries.
@@ -172,59 +174,61 @@ impl RedisStreamSink {
             .collect()
     }
 
-    /// The batch's `XADD`(s) to shard `shard`, then the `XTRIM`. The
-    /// commands are made at their exact size, with the lines copied in
-    /// once.
-    fn pipeline(&self, batch: &WireBatch, shard: usize) -> redis::Pipeline {
-        let key = self.shards.key(shard);
+    /// The batch's `XADD`(s) to shard `shard`, then the `XTRIM`, into
+    /// `out`. The lines are copied in once.
+    fn commands(&self, batch: &WireBatch, shard: usize, out: &mut Commands) {
+        let key = self.shards.key(shard).as_bytes();
         let lines = batch.as_bytes();
-        let (mut pipe, entries, events_per_entry) = match self.format {
+        let (entries, events_per_entry) = match self.format {
             StreamFormat::V2 | StreamFormat::V2Lz4 => {
                 let mut count = itoa::Buffer::new();
-                let count = count.format(batch.len());
+                let count = count.format(batch.len()).as_bytes();
                 let codec = (self.format == StreamFormat::V2Lz4).then_some(EntryCodec::Lz4);
                 let compressed = codec.map(|codec| codec.compress(lines));
                 let events = compressed.as_deref().unwrap_or(lines);
                 let mut arrived_ms = itoa::Buffer::new();
                 let arrived_ms = batch
                     .arrived_at()
-                    .map(|at| arrived_ms.format(at.timestamp_millis()));
-                let mut cmd = redis::Cmd::with_capacity(
-                    11,
-                    "XADD*neventscodeclz4".len()
-                        + ARRIVED_MS_FIELD.len()
-                        + arrived_ms.map_or(0, str::len)
-                        + key.len()
-                        + count.len()
-                        + events.len(),
-                );
-                cmd.arg("XADD").arg(key).arg("*").arg("n").arg(count);
+                    .map(|at| arrived_ms.format(at.timestamp_millis()).as_bytes());
+                let mut args: [&[u8]; 11] = [
+                    b"XADD",
+                    key,
+                    b"*",
+                    b"n",
+                    count,
+                    &[],
+                    &[],
+                    &[],
+                    &[],
+                    &[],
+                    &[],
+                ];
+                let mut argc = 5;
                 // A replayed spool record's write time: the events' arrival,
                 // not this entry's id (docs/wire-format.md).
                 if let Some(arrived_ms) = arrived_ms {
-                    cmd.arg(ARRIVED_MS_FIELD).arg(arrived_ms);
+                    args[argc] = ARRIVED_MS_FIELD.as_bytes();
+                    args[argc + 1] = arrived_ms;
+                    argc += 2;
                 }
                 if let Some(codec) = codec {
-                    cmd.arg("codec").arg(codec.name());
+                    args[argc] = b"codec";
+                    args[argc + 1] = codec.name().as_bytes();
+                    argc += 2;
                 }
-                cmd.arg("events").arg(events);
-                let mut pipe = redis::Pipeline::with_capacity(2);
-                pipe.add_command(cmd);
-                (pipe, 1, batch.len())
+                args[argc] = b"events";
+                args[argc + 1] = events;
+                argc += 2;
+                out.reserve(events.len() + key.len() * 2 + 160);
+                out.command(&args[..argc]);
+                (1, batch.len())
             }
             StreamFormat::V1 => {
-                let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
-                let fixed = "XADD".len() + key.len() + "*".len() + "data".len();
+                out.reserve(lines.len() + batch.len() * (key.len() + 48) + key.len() + 64);
                 for line in batch.lines() {
-                    let mut cmd = redis::Cmd::with_capacity(5, fixed + line.len());
-                    cmd.arg("XADD").arg(key).arg("*").arg("data").arg(line);
-                    // Not `ignore()`d: that costs a hash-set insert per
-                    // command and a lookup per reply, and `()` takes the
-                    // replies as they are (a server error still fails the
-                    // batch).
-                    pipe.add_command(cmd);
+                    out.command(&[b"XADD", key, b"*", b"data", line]);
                 }
-                (pipe, batch.len(), 1)
+                (batch.len(), 1)
             }
         };
         let max_entries = {
@@ -234,16 +238,14 @@ impl RedisStreamSink {
             cap.record(events_per_entry, entries);
             cap.max_entries()
         };
-        pipe.cmd("XTRIM")
-            .arg(key)
-            .arg("MAXLEN")
-            .arg(if max_entries < EXACT_TRIM_BELOW {
-                "="
-            } else {
-                "~"
-            })
-            .arg(max_entries);
-        pipe
+        let mut max = itoa::Buffer::new();
+        let max = max.format(max_entries).as_bytes();
+        let approximate: &[u8] = if max_entries < EXACT_TRIM_BELOW {
+            b"="
+        } else {
+            b"~"
+        };
+        out.command(&[b"XTRIM", key, b"MAXLEN", approximate, max]);
     }
 
     async fn write(&self, batch: &WireBatch) -> Result<(), SinkError> {
@@ -251,14 +253,87 @@ impl RedisStreamSink {
             return Ok(());
         }
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        let pipe = self.pipeline(batch, shard);
-        let mut conn = self.connections.get(self.response_timeout).await?;
-        if let Err(e) = conn.send(&pipe).await {
+        if self.connections.is_node() {
+            let mut out = Commands::Packed {
+                bytes: Vec::new(),
+                count: 0,
+            };
+            self.commands(batch, shard, &mut out);
+            let Commands::Packed { bytes, count } = out else {
+                unreachable!("made packed just above")
+            };
+            return self
+                .connections
+                .send_packed(bytes, count, self.response_timeout)
+                .await;
+        }
+        let mut out = Commands::Pipeline(redis::Pipeline::with_capacity(2));
+        self.commands(batch, shard, &mut out);
+        let Commands::Pipeline(pipe) = out else {
+            unreachable!("made a pipeline just above")
+        };
+        self.send_to_cluster(&pipe).await
+    }
+
+    /// Sends `pipe` through the cluster connection and takes its replies
+    /// as `()` (a server error still fails).
+    async fn send_to_cluster(&self, pipe: &redis::Pipeline) -> Result<(), SinkError> {
+        let mut conn = self.connections.cluster().await?;
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             drop(conn);
             self.connections.after_error(&e).await;
             return Err(SinkError::unavailable(e));
         }
         Ok(())
+    }
+}
+
+/// A batch's commands as they are made: packed in RESP for a single
+/// node, a pipeline for a cluster (whose client routes each command).
+enum Commands {
+    /// The commands back to back in RESP, and how many.
+    Packed { bytes: Vec<u8>, count: usize },
+    /// The commands for the cluster client.
+    Pipeline(redis::Pipeline),
+}
+
+impl Commands {
+    /// Room for about `additional` more bytes of commands.
+    fn reserve(&mut self, additional: usize) {
+        if let Commands::Packed { bytes, .. } = self {
+            bytes.reserve(additional);
+        }
+    }
+
+    /// One command of `args`.
+    fn command(&mut self, args: &[&[u8]]) {
+        match self {
+            Commands::Packed { bytes, count } => {
+                let mut len = itoa::Buffer::new();
+                bytes.push(b'*');
+                bytes.extend_from_slice(len.format(args.len()).as_bytes());
+                bytes.extend_from_slice(b"\r\n");
+                for arg in args {
+                    bytes.push(b'$');
+                    bytes.extend_from_slice(len.format(arg.len()).as_bytes());
+                    bytes.extend_from_slice(b"\r\n");
+                    bytes.extend_from_slice(arg);
+                    bytes.extend_from_slice(b"\r\n");
+                }
+                *count += 1;
+            }
+            Commands::Pipeline(pipe) => {
+                let mut cmd =
+                    redis::Cmd::with_capacity(args.len(), args.iter().map(|arg| arg.len()).sum());
+                for arg in args {
+                    cmd.arg(*arg);
+                }
+                // Not `ignore()`d: that costs a hash-set insert per command
+                // and a lookup per reply, and `()` takes the replies as
+                // they are (a server error still fails the batch).
+                pipe.add_command(cmd);
+            }
+        }
     }
 }
 
@@ -273,15 +348,16 @@ impl Sink for RedisStreamSink {
 
     fn probe(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         async move {
-            let mut conn = self.connections.get(self.response_timeout).await?;
+            if self.connections.is_node() {
+                let ping = b"*1\r\n$4\r\nPING\r\n".to_vec();
+                return self
+                    .connections
+                    .send_packed(ping, 1, self.response_timeout)
+                    .await;
+            }
             let mut ping = redis::Pipeline::with_capacity(1);
             ping.cmd("PING");
-            if let Err(e) = conn.send(&ping).await {
-                drop(conn);
-                self.connections.after_error(&e).await;
-                return Err(SinkError::unavailable(e));
-            }
-            Ok(())
+            self.send_to_cluster(&ping).await
         }
         .boxed()
     }
