@@ -4,7 +4,10 @@
 //! recorded into `STREAM_KEY` on `REDIS_URL`), without it
 //! (`BENCH_MODE=bare`), or with the layer and dispatcher but a sink that
 //! drops every batch instead of writing to Redis (`BENCH_MODE=capture`: the
-//! cost of capturing alone).
+//! cost of capturing alone). `BENCH_MODE=wrapped` is `layer` with the
+//! activity layer around the whole router instead of added by
+//! `Router::layer`, which puts it around each route (axum then boxes and
+//! clones one more service and boxes one more future per request).
 //!
 //! `BENCH_LINGER_MS` sets the dispatcher's linger (default: the tracker's
 //! 5 ms); `bench/layer_instructions.sh` lengthens it under callgrind, where
@@ -25,12 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use activity_tracker::{
     Activity, ActivityTracker, ActivityType, CaptureConfig, Sink, SinkError, WireBatch,
 };
-use axum::Router;
+use axum::extract::Request;
 use axum::routing::get;
+use axum::{Router, ServiceExt};
 use futures_util::future::BoxFuture;
 use http::Method;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tower_layer::Layer as _;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -74,33 +79,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let tracker = match mode.as_str() {
         "bare" => None,
-        "layer" => Some(builder()?.build().await?),
+        "layer" | "wrapped" => Some(builder()?.build().await?),
         "capture" => Some(builder()?.sink(Discard).build().await?),
         other => {
-            return Err(
-                format!("BENCH_MODE must be `bare`, `layer` or `capture`, not `{other}`").into(),
-            );
+            return Err(format!(
+                "BENCH_MODE must be `bare`, `layer`, `wrapped` or `capture`, not `{other}`"
+            )
+            .into());
         }
     };
-    let app = match &tracker {
-        Some(tracker) => app.layer(tracker.layer()),
-        None => app,
-    };
-
     let listener = TcpListener::bind(&listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let mut terminate = signal(SignalKind::terminate())?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let stop = async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-    })
-    .await?;
+    };
+    match &tracker {
+        Some(tracker) if mode == "wrapped" => {
+            let app = tracker.layer().layer(app);
+            axum::serve(
+                listener,
+                ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+            )
+            .with_graceful_shutdown(stop)
+            .await?;
+        }
+        _ => {
+            let app = match &tracker {
+                Some(tracker) => app.layer(tracker.layer()),
+                None => app,
+            };
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await?;
+        }
+    }
 
     let served = served.load(Ordering::Relaxed);
     match tracker {

@@ -372,41 +372,86 @@ fn write_timestamp(out: &mut Vec<u8>, at: &chrono::DateTime<chrono::Utc>) {
 
 /// Microseconds since the Unix epoch as [`write_timestamp`] writes them:
 /// the civil date from the day count (Howard Hinnant's `civil_from_days`),
-/// then fixed-width digits.
+/// then fixed-width digits. Events come mostly in time order, so the date's
+/// text is kept per thread for the day last written ([`LAST_DATE`]): the
+/// calendar arithmetic runs once a day, not once an event.
 fn write_unix_micros(out: &mut Vec<u8>, micros: i64) {
     const MICROS_PER_DAY: i64 = 86_400_000_000;
     let days = micros.div_euclid(MICROS_PER_DAY);
-    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let of_day = micros.rem_euclid(MICROS_PER_DAY) as u64;
+    let date = match LAST_DATE.get() {
+        Some((day, text)) if day == days => text,
+        _ => match date_text(days) {
+            Some(text) => {
+                LAST_DATE.set(Some((days, text)));
+                text
+            }
+            None => return write_unix_micros_by_chrono(out, micros),
+        },
+    };
+    let seconds = of_day / 1_000_000;
+    let fraction = of_day % 1_000_000;
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    text[..11].copy_from_slice(&date);
+    let mut put_pair = |at: usize, value: u64| {
+        // All below 100: remainders, or hours of a day.
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[value as usize]);
+    };
+    put_pair(11, seconds / 3600);
+    put_pair(14, seconds / 60 % 60);
+    put_pair(17, seconds % 60);
+    put_pair(20, fraction / 10_000);
+    put_pair(22, fraction / 100 % 100);
+    put_pair(24, fraction % 100);
+    out.extend_from_slice(&text);
+}
+
+thread_local! {
+    /// The day count last written by [`write_unix_micros`] on this thread,
+    /// and its `YYYY-MM-DDT`.
+    static LAST_DATE: std::cell::Cell<Option<(i64, [u8; 11])>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// `00` to `99`, for writing two digits at a time.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    pairs
+};
+
+/// `YYYY-MM-DDT` of a day count from 1970-01-01, for years 0 to 9999
+/// (`None` for the others, which chrono writes with a sign).
+fn date_text(days: i64) -> Option<[u8; 11]> {
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        // Years chrono writes with a sign: rare enough to leave to chrono.
-        // Past chrono's range (±262,000 years) only from a clock gone mad:
-        // written as chrono's nearest time rather than not at all.
-        let at = chrono::DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
-            chrono::DateTime::<chrono::Utc>::MIN_UTC
-        } else {
-            chrono::DateTime::<chrono::Utc>::MAX_UTC
-        });
-        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
-        return;
+        return None;
     }
-    let seconds = of_day / 1_000_000;
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |start: usize, digits: usize, mut value: u64| {
-        for i in (start..start + digits).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    // All in range: checked above, or remainders.
-    put(0, 4, year as u64);
-    put(5, 2, u64::from(month));
-    put(8, 2, u64::from(day));
-    put(11, 2, (seconds / 3600) as u64);
-    put(14, 2, (seconds / 60 % 60) as u64);
-    put(17, 2, (seconds % 60) as u64);
-    put(20, 6, (of_day % 1_000_000) as u64);
-    out.extend_from_slice(&text);
+    let mut text = *b"0000-00-00T";
+    // In range: checked above, or a month and a day.
+    let year = year as usize;
+    text[0..2].copy_from_slice(&DIGIT_PAIRS[year / 100]);
+    text[2..4].copy_from_slice(&DIGIT_PAIRS[year % 100]);
+    text[5..7].copy_from_slice(&DIGIT_PAIRS[month as usize]);
+    text[8..10].copy_from_slice(&DIGIT_PAIRS[day as usize]);
+    Some(text)
+}
+
+/// Years chrono writes with a sign: rare enough to leave to chrono. Past
+/// chrono's range (±262,000 years) only from a clock gone mad: written as
+/// chrono's nearest time rather than not at all.
+#[cold]
+fn write_unix_micros_by_chrono(out: &mut Vec<u8>, micros: i64) {
+    let at = chrono::DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    });
+    out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
 }
 
 /// The proleptic Gregorian (year, month, day) of a day count from
@@ -760,6 +805,9 @@ mod tests {
             micros.extend([at - 1, at, at + 1]);
             let leap_day = Utc.with_ymd_and_hms(year, 3, 1, 0, 0, 0).unwrap();
             micros.extend([leap_day.timestamp_micros() - 1, leap_day.timestamp_micros()]);
+            // The same day again, at other times: the per-thread date kept
+            // from the event before must be that day's.
+            micros.extend([at + 3_600_000_001, at + 86_399_999_999, at]);
         }
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..20_000 {
