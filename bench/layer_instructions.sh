@@ -37,8 +37,8 @@ source bench/lib/private_redis.sh
 REDIS_URL="redis://127.0.0.1:$PORT"
 
 cargo build --release -p activity-tracker --example bench_app --example bench_load -q
-APP=target/release/examples/bench_app
-LOAD=target/release/examples/bench_load
+APP=${CARGO_TARGET_DIR:-target}/release/examples/bench_app
+LOAD=${CARGO_TARGET_DIR:-target}/release/examples/bench_load
 APP_PID=
 stop_app() {
     if [[ -n "$APP_PID" ]] && kill -0 "$APP_PID" 2>/dev/null; then

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc::error::TrySendError;
+use crate::dispatcher::intake::Offer;
 
 /// Shared by the layer, the manual API and the dispatcher (behind an `Arc`);
 /// atomics rather than a lock because the request path bumps them.
@@ -71,20 +71,20 @@ impl Counters {
         self.spool_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    /// Counts the outcome of a `try_send` into the tracker's channel: one
-    /// more captured event, or one more drop (full or closed). Returns
-    /// whether the event was queued. Never blocks, never fails.
-    pub(crate) fn record_offer<T>(&self, result: Result<(), TrySendError<T>>) -> bool {
-        match result {
-            Ok(()) => {
+    /// Counts the outcome of an offer to the tracker's intake: one more
+    /// captured event, or one more drop (full or closed). Returns whether
+    /// the event was queued. Never blocks, never fails.
+    pub(crate) fn record_offer(&self, offer: Offer) -> bool {
+        match offer {
+            Offer::Queued => {
                 Counters::add(&self.captured, 1);
                 true
             }
-            Err(TrySendError::Full(_)) => {
+            Offer::Full => {
                 Counters::add(&self.dropped_full, 1);
                 false
             }
-            Err(TrySendError::Closed(_)) => {
+            Offer::Closed => {
                 Counters::add(&self.dropped_closed, 1);
                 false
             }
@@ -250,16 +250,13 @@ impl CountersSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
     #[test]
     fn offers_are_counted_by_outcome() {
         let counters = Counters::default();
-        let (tx, rx) = mpsc::channel::<u8>(1);
-        assert!(counters.record_offer(tx.try_send(1)));
-        assert!(!counters.record_offer(tx.try_send(2)));
-        drop(rx);
-        assert!(!counters.record_offer(tx.try_send(3)));
+        assert!(counters.record_offer(Offer::Queued));
+        assert!(!counters.record_offer(Offer::Full));
+        assert!(!counters.record_offer(Offer::Closed));
         let s = counters.snapshot();
         assert_eq!((s.captured, s.dropped_full, s.dropped_closed), (1, 1, 1));
         assert_eq!(s.dropped(), 2);

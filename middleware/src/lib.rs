@@ -95,7 +95,6 @@ mod counters;
 #[cfg(feature = "tracker")]
 mod dispatcher;
 #[cfg(feature = "tracker")]
-mod envelope;
 #[cfg(feature = "tracker")]
 pub mod layer;
 #[cfg(feature = "tracker")]

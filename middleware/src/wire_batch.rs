@@ -4,6 +4,7 @@
 //! and never held as an [`Activity`] on the way to Redis.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -67,8 +68,10 @@ pub struct WireLine<'a> {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WireBatch {
-    /// The lines, joined by `\n`.
-    bytes: Vec<u8>,
+    /// The lines, joined by `\n`. Shared only while a sink writes them
+    /// (`shared_bytes`: the Redis sink hands them to its writing thread
+    /// without a copy); written to only when unshared (`Arc::make_mut`).
+    bytes: Arc<Vec<u8>>,
     /// How many lines.
     count: usize,
     /// When the events first arrived, if earlier than this write: set on a
@@ -85,7 +88,7 @@ impl WireBatch {
     /// An empty batch with room for `bytes` bytes of lines.
     pub fn with_capacity(bytes: usize) -> Self {
         WireBatch {
-            bytes: Vec::with_capacity(bytes),
+            bytes: Arc::new(Vec::with_capacity(bytes)),
             count: 0,
             arrived_at: None,
         }
@@ -113,7 +116,7 @@ impl WireBatch {
     /// The buffer, emptied, for another batch to reuse.
     #[cfg(feature = "tracker")]
     pub(crate) fn into_empty_buffer(self) -> Vec<u8> {
-        let mut bytes = self.bytes;
+        let mut bytes = Arc::try_unwrap(self.bytes).unwrap_or_default();
         bytes.clear();
         bytes
     }
@@ -123,7 +126,7 @@ impl WireBatch {
     pub(crate) fn in_buffer(mut buffer: Vec<u8>) -> Self {
         buffer.clear();
         WireBatch {
-            bytes: buffer,
+            bytes: Arc::new(buffer),
             count: 0,
             arrived_at: None,
         }
@@ -132,7 +135,7 @@ impl WireBatch {
     /// Makes room for `bytes` more bytes of lines.
     #[cfg(feature = "tracker")]
     pub(crate) fn reserve(&mut self, bytes: usize) {
-        self.bytes.reserve(bytes);
+        Arc::make_mut(&mut self.bytes).reserve(bytes);
     }
 
     /// Appends `activity`'s wire JSON as a line.
@@ -189,10 +192,11 @@ impl WireBatch {
     /// Appends one line written by `write`, which must append exactly one
     /// wire-format JSON object (no newline) to the buffer it is given.
     pub(crate) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let bytes = Arc::make_mut(&mut self.bytes);
         if self.count > 0 {
-            self.bytes.push(b'\n');
+            bytes.push(b'\n');
         }
-        write(&mut self.bytes);
+        write(bytes);
         self.count += 1;
     }
 
@@ -211,8 +215,9 @@ impl WireBatch {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.bytes.push(b'\n');
-        self.bytes.extend_from_slice(&other.bytes);
+        let bytes = Arc::make_mut(&mut self.bytes);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&other.bytes);
         self.count += other.count;
     }
 
@@ -229,6 +234,13 @@ impl WireBatch {
     /// The lines joined by `\n`, as a v2 entry's `events` field holds them.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The lines as [`WireBatch::as_bytes`] gives them, shared rather
+    /// than copied, for a writer that must own what it writes.
+    #[cfg(feature = "tracker")]
+    pub(crate) fn shared_bytes(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.bytes)
     }
 
     /// Each event's JSON.
@@ -251,7 +263,7 @@ impl WireBatch {
             return;
         }
         if n >= self.count {
-            self.bytes.clear();
+            Arc::make_mut(&mut self.bytes).clear();
             self.count = 0;
             return;
         }
@@ -263,7 +275,7 @@ impl WireBatch {
                 .expect("a batch of more than n lines has n newlines");
             cut += newline + 1;
         }
-        self.bytes.drain(..cut);
+        Arc::make_mut(&mut self.bytes).drain(..cut);
         self.count -= n;
     }
 }

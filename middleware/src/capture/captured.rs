@@ -4,8 +4,9 @@
 //! making an [`Activity`](crate::Activity), with the little it needs from
 //! the config ([`ClientResolver`]).
 
+use std::cell::RefCell;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, StatusCode, Uri};
@@ -32,54 +33,27 @@ pub(crate) struct ClientResolver {
     pub(super) session_cookie: Option<Arc<str>>,
     /// The client address cut to its network before it is kept, if set.
     pub(super) ip_truncation: Option<IpTruncation>,
-    /// Boxes of captured requests already written, shared by the config
-    /// (which fills them again) and the dispatcher (which hands them back).
-    pub(super) spare: Arc<SpareBoxes>,
 }
 
-impl ClientResolver {
-    /// Hands `written` back to the request half for reuse, emptied here
-    /// (what they held is dropped on this thread, as it was before).
+/// Most boxes kept in a thread's [`SPARE_BOXES`].
+const MAX_SPARE_BOXES: usize = 64;
+
+thread_local! {
+    /// Boxes of captured requests written and emptied, for the next
+    /// requests on this thread to fill instead of allocating.
     #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
-    pub(crate) fn give_back(&self, written: &mut Vec<Box<CapturedRequest>>) {
-        for captured in written.iter_mut() {
-            captured.empty();
+    static SPARE_BOXES: RefCell<Vec<Box<CapturedRequest>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `facts` in a box: a spare one of this thread's, else a new one.
+pub(super) fn boxed(facts: CapturedRequest) -> Box<CapturedRequest> {
+    let spare = SPARE_BOXES.with(|spare| spare.try_borrow_mut().ok()?.pop());
+    match spare {
+        Some(mut spare) => {
+            *spare = facts;
+            spare
         }
-        self.spare.give_back(written);
-    }
-}
-
-/// Most boxes kept in [`SpareBoxes`]: a few batches' worth.
-const SPARE_BOXES: usize = 4096;
-
-/// Boxes of captured requests, written and emptied, for the request half
-/// to fill instead of allocating. A box made on a worker thread and freed
-/// on the dispatcher's takes the allocator's slow path for frees from
-/// another thread, and the worker's next allocation misses its cache: a
-/// recycled box costs a lock and a pop instead (docs/benchmarks.md).
-#[derive(Debug, Default)]
-pub(crate) struct SpareBoxes {
-    /// Locked by a request to take one box, by the dispatcher once per
-    /// round of events to put back those it wrote.
-    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
-    boxes: Mutex<Vec<Box<CapturedRequest>>>,
-}
-
-impl SpareBoxes {
-    /// A spare box, if any.
-    pub(super) fn take(&self) -> Option<Box<CapturedRequest>> {
-        self.boxes.lock().ok()?.pop()
-    }
-
-    /// Keeps `written` (emptied) for reuse, up to [`SPARE_BOXES`]; leaves
-    /// `written` empty.
-    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
-    fn give_back(&self, written: &mut Vec<Box<CapturedRequest>>) {
-        if let Ok(mut boxes) = self.boxes.lock() {
-            let room = SPARE_BOXES.saturating_sub(boxes.len());
-            boxes.extend(written.drain(..).take(room));
-        }
-        written.clear();
+        None => Box::new(facts),
     }
 }
 
@@ -114,6 +88,26 @@ pub(crate) struct CapturedRequest {
 }
 
 impl CapturedRequest {
+    /// Writes the event's wire JSON line to `out` (a fresh id, from the
+    /// request's start), then empties the box and keeps it for another
+    /// request on this thread.
+    pub(crate) fn write_line_and_recycle(
+        mut self: Box<Self>,
+        client: &ClientResolver,
+        out: &mut Vec<u8>,
+    ) {
+        let created_at = self.created_at_micros();
+        self.write_wire_json(super::ids::v7_at(created_at), created_at, client, out);
+        self.empty();
+        SPARE_BOXES.with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut()
+                && spare.len() < MAX_SPARE_BOXES
+            {
+                spare.push(self);
+            }
+        });
+    }
+
     /// Drops what the facts hold of the request (header values, the URI,
     /// the user, the enrichment), keeping the box for another request.
     fn empty(&mut self) {
@@ -141,8 +135,8 @@ impl CapturedRequest {
         }
     }
 
-    /// Appends the event's wire JSON to `out`, off the request path (in
-    /// the dispatcher), with `id` and `created_at` (as
+    /// Appends the event's wire JSON to `out`, once the response is there,
+    /// with `id` and `created_at` (as
     /// [`CapturedRequest::created_at_micros`] gives it): the strings, the client
     /// IP, and `details` with `method`, `route`, `status` and `latency_ms`
     /// over the handler's own, written straight from the captured facts

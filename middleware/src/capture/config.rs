@@ -206,11 +206,10 @@ impl CaptureConfig {
         self.routes.is_empty()
     }
 
-    /// What the dispatcher needs to finish a captured request: the
-    /// trusted proxies and the session cookie's name, copied so the
-    /// dispatcher never holds the config.
-    pub(crate) fn client_resolver(&self) -> ClientResolver {
-        self.client.clone()
+    /// What writing a captured request's line needs besides its facts:
+    /// the trusted proxies, the session cookie's name, the IP truncation.
+    pub(crate) fn client_resolver(&self) -> &ClientResolver {
+        &self.client
     }
 }
 

@@ -41,6 +41,7 @@ mod captured;
 pub(crate) mod client_ip;
 mod config;
 mod extensions;
+mod ids;
 mod request;
 mod routes;
 mod session;
@@ -49,7 +50,6 @@ pub use self::client_ip::ClientIpResolver;
 pub use self::config::{CaptureConfig, CaptureConfigError};
 pub use self::extensions::{ActivityEnrichment, ActivityUser, PeerAddr};
 
-pub(crate) use self::captured::{CapturedRequest, ClientResolver};
 pub(crate) use self::request::Pending;
 
 #[cfg(test)]
@@ -57,6 +57,7 @@ mod tests {
     use chrono::{SubsecRound, Utc};
     use http::{Method, Request, Response, StatusCode};
 
+    use super::captured::ClientResolver;
     use super::*;
     use crate::{Activity, ActivityType};
 
@@ -69,7 +70,7 @@ mod tests {
         fn new(config: CaptureConfig) -> Self {
             config.validate().unwrap();
             Harness {
-                client: config.client_resolver(),
+                client: config.client_resolver().clone(),
                 config,
             }
         }

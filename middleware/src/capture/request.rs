@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, MatchedPath};
 use http::header::{COOKIE, USER_AGENT};
 use http::{Request, Response, StatusCode};
 
-use super::captured::CapturedRequest;
+use super::captured::{CapturedRequest, boxed};
 use super::client_ip::{ForwardedHeaders, HeaderValues};
 use super::{ActivityEnrichment, ActivityUser, CaptureConfig, PeerAddr};
 
@@ -82,15 +82,8 @@ impl CaptureConfig {
             user: extensions.get::<ActivityUser>().cloned(),
             enrichment: None,
         };
-        let captured = match self.client.spare.take() {
-            Some(mut spare) => {
-                *spare = facts;
-                spare
-            }
-            None => Box::new(facts),
-        };
         Some(Pending {
-            captured,
+            captured: boxed(facts),
             start,
             record_errors: self.record_errors,
         })
@@ -101,8 +94,7 @@ impl CaptureConfig {
 #[derive(Debug)]
 pub(crate) struct Pending {
     /// Boxed from the start: the request's future holds a pointer, not the
-    /// facts, and the box is what goes on the channel (a spare one when the
-    /// dispatcher has handed some back).
+    /// facts (a spare box of the thread's when it has one).
     captured: Box<CapturedRequest>,
     /// For the latency (monotonic, unlike `captured.started_at`).
     start: Instant,

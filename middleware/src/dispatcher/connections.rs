@@ -1,8 +1,9 @@
 //! The Redis connections the stream sink writes through: for a single
 //! node, a few blocking connections written on tokio's blocking threads;
 //! for a Redis Cluster, the cluster client's own connection. A single
-//! node is sent each batch's commands as one buffer the sink packed
-//! itself, so an event's line is copied once on its way to the socket
+//! node is sent each batch's commands as the sink packed them in RESP
+//! itself, with the batch's lines written to the socket straight from the
+//! batch's own buffer ([`PackedCommands`]): no copy of a line on its way
 //! (the `redis` crate's async path copies it into a `Cmd`, into the packed
 //! pipeline and into the connection's write buffer: three copies).
 
@@ -38,6 +39,49 @@ pub(super) enum Connections {
         response_timeout: Duration,
         shared: tokio::sync::Mutex<Option<RedisConnection>>,
     },
+}
+
+/// A batch's commands in RESP for a single node, in the order they are
+/// sent: `head`, then the bytes of `shared` (the batch's lines, the last
+/// argument of its `XADD`, shared with the batch rather than copied), then
+/// `tail`.
+#[derive(Debug, Default)]
+pub(super) struct PackedCommands {
+    head: Vec<u8>,
+    pub(super) shared: Option<Arc<Vec<u8>>>,
+    tail: Vec<u8>,
+    /// How many commands, so how many replies.
+    pub(super) count: usize,
+}
+
+impl PackedCommands {
+    /// One command packed already.
+    pub(super) fn one(packed: Vec<u8>) -> Self {
+        PackedCommands {
+            head: packed,
+            count: 1,
+            ..PackedCommands::default()
+        }
+    }
+
+    /// Where the next bytes of commands go: after the shared part once
+    /// there is one.
+    pub(super) fn out(&mut self) -> &mut Vec<u8> {
+        if self.shared.is_some() {
+            &mut self.tail
+        } else {
+            &mut self.head
+        }
+    }
+
+    /// The parts, in order.
+    fn parts(&self) -> [&[u8]; 3] {
+        [
+            &self.head,
+            self.shared.as_deref().map_or(&[][..], Vec::as_slice),
+            &self.tail,
+        ]
+    }
 }
 
 /// A single node's client and its idle connections.
@@ -106,13 +150,12 @@ impl Connections {
     }
 
     /// Sends `packed` (commands in RESP, made by the caller) to the single
-    /// node on a blocking thread and reads `replies` replies, each waited
+    /// node on a blocking thread and reads a reply for each, each waited
     /// for at most `response_timeout`; any error reply fails the write. A
     /// connection that failed is dropped, not put back.
     pub(super) async fn send_packed(
         &self,
-        packed: Vec<u8>,
-        replies: usize,
+        packed: PackedCommands,
         response_timeout: Duration,
     ) -> Result<(), SinkError> {
         let Connections::Node {
@@ -130,7 +173,7 @@ impl Connections {
         let node = node.clone();
         let connect_timeout = *connect_timeout;
         tokio::task::spawn_blocking(move || {
-            let result = node.send(&packed, replies, connect_timeout, response_timeout);
+            let result = node.send(&packed, connect_timeout, response_timeout);
             drop(permit);
             result
         })
@@ -204,19 +247,31 @@ impl Node {
         Ok(conn)
     }
 
-    /// One write: `packed` sent, `replies` replies read and checked.
+    /// One write: `packed` sent part by part, a reply a command read and
+    /// checked. On any failure the connection is dropped (it may hold
+    /// half a command, or replies not read).
     fn send(
         &self,
-        packed: &[u8],
-        replies: usize,
+        packed: &PackedCommands,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> redis::RedisResult<()> {
-        use redis::ConnectionLike;
         let mut conn = self.checkout(connect_timeout, response_timeout)?;
-        let values = conn.req_packed_commands(packed, 0, replies)?;
-        for value in values {
-            value.extract_error()?;
+        for part in packed.parts() {
+            if !part.is_empty() {
+                conn.send_packed_command(part)?;
+            }
+        }
+        let mut replies = 0;
+        while replies < packed.count {
+            match conn.recv_response()? {
+                // RESP3 may put pushed data between replies.
+                redis::Value::Push { .. } => {}
+                value => {
+                    value.extract_error()?;
+                    replies += 1;
+                }
+            }
         }
         self.idle
             .lock()

@@ -49,7 +49,7 @@
 
 mod connections;
 pub(crate) mod fallback;
-mod ids;
+pub(crate) mod intake;
 mod queue;
 mod redis;
 pub(crate) mod spool;
@@ -59,7 +59,6 @@ mod writes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -67,13 +66,11 @@ pub use self::redis::{RedisStreamSink, StreamFormat};
 pub(crate) use crate::sink::{Sink, SinkError};
 
 use self::fallback::{Chain, FallbackConfig, Route};
-use self::ids::IdGenerator;
+use self::intake::{Intake, Take};
 use self::queue::Queue;
 use self::writes::Writes;
-use crate::capture::{CapturedRequest, ClientResolver};
 use crate::counters::{Counters, DropWarnings};
-use crate::envelope::Envelope;
-use crate::{Backoff, BatchLimits, WireBatch};
+use crate::{Backoff, WireBatch};
 
 /// How the dispatcher batches, buffers and retries.
 #[derive(Debug, Clone)]
@@ -151,34 +148,22 @@ enum Round {
     TimedOut,
 }
 
-/// The background task's state. Owned by the task alone: no locks.
+/// The background task's state. Owned by the task alone; the intake is
+/// the one thing it shares with the producers.
 pub(crate) struct Dispatcher {
-    /// The tracker's channel; closed by the dispatcher when it shuts down.
-    rx: mpsc::Receiver<Envelope>,
+    /// Where the layer and `track` put events; closed by the dispatcher
+    /// when it shuts down.
+    intake: Arc<Intake>,
     /// Where batches go (the sink and its fallbacks); shared with the
     /// writes under way and the probe task.
     chain: Arc<Chain>,
-    /// Finishes captured requests (client IP, session id): the capture
-    /// config's trusted proxies and session cookie, copied at build.
-    client: ClientResolver,
     /// Shared with the layer and the tracker.
     counters: Arc<Counters>,
     config: DispatcherConfig,
-    /// Events waiting to be sent, serialized, oldest first.
+    /// Batches due to be sent, oldest first.
     queue: Queue,
-    /// Makes the ids of captured requests.
-    ids: IdGenerator,
-    /// Reused by `recv_many`.
-    scratch: Vec<Envelope>,
-    /// The boxes of the captured requests just written, to be handed back
-    /// for reuse (`ClientResolver::give_back`); empty between rounds.
-    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
-    written: Vec<Box<CapturedRequest>>,
-    /// `max_batch` and the linger, with the clock started when the first
-    /// event of a partial batch arrived in an empty buffer (stopped: the
-    /// buffer is empty, or its events should go at once, as after a failed
-    /// write).
-    batch: BatchLimits<Instant>,
+    /// Batches just taken from the intake; empty between rounds.
+    taken: Vec<WireBatch>,
     /// Set when a write failed on a full spool, cleared by a write to the
     /// stream or the database: says which reason drops from the buffer
     /// count under.
@@ -205,9 +190,8 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Envelope>,
+        intake: Arc<Intake>,
         sink: Arc<dyn Sink>,
-        client: ClientResolver,
         counters: Arc<Counters>,
         config: DispatcherConfig,
     ) -> Self {
@@ -218,19 +202,15 @@ impl Dispatcher {
             ..config
         };
         Dispatcher {
-            rx,
+            intake,
             chain: Arc::new(Chain::new(
                 sink,
                 FallbackConfig::default(),
                 counters.clone(),
             )),
-            client,
             counters,
-            scratch: Vec::with_capacity(config.max_batch),
-            written: Vec::with_capacity(config.max_batch),
-            queue: Queue::new(config.max_batch),
-            ids: IdGenerator::new(),
-            batch: BatchLimits::new(config.max_batch, config.linger),
+            queue: Queue::new(),
+            taken: Vec::new(),
             writes: Writes::new(Backoff::new(config.backoff_initial, config.backoff_max)),
             config,
             spool_full: false,
@@ -274,9 +254,8 @@ impl Dispatcher {
             let round = if self.writes.round_failed() {
                 self.retry_failed(&cancel).await
             } else {
-                let linger_until = self.linger_until();
-                self.start_writes(linger_until);
-                self.wait_for_progress(&cancel, linger_until).await
+                self.start_writes();
+                self.wait_for_progress(&cancel).await
             };
             match round {
                 Round::Again => {}
@@ -287,15 +266,15 @@ impl Dispatcher {
         self.finish(timed_out, maintenance).await
     }
 
-    /// Sets the shutdown deadline once cancelled, and closes the channel
+    /// Sets the shutdown deadline once cancelled, and closes the intake
     /// once shutting down, so that what it holds is all that is left.
     fn watch_shutdown(&mut self, cancel: &CancellationToken) {
         if cancel.is_cancelled() {
             self.start_shutdown();
         }
-        if self.deadline.is_some() && !self.rx.is_closed() {
+        if self.deadline.is_some() && !self.intake.is_closed() {
             self.sent_before_shutdown = self.counters.snapshot().sent;
-            self.rx.close();
+            self.intake.close();
         }
     }
 
@@ -305,35 +284,24 @@ impl Dispatcher {
             .get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
     }
 
-    /// Moves what the channel holds into the buffer: all of it once closed;
-    /// waiting for the first event when there is nothing else to do; else
-    /// a top-up without waiting. Returns `false` when the round is to start
-    /// over (cancelled, or every sender gone, while idle).
+    /// Moves what is due from the intake into the queue: all of it once
+    /// closed; else the full batches, and the one filling once its linger
+    /// is over. With nothing to do, waits for the first event first.
+    /// Returns `false` when the round is to start over (cancelled, or
+    /// every sender gone, while idle).
     async fn take_input(&mut self, cancel: &CancellationToken) -> bool {
-        if self.rx.is_closed() {
-            // Closed: nothing new can arrive, so take all that is left.
-            while let Ok(envelope) = self.rx.try_recv() {
-                self.scratch.push(envelope);
-            }
-        } else if self.queue.is_empty() && self.writes.is_idle() {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return false,
-                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch) => {
-                    if n == 0 {
-                        // Every sender is gone: the tracker was dropped
-                        // without `shutdown()`; flush as if it had been called.
-                        self.start_shutdown();
-                        return false;
-                    }
+        if !self.intake.is_closed() && self.queue.is_empty() && self.writes.is_idle() {
+            while !self.intake.has_events() {
+                if self.intake.senders_gone() {
+                    // The tracker was dropped without `shutdown()`; flush
+                    // as if it had been called.
+                    self.start_shutdown();
+                    return false;
                 }
-            }
-        } else {
-            // A backlog: top up without waiting.
-            while self.scratch.len() < self.config.max_batch {
-                match self.rx.try_recv() {
-                    Ok(envelope) => self.scratch.push(envelope),
-                    Err(_) => break,
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return false,
+                    _ = self.intake.woken() => {}
                 }
             }
         }
@@ -349,8 +317,6 @@ impl Dispatcher {
         for batch in failed.into_iter().rev() {
             self.queue.push_front(batch);
         }
-        // Due at once after the backoff, not after another linger.
-        self.batch.clear();
         self.trim();
         if !self.wait_for_retry(delay, cancel).await {
             return Round::TimedOut;
@@ -359,52 +325,42 @@ impl Dispatcher {
         Round::Again
     }
 
-    /// Starts writes, up to `max_in_flight`, of the batches that are due:
-    /// full ones, or a partial one whose linger is over (`linger_until` is
-    /// `None`). None while a failed round waits for its other writes.
-    fn start_writes(&mut self, linger_until: Option<Instant>) {
-        if !self.writes.has_failed() {
-            while self.writes.in_flight() < self.config.max_in_flight
-                && (self.batch.is_full(self.queue.len()) || linger_until.is_none())
-            {
-                let Some(batch) = self.queue.pop_batch() else {
-                    break;
-                };
-                self.writes.start(&self.chain, batch);
-            }
+    /// Starts writes of the queued batches (all of them due), up to
+    /// `max_in_flight`. None while a failed round waits for its other
+    /// writes.
+    fn start_writes(&mut self) {
+        if self.writes.has_failed() {
+            return;
         }
-        if self.queue.is_empty() {
-            self.batch.clear();
+        while self.writes.in_flight() < self.config.max_in_flight {
+            let Some(batch) = self.queue.pop_batch() else {
+                break;
+            };
+            self.writes.start(&self.chain, batch);
         }
     }
 
-    /// Waits for the next thing that moves the loop on: a write done, more
-    /// events (while writes are under way), the end of the linger, shutdown
-    /// or its deadline. Returns at once when there is nothing to wait for:
-    /// `Flushed` when shutting down with everything written.
-    async fn wait_for_progress(
-        &mut self,
-        cancel: &CancellationToken,
-        linger_until: Option<Instant>,
-    ) -> Round {
-        let lingering =
-            linger_until.is_some() && self.writes.in_flight() < self.config.max_in_flight;
-        if self.writes.in_flight() == 0 && !lingering {
-            if self.queue.is_empty() && self.deadline.is_some() {
+    /// Waits for the next thing that moves the loop on: a write done, a
+    /// wake-up from the intake (its first event, a batch filled), the end
+    /// of the linger of the batch it is filling, shutdown or its deadline.
+    /// Returns at once when there is nothing to wait for: `Flushed` when
+    /// shutting down with everything written.
+    async fn wait_for_progress(&mut self, cancel: &CancellationToken) -> Round {
+        let open_due = self.intake.open_due(self.config.linger);
+        if self.writes.in_flight() == 0 && open_due.is_none() {
+            if self.queue.is_empty() && self.deadline.is_some() && !self.intake.has_events() {
                 return Round::Flushed;
             }
             return Round::Again;
         }
-        // Read more while the writes are under way, enough for the next.
-        // Not while a partial batch lingers: the channel holds what
-        // arrives meanwhile, taken when the linger ends (the top-up at
-        // the round's start), so a request's `try_send` does not wake
-        // this thread for each event.
-        let reading = self.deadline.is_none()
-            && !lingering
-            && !self.rx.is_closed()
-            && self.queue.len() < self.config.max_batch;
+        if self.writes.in_flight() == 0 && !self.queue.is_empty() {
+            // Writes could not start (a failed round): go round.
+            return Round::Again;
+        }
         let until = self.deadline.unwrap_or_else(far_future);
+        // Woken for more only while the buffer holds less than a batch:
+        // else the next round's top-up takes them.
+        let reading = self.deadline.is_none() && self.queue.len() < self.config.max_batch;
         tokio::select! {
             biased;
             Some((batch, result)) = self.writes.next_written() => self.on_written(batch, result),
@@ -412,12 +368,11 @@ impl Dispatcher {
             _ = tokio::time::sleep_until(until), if self.deadline.is_some() => {
                 return Round::TimedOut;
             }
-            _ = tokio::time::sleep_until(linger_until.unwrap_or_else(far_future)), if lingering => {}
-            n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
-                if n == 0 {
+            _ = tokio::time::sleep_until(open_due.unwrap_or_else(far_future)), if open_due.is_some() => {}
+            _ = self.intake.woken(), if reading => {
+                if self.intake.senders_gone() {
                     self.start_shutdown();
                 }
-                self.absorb();
             }
         }
         Round::Again
@@ -434,7 +389,7 @@ impl Dispatcher {
                     Route::Spool => &self.counters.spooled,
                 };
                 Counters::add(counter, batch.len() as u64);
-                self.queue.recycle(batch);
+                self.intake.recycle(batch);
                 // A small batch squeezed into a nearly full spool
                 // does not make room for the buffer's backlog.
                 if route != Route::Spool {
@@ -461,10 +416,7 @@ impl Dispatcher {
         maintenance: Option<tokio::task::JoinHandle<()>>,
     ) -> ShutdownSummary {
         let abandoned = self.writes.abandon();
-        self.rx.close();
-        while let Ok(envelope) = self.rx.try_recv() {
-            self.scratch.push(envelope);
-        }
+        self.intake.close();
         self.absorb();
         let unsent = (self.queue.len() + abandoned) as u64;
         self.queue.drop_oldest(usize::MAX);
@@ -490,8 +442,9 @@ impl Dispatcher {
         }
     }
 
-    /// Waits `delay` before a retry while still reading the channel into the
-    /// buffer. Returns `false` if the shutdown deadline passed meanwhile.
+    /// Waits `delay` before a retry while still taking what the intake
+    /// fills into the buffer. Returns `false` if the shutdown deadline
+    /// passed meanwhile.
     async fn wait_for_retry(&mut self, delay: Duration, cancel: &CancellationToken) -> bool {
         let wake = Instant::now() + delay;
         loop {
@@ -499,16 +452,18 @@ impl Dispatcher {
                 Some(at) => wake.min(at),
                 None => wake,
             };
-            let reading = !self.rx.is_closed() && self.deadline.is_none();
+            let reading = !self.intake.is_closed() && self.deadline.is_none();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled(), if self.deadline.is_none() => self.start_shutdown(),
                 _ = tokio::time::sleep_until(until) => break,
-                n = self.rx.recv_many(&mut self.scratch, self.config.max_batch), if reading => {
-                    if n == 0 {
+                _ = self.intake.woken(), if reading => {
+                    if self.intake.senders_gone() {
                         self.start_shutdown();
                     }
-                    self.absorb();
+                    // Held while the sink fails: the buffer drops the
+                    // oldest past its capacity.
+                    self.absorb_up_to(true);
                 }
             }
         }
@@ -518,42 +473,32 @@ impl Dispatcher {
         }
     }
 
-    /// Moves received envelopes into the queue, each written once as its
-    /// wire JSON, dropping the oldest past the buffer's capacity.
-    fn absorb(&mut self) {
-        if self.queue.is_empty() && !self.scratch.is_empty() {
-            self.batch.start(Instant::now());
-        }
-        for envelope in self.scratch.drain(..) {
-            match envelope {
-                // The app's own activities come written (by `track`); a
-                // captured request's facts are written here, within the
-                // contract's limits.
-                Envelope::Line(line) => self.queue.push_with(|out| out.extend_from_slice(&line)),
-                Envelope::Captured(captured) => {
-                    let created_at = captured.created_at_micros();
-                    let id = self.ids.v7_at(created_at);
-                    let client = &self.client;
-                    self.queue
-                        .push_with(|out| captured.write_wire_json(id, created_at, client, out));
-                    self.written.push(captured);
-                }
-            }
-        }
-        if !self.written.is_empty() {
-            self.client.give_back(&mut self.written);
+    /// Moves what is due from the intake into the queue, about a batch's
+    /// worth (everything once it is closed, or with `everything`), dropping
+    /// the oldest past the buffer's capacity. The rest stays in the intake,
+    /// as it stayed in a channel: a batch a round keeps up with a sink
+    /// that keeps up, and only a failing one fills the buffer.
+    fn absorb_up_to(&mut self, everything: bool) {
+        let all = self.intake.is_closed() || self.deadline.is_some();
+        let take = Take {
+            budget: if all || everything {
+                usize::MAX
+            } else {
+                self.config.max_batch
+            },
+            all,
+            linger: self.config.linger,
+        };
+        self.intake.take(&mut self.taken, take, Instant::now());
+        for batch in self.taken.drain(..) {
+            self.queue.push_back(batch);
         }
         self.trim();
     }
 
-    /// When the partial batch in the buffer is due, if it must still wait:
-    /// `None` when it goes now (no linger, shutting down, or its events
-    /// are due already).
-    fn linger_until(&self) -> Option<Instant> {
-        if self.deadline.is_some() {
-            return None;
-        }
-        self.batch.wait_until(Instant::now())
+    /// [`Dispatcher::absorb_up_to`] a batch's worth.
+    fn absorb(&mut self) {
+        self.absorb_up_to(false);
     }
 
     /// Drops the oldest events past the buffer's capacity.
@@ -579,6 +524,7 @@ mod tests {
     use futures_util::FutureExt;
     use futures_util::future::BoxFuture;
 
+    use super::intake::IntakeSender;
     use super::*;
     use crate::{Activity, ActivityType};
 
@@ -617,30 +563,23 @@ mod tests {
         capacity: usize,
         config: DispatcherConfig,
     ) -> (
-        mpsc::Sender<Envelope>,
+        IntakeSender,
         Arc<Counters>,
         CancellationToken,
         tokio::task::JoinHandle<ShutdownSummary>,
     ) {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, intake) = Intake::new(capacity, config.max_batch);
         let counters = Arc::new(Counters::default());
         let cancel = CancellationToken::new();
-        let dispatcher = Dispatcher::new(
-            rx,
-            Arc::new(sink),
-            ClientResolver::default(),
-            counters.clone(),
-            config,
-        );
+        let dispatcher = Dispatcher::new(intake, Arc::new(sink), counters.clone(), config);
         let task = tokio::spawn(dispatcher.run(cancel.clone()));
         (tx, counters, cancel, task)
     }
 
-    fn offer(tx: &mpsc::Sender<Envelope>, counters: &Counters, n: usize) {
+    fn offer(tx: &IntakeSender, counters: &Counters, n: usize) {
         for i in 0..n {
             let activity = Activity::new(ActivityType::Login).user_id(format!("u{i}"));
-            counters
-                .record_offer(tx.try_send(Envelope::Line(activity.to_wire_json().into_bytes())));
+            counters.record_offer(tx.offer_with(|out| activity.write_wire_json(out)));
         }
     }
 

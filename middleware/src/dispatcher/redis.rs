@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::connections::Connections;
+use super::connections::{Connections, PackedCommands};
 use super::stream_cap::{EXACT_TRIM_BELOW, StreamCap};
 use super::{Sink, SinkError};
 use crate::{ARRIVED_MS_FIELD, Activity, EntryCodec, RedisClient, StreamShards, WireBatch};
@@ -175,7 +175,8 @@ impl RedisStreamSink {
     }
 
     /// The batch's `XADD`(s) to shard `shard`, then the `XTRIM`, into
-    /// `out`. The lines are copied in once.
+    /// `out`. A v2 entry's lines are shared with the batch, not copied (to
+    /// a single node); v1's are copied in once.
     fn commands(&self, batch: &WireBatch, shard: usize, out: &mut Commands) {
         let key = self.shards.key(shard).as_bytes();
         let lines = batch.as_bytes();
@@ -185,7 +186,6 @@ impl RedisStreamSink {
                 let count = count.format(batch.len()).as_bytes();
                 let codec = (self.format == StreamFormat::V2Lz4).then_some(EntryCodec::Lz4);
                 let compressed = codec.map(|codec| codec.compress(lines));
-                let events = compressed.as_deref().unwrap_or(lines);
                 let mut arrived_ms = itoa::Buffer::new();
                 let arrived_ms = batch
                     .arrived_at()
@@ -217,10 +217,17 @@ impl RedisStreamSink {
                     argc += 2;
                 }
                 args[argc] = b"events";
-                args[argc + 1] = events;
-                argc += 2;
-                out.reserve(events.len() + key.len() * 2 + 160);
-                out.command(&args[..argc]);
+                argc += 1;
+                out.reserve(key.len() * 2 + 160);
+                match compressed {
+                    Some(compressed) => {
+                        args[argc] = &compressed;
+                        out.reserve(compressed.len());
+                        out.command(&args[..=argc]);
+                    }
+                    // The lines go to Redis as they are in the batch.
+                    None => out.command_ending_with(&args[..argc], batch.shared_bytes()),
+                }
                 (1, batch.len())
             }
             StreamFormat::V1 => {
@@ -254,17 +261,14 @@ impl RedisStreamSink {
         }
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         if self.connections.is_node() {
-            let mut out = Commands::Packed {
-                bytes: Vec::new(),
-                count: 0,
-            };
+            let mut out = Commands::Packed(PackedCommands::default());
             self.commands(batch, shard, &mut out);
-            let Commands::Packed { bytes, count } = out else {
+            let Commands::Packed(packed) = out else {
                 unreachable!("made packed just above")
             };
             return self
                 .connections
-                .send_packed(bytes, count, self.response_timeout)
+                .send_packed(packed, self.response_timeout)
                 .await;
         }
         let mut out = Commands::Pipeline(redis::Pipeline::with_capacity(2));
@@ -291,8 +295,8 @@ impl RedisStreamSink {
 /// A batch's commands as they are made: packed in RESP for a single
 /// node, a pipeline for a cluster (whose client routes each command).
 enum Commands {
-    /// The commands back to back in RESP, and how many.
-    Packed { bytes: Vec<u8>, count: usize },
+    /// The commands in RESP, for a single node.
+    Packed(PackedCommands),
     /// The commands for the cluster client.
     Pipeline(redis::Pipeline),
 }
@@ -300,41 +304,81 @@ enum Commands {
 impl Commands {
     /// Room for about `additional` more bytes of commands.
     fn reserve(&mut self, additional: usize) {
-        if let Commands::Packed { bytes, .. } = self {
-            bytes.reserve(additional);
+        if let Commands::Packed(packed) = self {
+            packed.out().reserve(additional);
         }
     }
 
     /// One command of `args`.
     fn command(&mut self, args: &[&[u8]]) {
         match self {
-            Commands::Packed { bytes, count } => {
-                let mut len = itoa::Buffer::new();
-                bytes.push(b'*');
-                bytes.extend_from_slice(len.format(args.len()).as_bytes());
-                bytes.extend_from_slice(b"\r\n");
+            Commands::Packed(packed) => {
+                let out = packed.out();
+                write_array_len(out, args.len());
                 for arg in args {
-                    bytes.push(b'$');
-                    bytes.extend_from_slice(len.format(arg.len()).as_bytes());
-                    bytes.extend_from_slice(b"\r\n");
-                    bytes.extend_from_slice(arg);
-                    bytes.extend_from_slice(b"\r\n");
+                    write_bulk_len(out, arg.len());
+                    out.extend_from_slice(arg);
+                    out.extend_from_slice(b"\r\n");
                 }
-                *count += 1;
+                packed.count += 1;
             }
             Commands::Pipeline(pipe) => {
-                let mut cmd =
-                    redis::Cmd::with_capacity(args.len(), args.iter().map(|arg| arg.len()).sum());
-                for arg in args {
-                    cmd.arg(*arg);
-                }
-                // Not `ignore()`d: that costs a hash-set insert per command
-                // and a lookup per reply, and `()` takes the replies as
-                // they are (a server error still fails the batch).
-                pipe.add_command(cmd);
+                pipe.add_command(cluster_command(args, None));
             }
         }
     }
+
+    /// One command of `args` and then `last`, which a single node is sent
+    /// as it is (shared, not copied into the commands). At most one
+    /// command of a batch ends so.
+    fn command_ending_with(&mut self, args: &[&[u8]], last: Arc<Vec<u8>>) {
+        match self {
+            Commands::Packed(packed) => {
+                debug_assert!(packed.shared.is_none(), "one shared argument a batch");
+                let out = packed.out();
+                write_array_len(out, args.len() + 1);
+                for arg in args {
+                    write_bulk_len(out, arg.len());
+                    out.extend_from_slice(arg);
+                    out.extend_from_slice(b"\r\n");
+                }
+                write_bulk_len(out, last.len());
+                packed.shared = Some(last);
+                packed.out().extend_from_slice(b"\r\n");
+                packed.count += 1;
+            }
+            Commands::Pipeline(pipe) => {
+                pipe.add_command(cluster_command(args, Some(&last)));
+            }
+        }
+    }
+}
+
+/// `*<n>\r\n`: a command of `n` arguments.
+fn write_array_len(out: &mut Vec<u8>, n: usize) {
+    out.push(b'*');
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `$<len>\r\n`: the header of an argument of `len` bytes.
+fn write_bulk_len(out: &mut Vec<u8>, len: usize) {
+    out.push(b'$');
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `args` (and `last`) as a command for the cluster client.
+fn cluster_command(args: &[&[u8]], last: Option<&[u8]>) -> redis::Cmd {
+    let bytes = args.iter().map(|arg| arg.len()).sum::<usize>() + last.map_or(0, <[u8]>::len);
+    let mut cmd = redis::Cmd::with_capacity(args.len() + 1, bytes);
+    for arg in args.iter().copied().chain(last) {
+        cmd.arg(arg);
+    }
+    // Not `ignore()`d: that costs a hash-set insert per command and a
+    // lookup per reply, and `()` takes the replies as they are (a server
+    // error still fails the batch).
+    cmd
 }
 
 impl Sink for RedisStreamSink {
@@ -349,10 +393,10 @@ impl Sink for RedisStreamSink {
     fn probe(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         async move {
             if self.connections.is_node() {
-                let ping = b"*1\r\n$4\r\nPING\r\n".to_vec();
+                let ping = PackedCommands::one(b"*1\r\n$4\r\nPING\r\n".to_vec());
                 return self
                     .connections
-                    .send_packed(ping, 1, self.response_timeout)
+                    .send_packed(ping, self.response_timeout)
                     .await;
             }
             let mut ping = redis::Pipeline::with_capacity(1);

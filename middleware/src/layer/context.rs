@@ -1,5 +1,5 @@
 //! What the layer needs at run time, and the one place it hands a capture
-//! to the dispatcher: a `try_send` into the bounded channel, counted,
+//! to the dispatcher: its line written and offered to the intake, counted,
 //! never waiting.
 
 use std::net::SocketAddr;
@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::ConnectInfo;
 use axum::extract::connect_info::MockConnectInfo;
 use http::{Request, Response};
-use tokio::sync::mpsc;
 
 use crate::PeerAddr;
 use crate::capture::{CaptureConfig, CaptureConfigError, Pending};
 use crate::counters::Counters;
-use crate::envelope::Envelope;
+use crate::dispatcher::intake::IntakeSender;
 
 /// The config, the channel to the dispatcher and the counters. Made by the
 /// tracker, shared by every clone of the layer and its services behind one
@@ -23,8 +22,8 @@ use crate::envelope::Envelope;
 pub(crate) struct CaptureContext {
     /// The validated config: which requests are recorded, and what to keep.
     pub(crate) config: Arc<CaptureConfig>,
-    /// The dispatcher's bounded channel; only `try_send` is used on it.
-    pub(crate) sender: mpsc::Sender<Envelope>,
+    /// Where events go to the dispatcher; never waits.
+    pub(crate) sender: IntakeSender,
     /// Bumped on every offer: `captured`, `dropped_full`, `dropped_closed`.
     pub(crate) counters: Arc<Counters>,
     /// Whether a mapped request without any client address was logged
@@ -36,7 +35,7 @@ impl CaptureContext {
     /// Checks the config and puts the pieces together.
     pub(crate) fn new(
         config: Arc<CaptureConfig>,
-        sender: mpsc::Sender<Envelope>,
+        sender: IntakeSender,
         counters: Arc<Counters>,
     ) -> Result<Self, CaptureConfigError> {
         config.validate()?;
@@ -102,13 +101,15 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// Completes the capture with the response and, unless the request is
-    /// not recorded after all, offers it with one `try_send`.
+    /// not recorded after all, writes its line and offers it to the intake.
     pub(crate) fn finish<B>(self, response: &mut Response<B>) {
         if let Some(captured) = self.pending.finish(response) {
-            let envelope = Envelope::Captured(captured);
-            self.context
-                .counters
-                .record_offer(self.context.sender.try_send(envelope));
+            let client = self.context.config.client_resolver();
+            let offer = self
+                .context
+                .sender
+                .offer_with(|out| captured.write_line_and_recycle(client, out));
+            self.context.counters.record_offer(offer);
         }
     }
 }
@@ -117,10 +118,11 @@ impl InFlight {
 mod tests {
     use super::*;
     use crate::ActivityType;
+    use crate::dispatcher::intake::Intake;
 
     #[test]
     fn an_invalid_config_makes_no_context() {
-        let (sender, _receiver) = mpsc::channel(1);
+        let (sender, _intake) = Intake::new(1, 1);
         assert!(
             CaptureContext::new(
                 Arc::new(CaptureConfig::new().resource("case", "id")),
@@ -129,7 +131,7 @@ mod tests {
             )
             .is_err()
         );
-        let (sender, _receiver) = mpsc::channel(1);
+        let (sender, _intake) = Intake::new(1, 1);
         let config = CaptureConfig::new().route(http::Method::POST, "/login", ActivityType::Login);
         assert!(
             CaptureContext::new(Arc::new(config), sender, Arc::new(Counters::default())).is_ok()

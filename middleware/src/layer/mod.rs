@@ -91,21 +91,20 @@ mod tests {
     use axum::routing::{get, post};
     use http::{HeaderValue, Method, Request, Response, StatusCode};
     use http_body_util::{BodyExt, Full};
-    use tokio::sync::mpsc;
     use tower::{Service, ServiceBuilder, ServiceExt};
 
     use super::*;
     use crate::CaptureConfig;
-    use crate::capture::ClientResolver;
     use crate::counters::Counters;
-    use crate::envelope::Envelope;
+    use crate::dispatcher::intake::{Intake, Take};
     use crate::{Activity, ActivityEnrichment, ActivityType, ActivityUser, PeerAddr};
 
     struct Harness {
         layer: ActivityLayer,
-        client: ClientResolver,
         counters: Arc<Counters>,
-        receiver: mpsc::Receiver<Envelope>,
+        intake: Arc<Intake>,
+        /// Taken from the intake, not yet looked at.
+        taken: std::collections::VecDeque<Activity>,
     }
 
     impl Harness {
@@ -113,25 +112,34 @@ mod tests {
             config.validate().unwrap();
             let config = Arc::new(config);
             let counters = Arc::new(Counters::default());
-            let (sender, receiver) = mpsc::channel(capacity);
+            let (sender, intake) = Intake::new(capacity, 1024);
             let layer = ActivityLayer::new(Arc::new(
                 CaptureContext::new(config.clone(), sender, counters.clone()).unwrap(),
             ));
             Harness {
                 layer,
-                client: config.client_resolver(),
                 counters,
-                receiver,
+                intake,
+                taken: Default::default(),
             }
         }
 
         fn next(&mut self) -> Option<Activity> {
-            match self.receiver.try_recv().ok()? {
-                Envelope::Captured(captured) => Some(captured.read_back(&self.client)),
-                Envelope::Line(line) => {
-                    Some(Activity::from_wire_json(&line).expect("track writes valid wire JSON"))
-                }
+            let mut batches = Vec::new();
+            let all = Take {
+                budget: usize::MAX,
+                all: true,
+                linger: std::time::Duration::ZERO,
+            };
+            self.intake
+                .take(&mut batches, all, tokio::time::Instant::now());
+            for batch in batches {
+                let activities = batch
+                    .activities()
+                    .expect("the layer writes valid wire JSON");
+                self.taken.extend(activities);
             }
+            self.taken.pop_front()
         }
     }
 
@@ -244,14 +252,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn closed_channel_drops_and_counts() {
+    async fn closed_intake_drops_and_counts() {
         let Harness {
             layer,
             counters,
-            receiver,
+            intake,
             ..
         } = Harness::new(config(), 8);
-        drop(receiver);
+        intake.close();
         let mut service = ServiceBuilder::new().layer(layer).service_fn(hello);
         let response = service
             .ready()

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::thread::start_dispatcher;
@@ -15,6 +14,7 @@ use crate::RedisClient;
 use crate::capture::CaptureConfig;
 use crate::counters::Counters;
 use crate::dispatcher::fallback::FallbackConfig;
+use crate::dispatcher::intake::Intake;
 use crate::dispatcher::{Dispatcher, DispatcherConfig, RedisStreamSink, Sink, StreamFormat};
 use crate::layer::CaptureContext;
 
@@ -368,20 +368,19 @@ impl ActivityTrackerBuilder {
         };
         let mut dispatcher_config = self.dispatcher;
         dispatcher_config.max_in_flight = self.pool_size as usize;
-        let (tx, rx) = mpsc::channel(self.channel_capacity);
+        let (sender, intake) = Intake::new(self.channel_capacity, dispatcher_config.max_batch);
         let counters = Arc::new(Counters::default());
-        let client = self.capture.client_resolver();
         let capture = Arc::new(CaptureContext::new(
             Arc::new(self.capture),
-            tx.clone(),
+            sender.clone(),
             counters.clone(),
         )?);
         let cancel = CancellationToken::new();
-        let dispatcher = Dispatcher::new(rx, sink, client, counters.clone(), dispatcher_config)
-            .fallback(fallback);
+        let dispatcher =
+            Dispatcher::new(intake, sink, counters.clone(), dispatcher_config).fallback(fallback);
         let task = start_dispatcher(dispatcher, cancel.clone())?;
         Ok(ActivityTracker::new(
-            tx,
+            sender,
             counters,
             capture,
             cancel,

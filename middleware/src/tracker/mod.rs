@@ -37,7 +37,7 @@ mod thread;
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use self::builder::ActivityTrackerBuilder;
@@ -47,12 +47,8 @@ pub use self::helpers::{CaseAction, DocumentAction, PaymentAction, WithdrawalAct
 use crate::Activity;
 use crate::counters::{Counters, CountersSnapshot};
 use crate::dispatcher::ShutdownSummary;
-use crate::envelope::Envelope;
+use crate::dispatcher::intake::IntakeSender;
 use crate::layer::{ActivityLayer, CaptureContext};
-
-/// Room a `track` line starts with: most events' lines fit, so it is
-/// allocated once and not grown.
-const LINE_CAPACITY: usize = 512;
 
 /// Default stream key (the `STREAM_KEY` contract).
 pub const DEFAULT_STREAM_KEY: &str = "user_activities_stream";
@@ -68,8 +64,8 @@ pub struct ActivityTracker {
 }
 
 struct Inner {
-    /// The bounded channel into the dispatcher; `try_send` only.
-    tx: mpsc::Sender<Envelope>,
+    /// The bounded intake of the dispatcher; never waits.
+    sender: IntakeSender,
     /// Shared with the layers and the dispatcher.
     counters: Arc<Counters>,
     /// Config, channel and counters, shared by every layer handed out.
@@ -102,7 +98,7 @@ impl fmt::Debug for ActivityTracker {
 impl ActivityTracker {
     /// Puts a started tracker together (from the builder).
     fn new(
-        tx: mpsc::Sender<Envelope>,
+        sender: IntakeSender,
         counters: Arc<Counters>,
         capture: Arc<CaptureContext>,
         cancel: CancellationToken,
@@ -111,7 +107,7 @@ impl ActivityTracker {
     ) -> Self {
         ActivityTracker {
             inner: Arc::new(Inner {
-                tx,
+                sender,
                 counters,
                 capture,
                 cancel,
@@ -127,26 +123,26 @@ impl ActivityTracker {
     }
 
     /// Queues one activity. Never blocks and never fails the caller: when
-    /// the channel is full or the tracker is shut down, the activity is
+    /// the intake is full or the tracker is shut down, the activity is
     /// dropped and counted. Returns whether it was queued.
     ///
     /// The activity is brought within the wire format's limits and written
-    /// as its JSON line here, on the caller's thread (about a microsecond):
-    /// callers on many threads then share that work, and the dispatcher's
-    /// one thread only copies lines into batches.
+    /// as its JSON line here, on the caller's thread (about a microsecond),
+    /// straight into the batch being filled: callers on many threads share
+    /// that work, and the dispatcher only sends whole batches.
     pub fn track(&self, mut activity: Activity) -> bool {
         activity.normalize();
-        let mut line = Vec::with_capacity(LINE_CAPACITY);
-        activity.write_wire_json(&mut line);
+        let offer = self
+            .inner
+            .sender
+            .offer_with(|out| activity.write_wire_json(out));
         // Freed here, by the thread that allocated its strings.
         drop(activity);
-        self.inner
-            .counters
-            .record_offer(self.inner.tx.try_send(Envelope::Line(line)))
+        self.inner.counters.record_offer(offer)
     }
 
     /// The layer that records the requests mapped by the builder's routes.
-    /// Cheap; every layer shares the tracker's channel and counters.
+    /// Cheap; every layer shares the tracker's intake and counters.
     ///
     /// Put it around an axum `Router` (`.layer(tracker.layer())`) or any
     /// tower service of `http::Request` / `http::Response`.

@@ -4,21 +4,39 @@
 //!
 //! `Uuid::now_v7()` reads the clock again and draws from a thread-local
 //! cryptographic generator for every id: a few hundred instructions per
-//! event on the dispatcher's thread. The request's start time is already
+//! event. The request's start time is already
 //! known, and an id needs to be unique, not unpredictable: SplitMix64 (a
 //! 64-bit state, two steps an id), seeded from the standard library's
 //! per-process hash keys, fills the random bits; two ids of one
-//! millisecond collide with a chance of about 2^-64.
+//! millisecond collide with a chance of about 2^-64. Each thread that
+//! writes events has a generator of its own ([`v7_at`]), seeded apart.
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use uuid::Uuid;
 
-/// See the module docs. Owned by the dispatcher alone.
-#[derive(Debug)]
+/// See the module docs.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct IdGenerator {
     state: u64,
+}
+
+thread_local! {
+    /// This thread's generator, seeded when first used.
+    static IDS: Cell<Option<IdGenerator>> = const { Cell::new(None) };
+}
+
+/// A UUID v7 for an event that happened `unix_micros` after the epoch,
+/// from this thread's generator ([`IdGenerator::v7_at`]).
+pub(super) fn v7_at(unix_micros: i64) -> Uuid {
+    IDS.with(|ids| {
+        let mut generator = ids.get().unwrap_or_else(IdGenerator::new);
+        let id = generator.v7_at(unix_micros);
+        ids.set(Some(generator));
+        id
+    })
 }
 
 impl IdGenerator {
