@@ -323,24 +323,17 @@ fn write_millis(out: &mut Vec<u8>, micros: u64) {
             .expect("writing to a Vec cannot fail");
         return;
     }
-    let mut buffer = itoa::Buffer::new();
-    out.extend_from_slice(buffer.format(micros / 1000).as_bytes());
-    out.push(b'.');
-    let mut fraction = micros % 1000;
+    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    let fraction = (micros % 1000) as usize;
     if fraction == 0 {
-        out.push(b'0');
+        out.extend_from_slice(b".0");
         return;
     }
-    let mut digits = 3;
-    while fraction % 10 == 0 {
-        fraction /= 10;
-        digits -= 1;
-    }
-    let text = buffer.format(fraction);
-    for _ in text.len()..digits {
-        out.push(b'0');
-    }
-    out.extend_from_slice(text.as_bytes());
+    let [tens, ones] = DIGIT_PAIRS[fraction % 100];
+    let digits = [b'.', b'0' + (fraction / 100) as u8, tens, ones];
+    // Without the trailing zeros (the fraction is not zero: one digit stays).
+    let end = digits.iter().rposition(|&digit| digit != b'0').unwrap_or(3) + 1;
+    out.extend_from_slice(&digits[..end]);
 }
 
 fn write_u32(out: &mut Vec<u8>, n: u32) {

@@ -84,7 +84,7 @@ pub(crate) struct CapturedRequest {
     /// activity can be found in the app's logs.
     pub(super) request_id: Option<HeaderValue>,
     pub(super) user: Option<ActivityUser>,
-    pub(super) enrichment: Option<ActivityEnrichment>,
+    pub(super) enrichment: Option<Box<ActivityEnrichment>>,
 }
 
 impl CapturedRequest {
@@ -150,7 +150,7 @@ impl CapturedRequest {
         client: &ClientResolver,
         out: &mut Vec<u8>,
     ) {
-        let enrichment = self.enrichment.as_ref();
+        let enrichment = self.enrichment.as_deref();
         let route = &*self.route;
         let user_id = enrichment
             .and_then(|e| e.user_id.as_deref())

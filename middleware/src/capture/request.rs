@@ -110,8 +110,19 @@ impl Pending {
     /// recorded): this is the only place that decides it.
     pub(crate) fn finish<B>(mut self, response: &mut Response<B>) -> Option<Box<CapturedRequest>> {
         let status = response.status();
-        let enrichment = response.extensions_mut().remove::<ActivityEnrichment>();
-        if enrichment.as_ref().is_some_and(ActivityEnrichment::is_skip) {
+        // Boxed when there is one (a handler's choice), so that the common
+        // case moves a pointer, not the struct, into the facts.
+        let enrichment = match response.extensions().is_empty() {
+            true => None,
+            false => response
+                .extensions_mut()
+                .remove::<ActivityEnrichment>()
+                .map(Box::new),
+        };
+        if enrichment
+            .as_deref()
+            .is_some_and(ActivityEnrichment::is_skip)
+        {
             return None;
         }
         if !self.record_errors && (status.is_client_error() || status.is_server_error()) {
