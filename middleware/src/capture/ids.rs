@@ -50,13 +50,13 @@ impl IdGenerator {
     /// A UUID v7 for an event that happened `unix_micros` after the epoch
     /// (before it: at the epoch, the earliest time a v7 id holds).
     pub(super) fn v7_at(&mut self, unix_micros: i64) -> Uuid {
-        let millis = u64::try_from(unix_micros.div_euclid(1000)).unwrap_or(0);
-        let high = self.next().to_le_bytes();
-        let low = self.next().to_le_bytes();
-        let mut random = [0u8; 10];
-        random[..8].copy_from_slice(&high);
-        random[8..].copy_from_slice(&low[..2]);
-        uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+        // RFC 9562's layout, written directly: 48 bits of milliseconds,
+        // version 7, 12 random bits; variant `10`, 62 random bits.
+        let millis = u64::try_from(unix_micros.div_euclid(1000)).unwrap_or(0) & ((1 << 48) - 1);
+        let rand_b = self.next() >> 2 | 1 << 63;
+        let rand_a = self.next() & 0x0fff;
+        let high = millis << 16 | 0x7000 | rand_a;
+        Uuid::from_u64_pair(high, rand_b)
     }
 
     /// SplitMix64's next output.
