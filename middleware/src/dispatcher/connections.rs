@@ -8,7 +8,7 @@
 //! pipeline and into the connection's write buffer: three copies).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::SinkError;
 use crate::{RedisClient, RedisConnection, is_connection_failure};
@@ -16,8 +16,10 @@ use crate::{RedisClient, RedisConnection, is_connection_failure};
 /// Where the sink's connections come from.
 pub(super) enum Connections {
     /// Blocking connections to one node, as many as writes under way
-    /// (`pool_size`), each checked with `PING` when taken out so a
-    /// connection broken by a Redis restart is replaced.
+    /// (`pool_size`). One idle for a while is checked with `PING` when
+    /// taken out, and one that fails at once is replaced and its write
+    /// made again, so a connection broken by a Redis restart never fails a
+    /// batch.
     Node {
         /// The client and the idle connections, shared with the blocking
         /// threads that write.
@@ -84,12 +86,26 @@ impl PackedCommands {
     }
 }
 
+/// A connection between writes, and when its last write succeeded.
+struct IdleConnection {
+    conn: redis::Connection,
+    since: Instant,
+}
+
+/// How long an idle connection is trusted without a `PING`. Checking one
+/// that wrote a moment ago costs a round trip that waits behind the other
+/// writes Redis is storing (it answers in order), which halved the
+/// tracker's rate with two writes under way (docs/benchmarks.md); one that
+/// broke meanwhile (a Redis restart within this time) fails its write,
+/// which is retried on a new connection.
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
 /// A single node's client and its idle connections.
 pub(super) struct Node {
     /// Opens connections (lazily: nothing is contacted until a write).
     client: redis::Client,
     /// Connections between writes; locked only to push or pop one.
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: Mutex<Vec<IdleConnection>>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -221,62 +237,99 @@ impl Connections {
 }
 
 impl Node {
-    /// Takes an idle connection that answers `PING`, or opens one.
+    /// Takes an idle connection, or opens one. One that wrote within
+    /// [`TRUSTED_IDLE`] is taken as it is (`true`: not checked); an older
+    /// one must answer `PING` first.
     fn checkout(
         &self,
         connect_timeout: Duration,
         response_timeout: Duration,
-    ) -> redis::RedisResult<redis::Connection> {
+    ) -> redis::RedisResult<(redis::Connection, bool)> {
         loop {
             let idle = self
                 .idle
                 .lock()
                 .expect("never poisoned: no panics held")
                 .pop();
-            let Some(mut conn) = idle else { break };
-            if conn.set_read_timeout(Some(response_timeout)).is_ok()
-                && conn.set_write_timeout(Some(response_timeout)).is_ok()
-                && redis::cmd("PING").query::<()>(&mut conn).is_ok()
-            {
-                return Ok(conn);
+            let Some(IdleConnection { mut conn, since }) = idle else {
+                break;
+            };
+            if since.elapsed() < TRUSTED_IDLE {
+                return Ok((conn, true));
+            }
+            if redis::cmd("PING").query::<()>(&mut conn).is_ok() {
+                return Ok((conn, false));
             }
         }
+        Ok((self.connect(connect_timeout, response_timeout)?, false))
+    }
+
+    /// A new connection, its timeouts set.
+    fn connect(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<redis::Connection> {
         let conn = self.client.get_connection_with_timeout(connect_timeout)?;
         conn.set_read_timeout(Some(response_timeout))?;
         conn.set_write_timeout(Some(response_timeout))?;
         Ok(conn)
     }
 
-    /// One write: `packed` sent part by part, a reply a command read and
-    /// checked. On any failure the connection is dropped (it may hold
-    /// half a command, or replies not read).
+    /// One write: `packed` sent, a reply a command read and checked. A
+    /// connection taken unchecked that turns out broken (closed by a Redis
+    /// restart: the write or the read fails at once, nothing stored) is
+    /// replaced by a new one and the write made again; a timeout is not
+    /// (Redis may have stored the entry). On any failure the connection is
+    /// dropped (it may hold half a command, or replies not read).
     fn send(
         &self,
         packed: &PackedCommands,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> redis::RedisResult<()> {
-        let mut conn = self.checkout(connect_timeout, response_timeout)?;
-        for part in packed.parts() {
-            if !part.is_empty() {
-                conn.send_packed_command(part)?;
+        let (mut conn, unchecked) = self.checkout(connect_timeout, response_timeout)?;
+        let result = match write(&mut conn, packed) {
+            Err(error)
+                if unchecked
+                    && (error.is_connection_dropped() || error.is_io_error())
+                    && !error.is_timeout() =>
+            {
+                conn = self.connect(connect_timeout, response_timeout)?;
+                write(&mut conn, packed)
             }
-        }
-        let mut replies = 0;
-        while replies < packed.count {
-            match conn.recv_response()? {
-                // RESP3 may put pushed data between replies.
-                redis::Value::Push { .. } => {}
-                value => {
-                    value.extract_error()?;
-                    replies += 1;
-                }
-            }
-        }
+            result => result,
+        };
+        result?;
         self.idle
             .lock()
             .expect("never poisoned: no panics held")
-            .push(conn);
+            .push(IdleConnection {
+                conn,
+                since: Instant::now(),
+            });
         Ok(())
     }
+}
+
+/// Sends `packed` part by part on `conn` and reads a reply a command,
+/// failing on an error reply.
+fn write(conn: &mut redis::Connection, packed: &PackedCommands) -> redis::RedisResult<()> {
+    for part in packed.parts() {
+        if !part.is_empty() {
+            conn.send_packed_command(part)?;
+        }
+    }
+    let mut replies = 0;
+    while replies < packed.count {
+        match conn.recv_response()? {
+            // RESP3 may put pushed data between replies.
+            redis::Value::Push { .. } => {}
+            value => {
+                value.extract_error()?;
+                replies += 1;
+            }
+        }
+    }
+    Ok(())
 }
