@@ -646,3 +646,43 @@ async fn events_held_while_redis_is_down_arrive_when_it_is_back() {
     assert_eq!(users.iter().filter(|u| *u == "during").count(), 7);
     assert_eq!(users.len(), 12);
 }
+
+#[tokio::test]
+async fn a_connection_broken_by_a_quick_restart_fails_no_write() {
+    // A connection that wrote a moment ago is taken without a `PING`; when
+    // Redis restarted meanwhile, the write fails at once on it, and is
+    // made again on a new connection: no error, no retry, no event lost.
+    let mut redis = PrivateRedis::start().unwrap();
+    let key = unique_key("quick_restart");
+    let tracker = ActivityTracker::builder()
+        .redis_url(redis.url())
+        .stream_key(&key)
+        .pool_size(1)
+        .build()
+        .await
+        .unwrap();
+    tracker.track_logout("before", None);
+    wait_until("the first write", Duration::from_secs(5), || async {
+        (tracker.counters().sent == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    redis.kill().unwrap();
+    redis.start_again().unwrap();
+    tracker.track_logout("after", None);
+    wait_until("the second write", Duration::from_secs(5), || async {
+        (tracker.counters().sent == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let c = tracker.counters();
+    assert_eq!((c.send_errors, c.retries, c.dropped()), (0, 0, 0), "{c:?}");
+    let mut conn = redis_conn(&redis.url()).await;
+    let users: Vec<String> = read_stream(&mut conn, &key)
+        .await
+        .into_iter()
+        .map(|a| a.user_id.unwrap())
+        .collect();
+    assert_eq!(users, ["before", "after"]);
+    assert_eq!(tracker.shutdown().await.unsent, 0);
+}
