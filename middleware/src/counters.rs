@@ -6,7 +6,7 @@
 //!
 //! | name | what |
 //! |---|---|
-//! | `activity_tracker_events_captured_total` | events handed to the channel |
+//! | `activity_tracker_events_captured_total` | events handed to the intake |
 //! | `activity_tracker_events_sent_total` | events written to the stream |
 //! | `activity_tracker_events_stored_direct_total` | events written straight into `user_activity_logs` while the stream was down |
 //! | `activity_tracker_events_spooled_total` | events appended to the spool file while the stream and the database were down |
@@ -27,9 +27,9 @@ use crate::dispatcher::intake::Offer;
 /// atomics rather than a lock because the request path bumps them.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Events handed to the channel (request path and manual API).
+    /// Events handed to the intake (request path and manual API).
     pub(crate) captured: AtomicU64,
-    /// Events dropped because the channel was full.
+    /// Events dropped because the intake was full (`channel_capacity`).
     pub(crate) dropped_full: AtomicU64,
     /// Events dropped because the dispatcher had stopped (after shutdown).
     pub(crate) dropped_closed: AtomicU64,
@@ -193,9 +193,9 @@ impl DropWarnings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CountersSnapshot {
-    /// Events handed to the dispatcher's channel.
+    /// Events handed to the dispatcher's intake.
     pub captured: u64,
-    /// Events dropped because the channel was full.
+    /// Events dropped because the intake was full (`channel_capacity`).
     pub dropped_full: u64,
     /// Events dropped because the tracker had been shut down.
     pub dropped_closed: u64,

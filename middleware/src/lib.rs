@@ -33,8 +33,9 @@
 //! records every activity with `"ip_address": null`, and the layer logs a
 //! warning saying so the first time.
 //!
-//! Requests reach the handler untouched; the layer hands cheap facts to a
-//! bounded channel (`try_send`, dropped and counted when full), and a
+//! Requests reach the handler untouched; when the response comes, the
+//! layer writes the event's line into a bounded intake of batches (one
+//! short lock, never waiting; dropped and counted when full), and a
 //! background task, on a thread of its own, writes each batch as one entry
 //! of the Redis Stream `user_activities_stream` (a version 2 entry; see
 //! `docs/wire-format.md` and [`StreamFormat`]), retrying with backoff while

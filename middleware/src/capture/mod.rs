@@ -31,7 +31,7 @@
 //! `request` (the request-path half), `captured` (the facts kept and the
 //! activity made of them, off the request path), and the helpers they
 //! share: `routes`, `client_ip`, `session`, `extensions`. Capture knows
-//! nothing of the channel or the counters: the layer hands what it
+//! nothing of the intake or the counters: the layer hands what it
 //! captured to the dispatcher.
 //!
 //! [`Activity`]: crate::Activity

@@ -1,7 +1,7 @@
 //! The request-path half of capturing: look the route up, keep cheap facts
 //! (refcounted header values, the peer, the start time, the user), and when
 //! the response comes, decide whether the request is recorded. Nothing here
-//! allocates a string, parses a header or touches the channel.
+//! allocates a string, parses a header or touches the intake.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};

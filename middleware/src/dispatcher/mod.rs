@@ -1,19 +1,19 @@
-//! The background task that moves events from the tracker's channel into
+//! The background task that moves events from the tracker's intake into
 //! the stream. The tracker runs it on a thread of its own (see
 //! `tracker::thread`), apart from the app's request handling.
 //!
-//! It drains the bounded channel with `recv_many`, puts each envelope's
-//! wire JSON line into the batch being filled (module `queue`: a captured
-//! request goes straight from its facts into the line, with no
-//! [`Activity`](crate::Activity) made; an app's own activity comes written
-//! by `track`, and is copied in), and hands batches of at
-//! most `max_batch` to its [`Sink`] as a [`WireBatch`]. A full batch goes at once; a partial one waits at most the
-//! linger (5 ms by default, the timer starting at its first event) for more,
-//! so a busy app writes a few full pipelines instead of many tiny ones (the
-//! rule is the crate's [`BatchLimits`], shared with the processor). A
+//! Events arrive as wire JSON lines already, written by the request's
+//! thread (a captured request straight from its facts, with no
+//! [`Activity`](crate::Activity) made; an app's own activity by `track`)
+//! into the intake (module `intake`), which cuts them into batches of at
+//! most `max_batch`. The dispatcher takes whole batches from it, about one
+//! a round, into its queue (module `queue`) and hands them to its [`Sink`]
+//! as [`WireBatch`]es. A full batch goes at once; a partial one waits at
+//! most the linger (5 ms by default, from its first event) for more, so a
+//! busy app writes a few full pipelines instead of many tiny ones. A
 //! failing batch is retried with capped exponential backoff ([`Backoff`],
-//! with jitter) while new events keep being read into
-//! a bounded buffer; when that buffer is over its capacity the oldest events
+//! with jitter) while what the intake fills keeps being taken into a
+//! bounded buffer; when that buffer is over its capacity the oldest events
 //! are dropped and counted (`dropped_buffer_full`), so the newest activity
 //! survives a long outage and the request path never feels it.
 //!
@@ -28,8 +28,8 @@
 //! and those of a failed round, with their backoff, are module `writes`.
 //!
 //! Shutdown is a [`CancellationToken`]: layers cloned into the app keep the
-//! channel's senders alive, so the dispatcher cannot wait for the channel to
-//! close. When cancelled it closes the channel itself, takes what is in it,
+//! intake's senders alive, so the dispatcher cannot wait for the last of
+//! them. When cancelled it closes the intake itself, takes what is in it,
 //! and flushes until the buffer is empty or the shutdown timeout runs out.
 //!
 //! ```no_run
@@ -75,7 +75,7 @@ use crate::{Backoff, WireBatch};
 /// How the dispatcher batches, buffers and retries.
 #[derive(Debug, Clone)]
 pub(crate) struct DispatcherConfig {
-    /// Most events per sink call (and per `recv_many`).
+    /// Most events per sink call (the intake cuts batches at this).
     pub(crate) max_batch: usize,
     /// Most sink calls under way at once: while Redis stores one batch,
     /// the next is serialized.
@@ -237,7 +237,7 @@ impl Dispatcher {
 
     /// Runs until `cancel` fires (or every sender is gone), then flushes
     /// within the shutdown timeout. Each round: notice shutdown, take what
-    /// the channel holds, then either retry a failed round after its
+    /// is due from the intake, then either retry a failed round after its
     /// backoff, or start the writes that are due and wait for something to
     /// happen (a write done, more events, the linger, shutdown).
     pub(crate) async fn run(mut self, cancel: CancellationToken) -> ShutdownSummary {
@@ -476,7 +476,7 @@ impl Dispatcher {
     /// Moves what is due from the intake into the queue, about a batch's
     /// worth (everything once it is closed, or with `everything`), dropping
     /// the oldest past the buffer's capacity. The rest stays in the intake,
-    /// as it stayed in a channel: a batch a round keeps up with a sink
+    /// where a full intake drops the newest: a batch a round keeps up with a sink
     /// that keeps up, and only a failing one fills the buffer.
     fn absorb_up_to(&mut self, everything: bool) {
         let all = self.intake.is_closed() || self.deadline.is_some();

@@ -15,7 +15,7 @@ use crate::capture::{CaptureConfig, CaptureConfigError, Pending};
 use crate::counters::Counters;
 use crate::dispatcher::intake::IntakeSender;
 
-/// The config, the channel to the dispatcher and the counters. Made by the
+/// The config, the intake of the dispatcher and the counters. Made by the
 /// tracker, shared by every clone of the layer and its services behind one
 /// `Arc`.
 #[derive(Debug)]

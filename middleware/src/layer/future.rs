@@ -11,7 +11,7 @@ use super::context::InFlight;
 ///
 /// Passes the inner result through untouched; when it is a response to a
 /// mapped request, offers the captured facts to the dispatcher first (one
-/// `try_send`, never waiting).
+/// offer to the intake, never waiting).
 #[pin_project]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {

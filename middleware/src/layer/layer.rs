@@ -18,7 +18,7 @@ pub struct ActivityLayer {
 }
 
 impl ActivityLayer {
-    /// A layer capturing through `context` (config, channel, counters).
+    /// A layer capturing through `context` (config, intake, counters).
     pub(crate) fn new(context: Arc<CaptureContext>) -> Self {
         ActivityLayer {
             context,

@@ -48,8 +48,10 @@
 //!
 //! The layer itself comes from the tracker (`tracker.layer()`), which owns
 //! the route table ([`CaptureConfig`](crate::CaptureConfig)), the bounded
-//! channel and the background task writing to the stream. It goes around an
-//! axum `Router` (`.layer(tracker.layer())`; serve it with
+//! intake and the background task writing to the stream. It goes around an
+//! axum `Router` (`.layer(tracker.layer())`, or around the whole router,
+//! `tracker.layer().layer(router)`, which spares axum's boxing of each
+//! route's layered service: docs/benchmarks.md; serve it with
 //! `into_make_service_with_connect_info::<SocketAddr>()` for the client IP)
 //! or around any tower service of `http::Request`/`http::Response`, such as
 //! a hyper `service_fn` (give it the peer address with
@@ -59,11 +61,12 @@
 //! # Cost on the request path
 //!
 //! Unmapped requests: one route lookup. Mapped requests: the lookup, two
-//! clock reads, clones of refcounted header values, and one allocation for
-//! the captured facts, handed to the dispatcher with `try_send` when the
-//! response is ready. The id, the strings and the JSON are made by the
-//! dispatcher. A request whose future is dropped before its response is
-//! ready (client gone), or whose inner service fails, is not recorded.
+//! clock reads, clones of refcounted header values into a box of the
+//! thread's (reused), and when the response is ready the event's id and
+//! wire JSON line, written on this thread and copied into the intake's
+//! batch under its lock. A request whose future is dropped before its
+//! response is ready (client gone), or whose inner service fails, is not
+//! recorded.
 //!
 //! [`ActivityUser`]: crate::ActivityUser
 //! [`ActivityEnrichment`]: crate::ActivityEnrichment
@@ -232,7 +235,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_channel_drops_and_counts_without_blocking() {
+    async fn full_intake_drops_and_counts_without_blocking() {
         let harness = Harness::new(config(), 2);
         let mut service = ServiceBuilder::new()
             .layer(harness.layer.clone())

@@ -113,8 +113,9 @@ impl ActivityTrackerBuilder {
         self
     }
 
-    /// Capacity of the channel between the request path and the dispatcher
-    /// (default 16,384). When full, new events are dropped and counted.
+    /// Capacity, in events, of the intake between the request path and the
+    /// dispatcher (default 16,384). When full, new events are dropped and
+    /// counted (`dropped_full`).
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.channel_capacity = capacity;
         self
@@ -220,7 +221,7 @@ impl ActivityTrackerBuilder {
     ///
     /// What a kill of the app (`SIGKILL`, a crash) can lose is what is in
     /// memory, never what is spooled: at most `channel_capacity` +
-    /// `buffer_capacity` events, in practice the channel's content plus
+    /// `buffer_capacity` events, in practice the intake's content plus
     /// the `pool_size` batches being written (the buffer drains into the
     /// spool as fast as it fills).
     ///

@@ -1,4 +1,4 @@
-//! [`ActivityTracker`]: the handle an app keeps. It owns the channel, the
+//! [`ActivityTracker`]: the handle an app keeps. It owns the intake, the
 //! counters and the dispatcher (on a thread of its own), hands out the
 //! layer, and offers the manual `track_*` API of the original design.
 //!
@@ -68,7 +68,7 @@ struct Inner {
     sender: IntakeSender,
     /// Shared with the layers and the dispatcher.
     counters: Arc<Counters>,
-    /// Config, channel and counters, shared by every layer handed out.
+    /// Config, intake and counters, shared by every layer handed out.
     capture: Arc<CaptureContext>,
     /// Stops the dispatcher.
     cancel: CancellationToken,
