@@ -35,6 +35,7 @@ mod direct;
 mod error;
 mod limits;
 mod mapping;
+mod node;
 mod openapi;
 mod rate_limit;
 mod scan;
