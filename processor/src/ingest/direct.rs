@@ -89,7 +89,17 @@ pub(crate) fn map<'a>(
     let action = match kind {
         Kind::Track => {
             let event = message.event.as_deref()?;
-            if event.trim().is_empty() || event.chars().count() > limits::ACTION_MAX_CHARS {
+            // Never more characters than bytes, and text that starts with
+            // an ASCII byte other than white space is not blank: most
+            // names need neither count nor trim.
+            let starts_plainly = event
+                .as_bytes()
+                .first()
+                .is_some_and(|&b| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' '));
+            if (!starts_plainly && event.trim().is_empty())
+                || (event.len() > limits::ACTION_MAX_CHARS
+                    && event.chars().count() > limits::ACTION_MAX_CHARS)
+            {
                 return None;
             }
             event
