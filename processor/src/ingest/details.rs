@@ -50,6 +50,7 @@ pub(crate) fn read_members<'a>(
     members: &mut Vec<Member<'a>>,
 ) -> Option<()> {
     scanner.object(|key, scanner| {
+        let key = key.string();
         let value = scanner.json_value()?;
         members.push(Member {
             key: key.decode()?,

@@ -240,32 +240,32 @@ impl<'a> Message<'a> {
         let mut message = Message::default();
         let mut seen = Seen::default();
         scanner.object(|key, scanner| {
-            match key.plain()? {
-                "type" => {
+            match key.plain_bytes()? {
+                b"type" => {
                     seen.first(1)?;
                     message.kind = text(scanner.value()?)?;
                 }
-                "event" => {
+                b"event" => {
                     seen.first(1 << 1)?;
                     message.event = text(scanner.value()?)?;
                 }
-                "timestamp" => {
+                b"timestamp" => {
                     seen.first(1 << 2)?;
                     message.timestamp = text(scanner.value()?)?;
                 }
-                "userId" => {
+                b"userId" => {
                     seen.first(1 << 3)?;
                     message.user_id = id_text(scanner.value()?)?;
                 }
-                "anonymousId" => {
+                b"anonymousId" => {
                     seen.first(1 << 4)?;
                     message.anonymous_id = id_text(scanner.value()?)?;
                 }
-                "messageId" => {
+                b"messageId" => {
                     seen.first(1 << 5)?;
                     message.message_id = id_text(scanner.value()?)?;
                 }
-                "properties" => {
+                b"properties" => {
                     seen.first(1 << 6)?;
                     if scanner.peek()? == b'{' {
                         let mut members = Vec::with_capacity(8);
@@ -275,7 +275,7 @@ impl<'a> Message<'a> {
                         scanner.value().filter(|json| matches!(json, Json::Null))?;
                     }
                 }
-                "context" => {
+                b"context" => {
                     seen.first(1 << 7)?;
                     if scanner.peek()? == b'{' {
                         message.read_context(scanner)?;
@@ -283,11 +283,11 @@ impl<'a> Message<'a> {
                         scanner.value().filter(|json| matches!(json, Json::Null))?;
                     }
                 }
-                "name" => {
+                b"name" => {
                     seen.first(1 << 8)?;
                     message.name = non_null(scanner.json_value()?);
                 }
-                "category" => {
+                b"category" => {
                     seen.first(1 << 9)?;
                     message.category = non_null(scanner.json_value()?);
                 }
@@ -301,16 +301,16 @@ impl<'a> Message<'a> {
     fn read_context(&mut self, scanner: &mut Scanner<'a>) -> Option<()> {
         let mut seen = Seen::default();
         scanner.object(|key, scanner| {
-            match key.plain()? {
-                "userAgent" => {
+            match key.plain_bytes()? {
+                b"userAgent" => {
                     seen.first(1)?;
                     self.user_agent = text(scanner.value()?)?;
                 }
-                "sessionId" => {
+                b"sessionId" => {
                     seen.first(1 << 1)?;
                     self.session_id = id_text(scanner.value()?)?;
                 }
-                "ip" => {
+                b"ip" => {
                     seen.first(1 << 2)?;
                     self.ip = non_null(scanner.json_value()?);
                 }
