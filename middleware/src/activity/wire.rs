@@ -391,23 +391,35 @@ fn write_unix_micros(out: &mut Vec<u8>, micros: i64) {
         return;
     }
     let seconds = of_day / 1_000_000;
+    let micros = (of_day % 1_000_000) as usize;
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |start: usize, digits: usize, mut value: u64| {
-        for i in (start..start + digits).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+    // Two digits at a time, from a table: half the divisions of one digit
+    // at a time, in what every event's line costs.
+    let mut put = |start: usize, value: usize| {
+        text[start..start + 2].copy_from_slice(&DIGIT_PAIRS[value * 2..value * 2 + 2]);
     };
     // All in range: checked above, or remainders.
-    put(0, 4, year as u64);
-    put(5, 2, u64::from(month));
-    put(8, 2, u64::from(day));
-    put(11, 2, (seconds / 3600) as u64);
-    put(14, 2, (seconds / 60 % 60) as u64);
-    put(17, 2, (seconds % 60) as u64);
-    put(20, 6, (of_day % 1_000_000) as u64);
+    let year = year as usize;
+    put(0, year / 100);
+    put(2, year % 100);
+    put(5, month as usize);
+    put(8, day as usize);
+    put(11, (seconds / 3600) as usize);
+    put(14, (seconds / 60 % 60) as usize);
+    put(17, (seconds % 60) as usize);
+    put(20, micros / 10_000);
+    put(22, micros / 100 % 100);
+    put(24, micros % 100);
     out.extend_from_slice(&text);
 }
+
+/// `00` to `99`, each number's two digits at twice its value.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 /// The proleptic Gregorian (year, month, day) of a day count from
 /// 1970-01-01.
