@@ -173,7 +173,7 @@ pub(crate) fn map<'a>(
     };
     let ip_address = mapping::client_ip(context_ip.as_deref(), facts);
     let message_id = non_empty(message.message_id.take());
-    batch.push_line(&WireLine {
+    let line = WireLine {
         id: mapping::id(message_id.as_deref(), facts.source),
         user_id: user_id.as_deref(),
         action,
@@ -184,8 +184,32 @@ pub(crate) fn map<'a>(
         user_agent: message.user_agent.as_deref(),
         session_id: session_id.as_deref(),
         created_at,
-    });
+    };
+    let action_borrowed = kind != Kind::Track || borrowed(&message.event);
+    if action_borrowed
+        && [
+            &user_id,
+            &resource_type,
+            &resource_id,
+            &message.user_agent,
+            &session_id,
+        ]
+        .into_iter()
+        .all(borrowed)
+    {
+        batch.push_plain_line(&line);
+    } else {
+        batch.push_line(&line);
+    }
     Some(Direct::Stored)
+}
+
+/// Whether `text` is absent or borrowed from the body: then it was a JSON
+/// string written without escapes (which holds no `"`, no `\` and, the
+/// scanner checked, no control character) or an integer's digits, and
+/// holds nothing to escape. Decoded text is owned.
+fn borrowed(text: &Option<Cow<'_, str>>) -> bool {
+    !matches!(text, Some(Cow::Owned(_)))
 }
 
 /// The fields of a message the mapping reads, as `mapping`'s `Message`
