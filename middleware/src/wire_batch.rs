@@ -167,6 +167,41 @@ impl WireBatch {
     /// assert_eq!(batch.as_bytes(), activity.to_wire_json().as_bytes());
     /// ```
     pub fn push_line(&mut self, line: &WireLine<'_>) {
+        self.push_fields(line, false);
+    }
+
+    /// Appends the wire JSON of `line` as a line, as
+    /// [`WireBatch::push_line`] does, for a caller that knows its text
+    /// fields (`user_id`, `action`, `resource_type`, `resource_id`,
+    /// `user_agent`, `session_id`) hold nothing JSON escapes (no `"`, `\`
+    /// or control character): they are copied with no check, and a field
+    /// that does hold one makes a line that is not JSON. For text read out
+    /// of JSON strings written without escapes (the processor's ingest).
+    ///
+    /// ```
+    /// use activity_tracker::{Activity, ActivityType, WireBatch, WireLine};
+    ///
+    /// let activity = Activity::new(ActivityType::Login).user_id("u1");
+    /// let mut batch = WireBatch::new();
+    /// batch.push_plain_line(&WireLine {
+    ///     id: activity.id,
+    ///     user_id: Some("u1"),
+    ///     action: "login",
+    ///     resource_type: None,
+    ///     resource_id: None,
+    ///     details_json: None,
+    ///     ip_address: None,
+    ///     user_agent: None,
+    ///     session_id: None,
+    ///     created_at: activity.created_at,
+    /// });
+    /// assert_eq!(batch.as_bytes(), activity.to_wire_json().as_bytes());
+    /// ```
+    pub fn push_plain_line(&mut self, line: &WireLine<'_>) {
+        self.push_fields(line, true);
+    }
+
+    fn push_fields(&mut self, line: &WireLine<'_>, text_is_plain: bool) {
         self.push_with(|out| {
             wire::write_fields(
                 out,
@@ -184,6 +219,7 @@ impl WireBatch {
                     user_agent: line.user_agent,
                     session_id: line.session_id,
                     created_at: WireTime::At(&line.created_at),
+                    text_is_plain,
                 },
             );
         });

@@ -35,6 +35,7 @@ pub(super) fn write(activity: &Activity, out: &mut Vec<u8>) {
             user_agent: activity.user_agent.as_deref(),
             session_id: activity.session_id.as_deref(),
             created_at: WireTime::At(&activity.created_at),
+            text_is_plain: false,
         },
     );
 }
@@ -55,6 +56,11 @@ pub(crate) struct WireFields<'a> {
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) session_id: Option<&'a str>,
     pub(crate) created_at: WireTime<'a>,
+    /// Whether the caller knows the text fields (`user_id`, a plain
+    /// `action`, `resource_type`, `resource_id`, `user_agent`,
+    /// `session_id`) hold nothing to escape: then they are copied with no
+    /// check.
+    pub(crate) text_is_plain: bool,
 }
 
 /// `created_at`, as the event holds it.
@@ -121,6 +127,11 @@ const REQUEST_ID_KEY: usize = 2;
 /// Appends the wire JSON of one event to `out`: the fields in their fixed
 /// order, each written straight into the buffer.
 pub(crate) fn write_fields(out: &mut Vec<u8>, event: &WireFields<'_>) {
+    let write_str = if event.text_is_plain {
+        write_plain_str
+    } else {
+        write_str
+    };
     out.extend_from_slice(b"{\"v\":");
     write_u32(out, WIRE_VERSION);
     out.extend_from_slice(b",\"id\":\"");
@@ -536,6 +547,18 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 fn byte_needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// Writes `text`, which holds nothing to escape, as a JSON string.
+fn write_plain_str(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(
+        !needs_escape(text.as_bytes()),
+        "text said to be plain holds a character to escape: {text:?}"
+    );
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// Writes `text` as a JSON string, escaping as serde_json does: the short

@@ -227,6 +227,7 @@ impl CapturedRequest {
                 user_agent: user_agent.as_deref(),
                 session_id: session_id.as_deref(),
                 created_at: WireTime::UnixMicros(created_at_micros),
+                text_is_plain: false,
             },
         );
     }

@@ -47,7 +47,7 @@ pub(crate) struct Scratch {
 /// `mapping::map` must decide.
 pub(crate) fn map<'a>(
     raw: &'a str,
-    message: Option<Message<'a>>,
+    message: Option<&mut Message<'a>>,
     kind: Option<Kind>,
     facts: &RequestFacts<'a>,
     batch: &mut WireBatch,
@@ -56,13 +56,14 @@ pub(crate) fn map<'a>(
     if raw.len() > MAX_EVENT_BYTES {
         return None;
     }
-    let mut message = message?;
+    // By reference: a message is some 400 bytes, each move a copy.
+    let message = message?;
     let kind = match kind {
         Some(kind) => kind,
         None => Kind::from_name(message.kind.as_deref()?)?,
     };
-    let user_id = non_empty(message.user_id);
-    let anonymous_id = non_empty(message.anonymous_id);
+    let user_id = non_empty(message.user_id.take());
+    let anonymous_id = non_empty(message.anonymous_id.take());
     if user_id.is_none() && anonymous_id.is_none() {
         return None;
     }
@@ -89,7 +90,17 @@ pub(crate) fn map<'a>(
     let action = match kind {
         Kind::Track => {
             let event = message.event.as_deref()?;
-            if event.trim().is_empty() || event.chars().count() > limits::ACTION_MAX_CHARS {
+            // Never more characters than bytes, and text that starts with
+            // an ASCII byte other than white space is not blank: most
+            // names need neither count nor trim.
+            let starts_plainly = event
+                .as_bytes()
+                .first()
+                .is_some_and(|&b| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' '));
+            if (!starts_plainly && event.trim().is_empty())
+                || (event.len() > limits::ACTION_MAX_CHARS
+                    && event.chars().count() > limits::ACTION_MAX_CHARS)
+            {
                 return None;
             }
             event
@@ -103,7 +114,7 @@ pub(crate) fn map<'a>(
         _ => mapping::created_at(message.timestamp.as_deref(), facts.received_at).ok()?,
     }
     .trunc_subsecs(6);
-    let session_id = match non_empty(message.session_id) {
+    let session_id = match non_empty(message.session_id.take()) {
         Some(session) => Some(session),
         None => match last(&members, "session_id") {
             None => None,
@@ -161,8 +172,8 @@ pub(crate) fn map<'a>(
         _ => None,
     };
     let ip_address = mapping::client_ip(context_ip.as_deref(), facts);
-    let message_id = non_empty(message.message_id);
-    batch.push_line(&WireLine {
+    let message_id = non_empty(message.message_id.take());
+    let line = WireLine {
         id: mapping::id(message_id.as_deref(), facts.source),
         user_id: user_id.as_deref(),
         action,
@@ -173,8 +184,32 @@ pub(crate) fn map<'a>(
         user_agent: message.user_agent.as_deref(),
         session_id: session_id.as_deref(),
         created_at,
-    });
+    };
+    let action_borrowed = kind != Kind::Track || borrowed(&message.event);
+    if action_borrowed
+        && [
+            &user_id,
+            &resource_type,
+            &resource_id,
+            &message.user_agent,
+            &session_id,
+        ]
+        .into_iter()
+        .all(borrowed)
+    {
+        batch.push_plain_line(&line);
+    } else {
+        batch.push_line(&line);
+    }
     Some(Direct::Stored)
+}
+
+/// Whether `text` is absent or borrowed from the body: then it was a JSON
+/// string written without escapes (which holds no `"`, no `\` and, the
+/// scanner checked, no control character) or an integer's digits, and
+/// holds nothing to escape. Decoded text is owned.
+fn borrowed(text: &Option<Cow<'_, str>>) -> bool {
+    !matches!(text, Some(Cow::Owned(_)))
 }
 
 /// The fields of a message the mapping reads, as `mapping`'s `Message`
@@ -230,32 +265,32 @@ impl<'a> Message<'a> {
         let mut message = Message::default();
         let mut seen = Seen::default();
         scanner.object(|key, scanner| {
-            match key.plain()? {
-                "type" => {
+            match key.plain_bytes()? {
+                b"type" => {
                     seen.first(1)?;
                     message.kind = text(scanner.value()?)?;
                 }
-                "event" => {
+                b"event" => {
                     seen.first(1 << 1)?;
                     message.event = text(scanner.value()?)?;
                 }
-                "timestamp" => {
+                b"timestamp" => {
                     seen.first(1 << 2)?;
                     message.timestamp = text(scanner.value()?)?;
                 }
-                "userId" => {
+                b"userId" => {
                     seen.first(1 << 3)?;
                     message.user_id = id_text(scanner.value()?)?;
                 }
-                "anonymousId" => {
+                b"anonymousId" => {
                     seen.first(1 << 4)?;
                     message.anonymous_id = id_text(scanner.value()?)?;
                 }
-                "messageId" => {
+                b"messageId" => {
                     seen.first(1 << 5)?;
                     message.message_id = id_text(scanner.value()?)?;
                 }
-                "properties" => {
+                b"properties" => {
                     seen.first(1 << 6)?;
                     if scanner.peek()? == b'{' {
                         let mut members = Vec::with_capacity(8);
@@ -265,7 +300,7 @@ impl<'a> Message<'a> {
                         scanner.value().filter(|json| matches!(json, Json::Null))?;
                     }
                 }
-                "context" => {
+                b"context" => {
                     seen.first(1 << 7)?;
                     if scanner.peek()? == b'{' {
                         message.read_context(scanner)?;
@@ -273,11 +308,11 @@ impl<'a> Message<'a> {
                         scanner.value().filter(|json| matches!(json, Json::Null))?;
                     }
                 }
-                "name" => {
+                b"name" => {
                     seen.first(1 << 8)?;
                     message.name = non_null(scanner.json_value()?);
                 }
-                "category" => {
+                b"category" => {
                     seen.first(1 << 9)?;
                     message.category = non_null(scanner.json_value()?);
                 }
@@ -291,16 +326,16 @@ impl<'a> Message<'a> {
     fn read_context(&mut self, scanner: &mut Scanner<'a>) -> Option<()> {
         let mut seen = Seen::default();
         scanner.object(|key, scanner| {
-            match key.plain()? {
-                "userAgent" => {
+            match key.plain_bytes()? {
+                b"userAgent" => {
                     seen.first(1)?;
                     self.user_agent = text(scanner.value()?)?;
                 }
-                "sessionId" => {
+                b"sessionId" => {
                     seen.first(1 << 1)?;
                     self.session_id = id_text(scanner.value()?)?;
                 }
-                "ip" => {
+                b"ip" => {
                     seen.first(1 << 2)?;
                     self.ip = non_null(scanner.json_value()?);
                 }

@@ -35,6 +35,7 @@ mod direct;
 mod error;
 mod limits;
 mod mapping;
+mod node;
 mod openapi;
 mod rate_limit;
 mod scan;
@@ -237,7 +238,7 @@ async fn handle(
     let text = std::str::from_utf8(&bytes).map_err(|_| not_json("the body is not UTF-8 text"))?;
     // Each message with its fields read, when they could be: by the
     // scanner in its pass over a batch, else one by one.
-    let (messages, body_key): (Vec<(&str, Option<Message<'_>>)>, Option<String>) = match kind {
+    let (mut messages, body_key): (Vec<(&str, Option<Message<'_>>)>, Option<String>) = match kind {
         None => match scan::batch(text, Message::read_at) {
             Some(scanned) => (scanned.events, scanned.write_key.map(str::to_owned)),
             None => {
@@ -309,8 +310,16 @@ async fn handle(
     let mut rejected = Vec::new();
     let mut scratch = Scratch::default();
     let count = messages.len();
-    for (index, (raw, message)) in messages.into_iter().enumerate() {
-        match direct::map(raw, message, kind, &facts, &mut batch, &mut scratch) {
+    for (index, (raw, message)) in messages.iter_mut().enumerate() {
+        let raw: &str = raw;
+        match direct::map(
+            raw,
+            message.as_mut(),
+            kind,
+            &facts,
+            &mut batch,
+            &mut scratch,
+        ) {
             Some(Direct::Stored) => continue,
             Some(Direct::NotStored(kind)) => {
                 not_stored.push(kind);

@@ -47,8 +47,8 @@ pub(crate) fn batch<'a, T>(
     let mut seen_write_key = false;
     scanner.ws();
     scanner.object(|key, scanner| {
-        match key.plain()? {
-            "batch" => {
+        match key.plain_bytes()? {
+            b"batch" => {
                 if events.is_some() {
                     return None;
                 }
@@ -65,7 +65,7 @@ pub(crate) fn batch<'a, T>(
                 })?;
                 events = Some(items);
             }
-            "writeKey" => {
+            b"writeKey" => {
                 if std::mem::replace(&mut seen_write_key, true) {
                     return None;
                 }
@@ -172,6 +172,39 @@ fn hex4(digits: &[u8]) -> Option<u32> {
     Some(value)
 }
 
+/// An object's key: like a [`JsonStr`], but kept as its place in the
+/// text, made a `str` only when asked. Most keys are only compared with
+/// the names the mapping reads, as bytes, and each `str` slice checks
+/// that its ends are character boundaries (a call, a few dozen
+/// instructions, for each of the two dozen keys of a message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonKey<'a> {
+    /// The text the key is in.
+    text: &'a str,
+    /// Its first byte after the opening quote.
+    start: usize,
+    /// Its closing quote.
+    end: usize,
+    /// Whether it holds a `\` escape.
+    escaped: bool,
+}
+
+impl<'a> JsonKey<'a> {
+    /// The key's bytes, when it holds no escape (then they are its text).
+    #[inline(always)]
+    pub(crate) fn plain_bytes(&self) -> Option<&'a [u8]> {
+        (!self.escaped).then(|| &self.text.as_bytes()[self.start..self.end])
+    }
+
+    /// The key as a string.
+    pub(crate) fn string(&self) -> JsonStr<'a> {
+        JsonStr {
+            raw: &self.text[self.start..self.end],
+            escaped: self.escaped,
+        }
+    }
+}
+
 /// One JSON value, as the scanner read it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Json<'a> {
@@ -269,7 +302,7 @@ impl<'a> Scanner<'a> {
     /// the scanner at the key's value, which `member` must read.
     pub(crate) fn object(
         &mut self,
-        mut member: impl FnMut(JsonStr<'a>, &mut Self) -> Option<()>,
+        mut member: impl FnMut(JsonKey<'a>, &mut Self) -> Option<()>,
     ) -> Option<()> {
         self.enter(b'{')?;
         self.ws();
@@ -279,7 +312,7 @@ impl<'a> Scanner<'a> {
             return Some(());
         }
         loop {
-            let key = self.string()?;
+            let key = self.key()?;
             self.ws();
             self.eat(b':')?;
             self.ws();
@@ -380,6 +413,29 @@ impl<'a> Scanner<'a> {
     /// Reads a string (at its `"`): valid escapes, no control character.
     #[inline(always)]
     fn string(&mut self) -> Option<JsonStr<'a>> {
+        let (start, end, escaped) = self.string_span()?;
+        Some(JsonStr {
+            raw: &self.text[start..end],
+            escaped,
+        })
+    }
+
+    /// Reads an object's key (a string).
+    #[inline(always)]
+    fn key(&mut self) -> Option<JsonKey<'a>> {
+        let (start, end, escaped) = self.string_span()?;
+        Some(JsonKey {
+            text: self.text,
+            start,
+            end,
+            escaped,
+        })
+    }
+
+    /// Reads a string (at its `"`), giving where its text starts and ends
+    /// and whether it holds an escape.
+    #[inline(always)]
+    fn string_span(&mut self) -> Option<(usize, usize, bool)> {
         self.eat(b'"')?;
         let start = self.pos;
         let mut escaped = false;
@@ -387,9 +443,9 @@ impl<'a> Scanner<'a> {
             self.skip_plain_string_bytes();
             match self.peek()? {
                 b'"' => {
-                    let raw = &self.text[start..self.pos];
+                    let end = self.pos;
                     self.pos += 1;
-                    return Some(JsonStr { raw, escaped });
+                    return Some((start, end, escaped));
                 }
                 b'\\' => {
                     escaped = true;

@@ -5,6 +5,10 @@
 //! it from growing without end. With several shards each request goes
 //! to the next shard in turn, as the tracker's batches do, and the backlog
 //! is every shard's together.
+//!
+//! A single node is sent the `XADD` over the ingest's own connections
+//! (`node`), the entry's lines never copied; a cluster through the
+//! `redis` crate's cluster connection.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use activity_tracker::{RedisClient, RedisConnection, StreamShards, WireBatch};
 
+use super::node::NodeWriter;
 use crate::queue_length::{QueueLength, shard_lengths};
 
 /// How old the backlog reading may be before a request reads it again:
@@ -45,8 +50,12 @@ pub(crate) struct StreamWriter {
     /// The shard the next request goes to, counting up.
     next_shard: AtomicUsize,
     max_backlog: u64,
-    /// The connection requests share (multiplexed); `None` after a
-    /// failure, so the next request connects again.
+    /// The `XADD`s' way to a single node; `None` for a cluster (or a
+    /// node reached by TLS), written through `conn`.
+    node: Option<NodeWriter>,
+    /// The connection requests share (multiplexed), for the backlog's
+    /// reading and a cluster's writes; `None` after a failure, so the
+    /// next request connects again.
     conn: tokio::sync::Mutex<Option<RedisConnection>>,
     /// The last backlog reading and when it was taken; locked only to
     /// read or replace it.
@@ -58,6 +67,7 @@ pub(crate) struct StreamWriter {
 impl StreamWriter {
     pub(crate) fn new(client: RedisClient, shards: StreamShards, max_backlog: u64) -> Self {
         StreamWriter {
+            node: NodeWriter::for_client(&client, REDIS_TIMEOUT),
             client,
             shards,
             next_shard: AtomicUsize::new(0),
@@ -130,9 +140,12 @@ impl StreamWriter {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut conn = self.connection().await?;
         let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let key = self.shards.key(shard);
+        if let Some(node) = &self.node {
+            return Ok(node.xadd(key, batch.len(), batch.as_bytes()).await?);
+        }
+        let mut conn = self.connection().await?;
         let mut count = itoa::Buffer::new();
         let count = count.format(batch.len());
         let events = batch.as_bytes();

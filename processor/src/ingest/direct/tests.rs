@@ -57,7 +57,7 @@ fn direct(raw: &str, kind: Option<Kind>, facts: &RequestFacts<'_>) -> Option<Out
     let mut scratch = Scratch::default();
     let answer = map(
         raw,
-        Message::read(raw),
+        Message::read(raw).as_mut(),
         kind,
         facts,
         &mut batch,
