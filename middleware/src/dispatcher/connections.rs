@@ -100,6 +100,17 @@ struct IdleConnection {
 /// which is retried on a new connection.
 const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 
+/// `client` with `TCP_NODELAY` on its connections. A batch goes out as
+/// three writes (the commands' head, the lines from the batch's buffer,
+/// the rest); with Nagle's algorithm the last, small one waits for the
+/// acknowledgement of the lines, which Redis delays: a few milliseconds a
+/// batch, which capped the tracker's rate (docs/benchmarks.md).
+fn without_nagle(client: &redis::Client) -> Result<redis::Client, redis::RedisError> {
+    let info = client.get_connection_info().clone();
+    let settings = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(settings))
+}
+
 /// A single node's client and its idle connections.
 pub(super) struct Node {
     /// Opens connections (lazily: nothing is contacted until a write).
@@ -132,7 +143,7 @@ impl Connections {
         Ok(match client {
             RedisClient::Node(client) => Connections::Node {
                 node: Arc::new(Node {
-                    client,
+                    client: without_nagle(&client)?,
                     idle: Mutex::new(Vec::new()),
                 }),
                 permits: Arc::new(tokio::sync::Semaphore::new(pool_size.max(1) as usize)),
