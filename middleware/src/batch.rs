@@ -1,6 +1,6 @@
 //! When a batch is due: when it is full, or when its first item has waited
 //! long enough, whichever comes first; the clock starts at the first item
-//! (like Vector's batcher). Shared by the tracker's dispatcher (the linger)
+//! (like Vector's batcher). Shared by the tracker's intake (the linger)
 //! and the processor's sink (the flush interval). It holds no items and no
 //! timer, only the rule: the caller keeps the batch and sleeps until
 //! [`BatchLimits::deadline`]. Generic over the clock, so a caller can use

@@ -14,7 +14,8 @@
 //! lost) only when it has something new to do: the first event into an
 //! empty intake, a batch filled, the intake closed, or the last
 //! [`IntakeSender`] gone. A batch still filling is taken when its linger,
-//! counted from its first event, is over.
+//! counted from its first event, is over: the crate's one size-or-age
+//! rule, [`BatchLimits`].
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::WireBatch;
+use crate::{BatchLimits, WireBatch};
 
 /// What [`Intake::take`] may move.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +35,6 @@ pub(crate) struct Take {
     pub(crate) budget: usize,
     /// Whether the batch being filled goes too, due or not.
     pub(crate) all: bool,
-    /// How long the batch being filled waits for more from its first event.
-    pub(crate) linger: Duration,
 }
 
 /// What became of an offered event.
@@ -57,18 +56,17 @@ pub(crate) struct Intake {
     wake: Notify,
     /// Most events held.
     capacity: usize,
-    /// Most events a batch holds.
-    max_batch: usize,
     /// Live [`IntakeSender`]s: none left means no event can come any more.
     senders: AtomicUsize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// The batch being filled.
     open: WireBatch,
-    /// When the open batch's first event came (`None` while it is empty).
-    open_since: Option<Instant>,
+    /// `max_batch` and the linger, the clock started at the open batch's
+    /// first event (stopped while it is empty).
+    limits: BatchLimits<Instant>,
     /// Full batches, oldest first.
     sealed: VecDeque<WireBatch>,
     /// Events in `open` and `sealed`.
@@ -92,13 +90,26 @@ thread_local! {
 }
 
 impl Intake {
-    /// An empty intake and its first sender.
-    pub(crate) fn new(capacity: usize, max_batch: usize) -> (IntakeSender, Arc<Intake>) {
+    /// An empty intake and its first sender: at most `capacity` events,
+    /// in batches of at most `max_batch`, one still filling due `linger`
+    /// after its first event.
+    pub(crate) fn new(
+        capacity: usize,
+        max_batch: usize,
+        linger: Duration,
+    ) -> (IntakeSender, Arc<Intake>) {
         let intake = Arc::new(Intake {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                open: WireBatch::new(),
+                limits: BatchLimits::new(max_batch, linger),
+                sealed: VecDeque::new(),
+                events: 0,
+                closed: false,
+                batch_bytes: 0,
+                spare: Vec::new(),
+            }),
             wake: Notify::new(),
             capacity: capacity.max(1),
-            max_batch: max_batch.max(1),
             senders: AtomicUsize::new(1),
         });
         let sender = IntakeSender {
@@ -126,7 +137,7 @@ impl Intake {
         }
         let first = state.events == 0;
         if state.open.is_empty() {
-            state.open_since = Some(Instant::now());
+            state.limits.start(Instant::now());
             let room = state.batch_bytes;
             if let Some(buffer) = state.spare.pop() {
                 state.open = WireBatch::in_buffer(buffer);
@@ -135,11 +146,11 @@ impl Intake {
         }
         state.open.push_with(|out| out.extend_from_slice(line));
         state.events += 1;
-        let filled = state.open.len() >= self.max_batch;
+        let filled = state.limits.is_full(state.open.len());
         if filled {
             let full = std::mem::take(&mut state.open);
             state.batch_bytes = state.batch_bytes.max(full.as_bytes().len());
-            state.open_since = None;
+            state.limits.clear();
             state.sealed.push_back(full);
         }
         drop(state);
@@ -165,13 +176,11 @@ impl Intake {
             taken += batch.len();
             into.push(batch);
         }
-        let due = state
-            .open_since
-            .is_some_and(|since| since + take.linger <= now);
+        let due = state.limits.wait_until(now).is_none();
         if taken < take.budget && !state.open.is_empty() && (take.all || due) {
             let open = std::mem::take(&mut state.open);
             state.batch_bytes = state.batch_bytes.max(open.as_bytes().len());
-            state.open_since = None;
+            state.limits.clear();
             taken += open.len();
             into.push(open);
         }
@@ -179,10 +188,10 @@ impl Intake {
         taken
     }
 
-    /// When the batch being filled is due (its first event plus `linger`),
-    /// if one is being filled.
-    pub(crate) fn open_due(&self, linger: Duration) -> Option<Instant> {
-        self.lock().open_since.map(|since| since + linger)
+    /// When the batch being filled is due (its first event plus the
+    /// linger), if one is being filled.
+    pub(crate) fn open_due(&self) -> Option<Instant> {
+        self.lock().limits.deadline()
     }
 
     /// Whether any event waits in the intake.
@@ -280,13 +289,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn batches_are_cut_at_max_batch_and_the_filling_one_waits_its_linger() {
-        let (sender, intake) = Intake::new(100, 2);
+        let (sender, intake) = Intake::new(100, 2, Duration::from_millis(5));
         offer(&sender, 5);
-        let linger = Duration::from_millis(5);
         let due_only = Take {
             budget: usize::MAX,
             all: false,
-            linger,
         };
         let mut taken = Vec::new();
         // Whole batches up to the budget.
@@ -299,16 +306,16 @@ mod tests {
         let lens: Vec<usize> = taken.iter().map(WireBatch::len).collect();
         assert_eq!(lens, [2, 2]);
         assert_eq!(taken[1].as_bytes(), b"{\"i\":2}\n{\"i\":3}");
-        let due = intake.open_due(linger).unwrap();
+        let due = intake.open_due().unwrap();
         let early = due - Duration::from_millis(1);
         assert_eq!(intake.take(&mut taken, due_only, early), 0);
         assert_eq!(intake.take(&mut taken, due_only, due), 1);
-        assert!(!intake.has_events() && intake.open_due(linger).is_none());
+        assert!(!intake.has_events() && intake.open_due().is_none());
     }
 
     #[tokio::test]
     async fn full_and_closed_intakes_refuse_and_say_which() {
-        let (sender, intake) = Intake::new(3, 10);
+        let (sender, intake) = Intake::new(3, 10, Duration::from_secs(1));
         assert_eq!(
             offer(&sender, 4),
             [Offer::Queued, Offer::Queued, Offer::Queued, Offer::Full]
@@ -317,7 +324,6 @@ mod tests {
         let all = Take {
             budget: usize::MAX,
             all: true,
-            linger: Duration::from_secs(1),
         };
         let mut taken = Vec::new();
         assert_eq!(intake.take(&mut taken, all, Instant::now()), 3);
@@ -327,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_sender_gone_wakes_the_dispatcher() {
-        let (sender, intake) = Intake::new(3, 10);
+        let (sender, intake) = Intake::new(3, 10, Duration::from_secs(1));
         let other = sender.clone();
         drop(sender);
         assert!(!intake.senders_gone());

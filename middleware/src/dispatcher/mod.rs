@@ -346,7 +346,7 @@ impl Dispatcher {
     /// Returns at once when there is nothing to wait for: `Flushed` when
     /// shutting down with everything written.
     async fn wait_for_progress(&mut self, cancel: &CancellationToken) -> Round {
-        let open_due = self.intake.open_due(self.config.linger);
+        let open_due = self.intake.open_due();
         if self.writes.in_flight() == 0 && open_due.is_none() {
             if self.queue.is_empty() && self.deadline.is_some() && !self.intake.has_events() {
                 return Round::Flushed;
@@ -487,7 +487,6 @@ impl Dispatcher {
                 self.config.max_batch
             },
             all,
-            linger: self.config.linger,
         };
         self.intake.take(&mut self.taken, take, Instant::now());
         for batch in self.taken.drain(..) {
@@ -568,7 +567,7 @@ mod tests {
         CancellationToken,
         tokio::task::JoinHandle<ShutdownSummary>,
     ) {
-        let (tx, intake) = Intake::new(capacity, config.max_batch);
+        let (tx, intake) = Intake::new(capacity, config.max_batch, config.linger);
         let counters = Arc::new(Counters::default());
         let cancel = CancellationToken::new();
         let dispatcher = Dispatcher::new(intake, Arc::new(sink), counters.clone(), config);

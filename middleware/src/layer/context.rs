@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn an_invalid_config_makes_no_context() {
-        let (sender, _intake) = Intake::new(1, 1);
+        let (sender, _intake) = Intake::new(1, 1, std::time::Duration::ZERO);
         assert!(
             CaptureContext::new(
                 Arc::new(CaptureConfig::new().resource("case", "id")),
@@ -131,7 +131,7 @@ mod tests {
             )
             .is_err()
         );
-        let (sender, _intake) = Intake::new(1, 1);
+        let (sender, _intake) = Intake::new(1, 1, std::time::Duration::ZERO);
         let config = CaptureConfig::new().route(http::Method::POST, "/login", ActivityType::Login);
         assert!(
             CaptureContext::new(Arc::new(config), sender, Arc::new(Counters::default())).is_ok()

@@ -115,7 +115,7 @@ mod tests {
             config.validate().unwrap();
             let config = Arc::new(config);
             let counters = Arc::new(Counters::default());
-            let (sender, intake) = Intake::new(capacity, 1024);
+            let (sender, intake) = Intake::new(capacity, 1024, std::time::Duration::ZERO);
             let layer = ActivityLayer::new(Arc::new(
                 CaptureContext::new(config.clone(), sender, counters.clone()).unwrap(),
             ));
@@ -132,7 +132,6 @@ mod tests {
             let all = Take {
                 budget: usize::MAX,
                 all: true,
-                linger: std::time::Duration::ZERO,
             };
             self.intake
                 .take(&mut batches, all, tokio::time::Instant::now());

@@ -369,7 +369,11 @@ impl ActivityTrackerBuilder {
         };
         let mut dispatcher_config = self.dispatcher;
         dispatcher_config.max_in_flight = self.pool_size as usize;
-        let (sender, intake) = Intake::new(self.channel_capacity, dispatcher_config.max_batch);
+        let (sender, intake) = Intake::new(
+            self.channel_capacity,
+            dispatcher_config.max_batch,
+            dispatcher_config.linger,
+        );
         let counters = Arc::new(Counters::default());
         let capture = Arc::new(CaptureContext::new(
             Arc::new(self.capture),
