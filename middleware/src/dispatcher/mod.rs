@@ -353,10 +353,6 @@ impl Dispatcher {
             }
             return Round::Again;
         }
-        if self.writes.in_flight() == 0 && !self.queue.is_empty() {
-            // Writes could not start (a failed round): go round.
-            return Round::Again;
-        }
         let until = self.deadline.unwrap_or_else(far_future);
         // Woken for more only while the buffer holds less than a batch:
         // else the next round's top-up takes them.
